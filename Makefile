@@ -1,0 +1,40 @@
+# Rampart: `make up` runs the whole stack locally, `make test` runs the suite.
+# The Makefile bootstraps its own tools: a venv, uv (pinned in requirements.lock), and
+# every dependency from requirements.lock. Nothing but Python 3.11+ is needed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install up test test-fast lint bench lock config-docs clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check "$$(grep -E '^uv==' requirements.lock)"
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/rampart up
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests migrations
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+config-docs: $(STAMP)
+	$(BIN)/rampart config-docs
+
+# Re-pin every dependency (needs the registry); commit the new requirements.lock.
+lock: $(STAMP)
+	$(BIN)/uv pip compile -q requirements.in -o requirements.lock --python-version 3.11
+
+clean:
+	rm -rf $(VENV) .rampart

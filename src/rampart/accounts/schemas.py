@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignupIn(_Strict):
+    email: EmailStr = Field(max_length=320)
+    password: str = Field(min_length=12, max_length=256)
+    tenant_name: str = Field(min_length=1, max_length=200)
+
+
+class LoginIn(_Strict):
+    email: EmailStr = Field(max_length=320)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class TenantOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    name: str
+    plan: Literal["free", "pro"]
+    created_at: datetime
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    email: str
+    role: str
+    created_at: datetime
+
+
+class SignupOut(BaseModel):
+    user: UserOut
+    tenant: TenantOut
+    token: TokenOut
+
+
+class MeOut(BaseModel):
+    user: UserOut
+    tenant: TenantOut
+    role: str

@@ -1,0 +1,182 @@
+"""Assessments: accept answers, then score and roadmap them in the background.
+
+queued → scoring → scored → roadmapping → completed (or failed). The LLM is called outside
+any transaction; each step re-reads the row under a lock before writing, so a duplicate or
+late delivery of the same job finds the work done and changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from rampart.roadmaps import service as roadmap_service
+from rampart.assessments import repository
+from rampart.assessments.models import Assessment
+from rampart.assessments.questionnaire import AnswersError, validate_answers
+from rampart.assessments.schemas import (
+    AssessmentAccepted,
+    AssessmentIn,
+    AssessmentOut,
+    AssessmentPage,
+)
+from rampart.kit import context
+from rampart.kit.errors import NotFound, ValidationFailed
+from rampart.kit.jobs.enqueue import enqueue
+from rampart.kit.jobs.runner import JobRun
+from rampart.kit.logging import get_logger
+from rampart.kit.security.auth import Principal
+from rampart.llm import service as llm
+from rampart.llm.schemas import ScoreResult
+
+log = get_logger(__name__)
+
+SCORE_TASK = "rampart.assessments.score"
+ROADMAP_TASK = "rampart.assessments.roadmap"
+
+
+def create(session: Session, principal: Principal, data: AssessmentIn) -> AssessmentAccepted:
+    try:
+        validate_answers(data.answers)
+    except AnswersError as exc:
+        raise ValidationFailed("The answers are invalid.", details=exc.details) from exc
+    assessment_id = uuid.uuid4()
+    tenant_id = uuid.UUID(principal.tenant_id)
+    repository.insert_assessment(
+        session,
+        {
+            "id": assessment_id,
+            "tenant_id": tenant_id,
+            "created_by": uuid.UUID(principal.user_id),
+            "answers": data.answers,
+            "context": data.context,
+            "trace_id": context.current("trace_id"),
+        },
+    )
+    enqueue(
+        session,
+        tenant_id=tenant_id,
+        job_type="score_assessment",
+        task=SCORE_TASK,
+        idempotency_key=f"score:{assessment_id}",
+        payload={"assessment_id": str(assessment_id)},
+    )
+    context.bind(assessment_id=str(assessment_id))
+    log.info("assessment_accepted")
+    return AssessmentAccepted(id=assessment_id, status="queued")
+
+
+def get(session: Session, assessment_id: uuid.UUID) -> AssessmentOut:
+    assessment = repository.get(session, assessment_id)
+    if assessment is None:  # another tenant's row is invisible under RLS: 404, not 403
+        raise NotFound("Assessment not found.")
+    return AssessmentOut.model_validate(assessment)
+
+
+def _encode_cursor(assessment: Assessment) -> str:
+    raw = f"{assessment.created_at.isoformat()}|{assessment.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created), uuid.UUID(ident)
+    except ValueError as exc:
+        raise ValidationFailed(
+            "The cursor is invalid.", details=[{"field": "cursor", "problem": "malformed"}]
+        ) from exc
+
+
+def list_page(session: Session, *, limit: int, cursor: str | None) -> AssessmentPage:
+    before = _decode_cursor(cursor) if cursor else None
+    rows = repository.list_recent(session, limit=limit + 1, before=before)
+    page, more = rows[:limit], len(rows) > limit
+    return AssessmentPage(
+        items=[AssessmentOut.model_validate(a) for a in page],
+        next_cursor=_encode_cursor(page[-1]) if more else None,
+    )
+
+
+# --- background steps (called by tasks.py through the job runner) -------------------------
+
+
+def _locked(session: Session, run: JobRun) -> Assessment | None:
+    assessment_id = uuid.UUID(run.payload["assessment_id"])
+    context.bind(assessment_id=str(assessment_id))
+    return repository.get_for_update(session, assessment_id)
+
+
+def score_step(run: JobRun) -> None:
+    with run.transaction() as session:
+        assessment = _locked(session, run)
+        if assessment is None or assessment.status not in ("queued", "scoring"):
+            run.succeed(session)  # already scored (or gone): nothing to do twice
+            return
+        assessment.status = "scoring"
+        answers, user_context = dict(assessment.answers), assessment.context
+
+    generated = llm.score(answers, user_context)
+
+    with run.transaction() as session:
+        assessment = _locked(session, run)
+        if assessment is None or assessment.status != "scoring":
+            run.succeed(session)
+            return
+        assessment.status = "scored"
+        assessment.overall_score = generated.result.overall
+        assessment.dimension_scores = generated.result.model_dump()["dimensions"]
+        assessment.provider = generated.provider
+        assessment.model = generated.model
+        assessment.degraded = generated.degraded
+        assessment.score_duration_ms = generated.duration_ms
+        enqueue(
+            session,
+            tenant_id=run.tenant_id,
+            job_type="generate_roadmap",
+            task=ROADMAP_TASK,
+            idempotency_key=f"roadmap:{assessment.id}",
+            payload={"assessment_id": str(assessment.id)},
+        )
+        run.succeed(session)
+    log.info("assessment_scored", provider=generated.provider, overall=generated.result.overall)
+
+
+def roadmap_step(run: JobRun) -> None:
+    with run.transaction() as session:
+        assessment = _locked(session, run)
+        if assessment is None or assessment.status not in ("scored", "roadmapping"):
+            run.succeed(session)
+            return
+        assessment.status = "roadmapping"
+        answers, user_context = dict(assessment.answers), assessment.context
+        scored = ScoreResult.model_validate(
+            {"overall": assessment.overall_score, "dimensions": assessment.dimension_scores}
+        )
+
+    generated = llm.roadmap(answers, scored, user_context)
+
+    with run.transaction() as session:
+        assessment = _locked(session, run)
+        if assessment is None or assessment.status != "roadmapping":
+            run.succeed(session)
+            return
+        assessment.roadmap_id = roadmap_service.save(
+            session, tenant_id=run.tenant_id, assessment_id=assessment.id, generated=generated
+        )
+        assessment.status = "completed"
+        assessment.degraded = assessment.degraded or generated.degraded
+        run.succeed(session)
+    log.info("assessment_completed", provider=generated.provider)
+
+
+def mark_failed(run: JobRun, exc: BaseException) -> None:
+    """The job failed for good: say so on the assessment (the job row keeps the detail)."""
+    with run.transaction() as session:
+        assessment = _locked(session, run)
+        if assessment is not None and assessment.status != "completed":
+            assessment.status = "failed"
+            assessment.error = "Processing failed; the team has been notified."

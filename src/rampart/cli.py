@@ -1,0 +1,224 @@
+"""The `rampart` command: up, api, worker, relay, migrate, config-docs."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Rampart: a production-hardened multi-tenant SaaS backend.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _settings():
+    from rampart.config import get_settings
+
+    return get_settings()
+
+
+def _fresh_settings_from(env: dict[str, str]) -> None:
+    from rampart.config import get_settings
+
+    os.environ.update(env)
+    get_settings.cache_clear()
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: PORT).")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the HTTP API with uvicorn."""
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "rampart.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+) -> None:
+    """Run a Celery worker (prefork) for the background jobs."""
+    from rampart.worker import celery_app
+
+    settings = _settings()
+    celery_app.worker_main(
+        [
+            "worker",
+            "--loglevel",
+            settings.log_level,
+            "--concurrency",
+            str(concurrency or settings.worker_concurrency),
+            "--pool",
+            "prefork",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+
+
+@app.command()
+def relay() -> None:
+    """Publish committed outbox rows to the broker, until SIGTERM."""
+    import threading
+
+    from rampart.kit.jobs.celery_app import get_celery
+    from rampart.kit.jobs.relay import run_relay
+    from rampart.kit.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(
+        service="relay", env=settings.env, version=settings.version,
+        level=settings.log_level, log_file=settings.log_file,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_relay(get_celery(), stop)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations as the migration role (MIGRATION_DATABASE_URL)."""
+    from rampart.kit.db.migrate import current_revision
+    from rampart.kit.db.migrate import migrate as run_migrations
+
+    settings = _settings()
+    url = settings.require("migration_database_url")
+    runtime = settings.database_url.get_secret_value() if settings.database_url else None
+    run_migrations(url, runtime)
+    console.print(f"[green]migrated[/green] to revision {current_revision(url)}")
+
+
+@app.command("config-docs")
+def config_docs(
+    check: Annotated[bool, typer.Option(help="Fail if docs/configuration.md is stale.")] = False,
+) -> None:
+    """Write docs/configuration.md from the Settings model."""
+    from rampart.config_docs import DOC_PATH, render
+
+    text = render()
+    if check:
+        if not DOC_PATH.exists() or DOC_PATH.read_text() != text:
+            console.print("docs/configuration.md is stale: run `rampart config-docs`")
+            raise typer.Exit(1)
+        return
+    DOC_PATH.write_text(text)
+    console.print(f"wrote {DOC_PATH}")
+
+
+def _acquire_up_lock(home: Path):
+    home.mkdir(parents=True, exist_ok=True)
+    handle = open(home / "up.lock", "a+")  # noqa: SIM115 - held for the process lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip() or "?"
+        console.print(
+            f"[red]rampart up is already running (pid {pid}) for {home}; stop it first.[/red]"
+        )
+        raise typer.Exit(1) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen:
+    child_env = {**os.environ, **env, "LOG_FILE": str(logs / f"{name}.log")}
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "rampart.cli", *args],
+        env=child_env,
+        start_new_session=True,  # we stop them ourselves, in order, on Ctrl-C
+    )
+
+
+def _stop_all(children: dict[str, subprocess.Popen], timeout: float = 15.0) -> None:
+    for proc in children.values():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in children.values():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@app.command()
+def up() -> None:
+    """Start everything locally: Postgres, Redis, migrations, API, worker, relay."""
+    from rampart.devstack.stack import LocalStack
+
+    settings = _settings()
+    home = Path(settings.rampart_home).resolve()
+    lock = _acquire_up_lock(home)
+    stack = LocalStack(home)
+    children: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        with console.status("starting Postgres and Redis, applying migrations..."):
+            env = stack.start()
+        _fresh_settings_from(env)
+        logs = home / "logs"
+        logs.mkdir(exist_ok=True)
+        port = str(settings.port)
+        children["api"] = _spawn("api", ["api", "--port", port], env, logs)
+        children["worker"] = _spawn("worker", ["worker"], env, logs)
+        children["relay"] = _spawn("relay", ["relay"], env, logs)
+        base = f"http://{settings.host}:{port}"
+        console.print(
+            f"\n[bold green]Rampart is up[/bold green]  (data in {home}, logs in {logs})\n"
+            f"  API docs  {base}/docs\n  metrics   {base}/metrics\n  ready     {base}/ready\n"
+            f"  try:  curl -s -X POST {base}/api/v1/auth/signup -H 'content-type: application/json'"
+            " -d '{\"email\":\"you@example.com\",\"password\":\"correct horse battery\","
+            "\"tenant_name\":\"Acme\"}'\n"
+            "Ctrl-C stops everything.\n"
+        )
+        while not stopping:
+            dead = [name for name, proc in children.items() if proc.poll() is not None]
+            if dead:
+                console.print(f"[red]{', '.join(dead)} exited; stopping the stack[/red]")
+                raise typer.Exit(1)
+            time.sleep(0.5)
+    finally:
+        console.print("stopping...")
+        _stop_all(children)
+        stack.stop()
+        lock.close()
+        console.print("stopped.")
+
+
+if __name__ == "__main__":
+    app()

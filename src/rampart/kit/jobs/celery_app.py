@@ -1,0 +1,49 @@
+"""The Celery application: late acks, requeue on worker loss, one message at a time.
+
+Settings that Celery defaults wrongly for "never lose, never do twice" (see REFERENCE.md):
+acks_late so a task is acknowledged only after it finished; reject_on_worker_lost so a
+killed worker's message goes back to the queue; prefetch 1 so a busy worker does not hold
+messages others could run; a Redis visibility timeout longer than the longest task, so a
+running task is not handed to a second worker.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Celery
+
+from rampart.config import get_settings
+
+QUEUE = "rampart"
+
+
+@lru_cache
+def get_celery() -> Celery:
+    settings = get_settings()
+    broker = settings.require("redis_url")
+    transport = {
+        "visibility_timeout": settings.celery_visibility_timeout_seconds,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
+    app = Celery("rampart", broker=broker)
+    app.conf.update(
+        task_default_queue=QUEUE,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.task_time_limit_seconds,
+        task_soft_time_limit=max(1, settings.task_time_limit_seconds - 5),
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=2,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+    )
+    return app

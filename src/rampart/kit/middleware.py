@@ -1,0 +1,138 @@
+"""Pure ASGI middleware: request context (trace_id, access log, metrics, last-resort 500)
+and the request body size limit. Pure ASGI rather than BaseHTTPMiddleware: cheaper per
+request and the contextvars reach the endpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rampart.kit import context
+from rampart.kit.logging import get_logger
+from rampart.kit.metrics import HTTP_DURATION, HTTP_REQUESTS
+
+log = get_logger("rampart.http")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _envelope_bytes(code: str, message: str, trace_id: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message, "trace_id": trace_id}}).encode()
+
+
+class RequestContextMiddleware:
+    """Gives each request a trace_id (W3C traceparent or X-Request-ID in, both out), binds it
+    for logging, records metrics and turns anything unhandled into the 500 envelope."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        trace_id = context.trace_id_from_headers(
+            _header(scope, b"traceparent"), _header(scope, b"x-request-id")
+        )
+        span_id = context.new_span_id()
+        context.clear()
+        context.bind(trace_id=trace_id, span_id=span_id)
+        scope.setdefault("state", {})["trace_id"] = trace_id
+        out_headers = [
+            (b"x-request-id", trace_id.encode()),
+            (b"traceparent", context.traceparent_for(trace_id, span_id).encode()),
+        ]
+        status = 500
+        started = False
+        t0 = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                message["headers"] = list(message.get("headers", [])) + out_headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            log.exception("unhandled_exception", error_type=type(exc).__name__)
+            if not started:
+                body = _envelope_bytes("internal_error", "An unexpected error occurred.", trace_id)
+                await send_wrapper(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            elapsed = time.perf_counter() - t0
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_DURATION.labels(method, route).observe(elapsed)
+            log.info(
+                "http_request",
+                method=method,
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
+            context.clear()
+
+
+class BodySizeLimitMiddleware:
+    """413 for bodies over the limit: by Content-Length up front, or while streaming for
+    chunked uploads, so a large body is never buffered whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # An HTTPException passes through FastAPI's body parsing unchanged and
+                    # becomes the 413 envelope in the error handler.
+                    raise HTTPException(413, f"The request body exceeds {self.max_bytes} bytes.")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _reject(self, send: Send) -> None:
+        trace_id = str(context.current("trace_id") or "")
+        body = _envelope_bytes(
+            "payload_too_large", f"The request body exceeds {self.max_bytes} bytes.", trace_id
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

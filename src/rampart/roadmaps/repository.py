@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from rampart.roadmaps.models import Roadmap
+
+
+def get(session: Session, roadmap_id: uuid.UUID) -> Roadmap | None:
+    return session.get(Roadmap, roadmap_id)
+
+
+def insert_once(session: Session, values: dict) -> uuid.UUID:
+    """Insert the assessment's roadmap unless it has one; return the roadmap's id either way.
+
+    The unique assessment_id makes a second roadmap impossible, even for two deliveries of
+    the same job racing each other.
+    """
+    stmt = (
+        pg_insert(Roadmap)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["assessment_id"])
+        .returning(Roadmap.id)
+    )
+    inserted = session.execute(stmt).scalar_one_or_none()
+    if inserted is not None:
+        return inserted
+    return session.execute(
+        select(Roadmap.id).where(Roadmap.assessment_id == values["assessment_id"])
+    ).scalar_one()
