@@ -33,6 +33,17 @@ def _local_secrets(home: Path) -> dict[str, str]:
     return values
 
 
+def _ports(home: Path) -> dict[str, int]:
+    """Ports chosen once per .rampart/ and reused, so a server left running by a killed
+    `rampart up` is found again instead of clashing with a fresh port."""
+    path = home / "ports.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    ports = {"postgres": free_port(), "redis": free_port()}
+    path.write_text(json.dumps(ports))
+    return ports
+
+
 @dataclass
 class LocalStack:
     home: Path
@@ -46,6 +57,7 @@ class LocalStack:
         self.home.mkdir(parents=True, exist_ok=True)
         os.chmod(self.home, 0o755)  # the unprivileged Postgres user must traverse it
         local = _local_secrets(self.home)
+        ports = _ports(self.home)
         env = {"JWT_SECRET": os.environ.get("JWT_SECRET") or local["jwt_secret"]}
         if os.environ.get("DATABASE_URL"):
             env["DATABASE_URL"] = os.environ["DATABASE_URL"]
@@ -53,7 +65,7 @@ class LocalStack:
                 "MIGRATION_DATABASE_URL", os.environ["DATABASE_URL"]
             )
         else:
-            self.postgres = EmbeddedPostgres(self.home / "postgres", free_port(), fast=self.fast)
+            self.postgres = EmbeddedPostgres(self.home / "postgres", ports["postgres"], fast=self.fast)
             self.postgres.start()
             bootstrap_database(
                 self.postgres.superuser_url,
@@ -69,7 +81,7 @@ class LocalStack:
         if os.environ.get("REDIS_URL"):
             env["REDIS_URL"] = os.environ["REDIS_URL"]
         else:
-            self.redis = EmbeddedRedis(self.home / "redis", free_port(), fast=self.fast)
+            self.redis = EmbeddedRedis(self.home / "redis", ports["redis"], fast=self.fast)
             self.redis.start()
             env["REDIS_URL"] = self.redis.url
         migrate(env["MIGRATION_DATABASE_URL"], env["DATABASE_URL"])
