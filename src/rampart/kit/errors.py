@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rampart.kit import context
@@ -119,7 +120,14 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         return envelope(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled_exception", error_type=type(exc).__name__)
-        return envelope(500, "internal_error", "An unexpected error occurred.")
+    # The database is down, restarting or saturated: tell the client to retry, not 500.
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def _db_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("db_unavailable", error_type=type(exc).__name__, error=str(exc)[:300])
+        return envelope(
+            503,
+            "db_unavailable",
+            "The database is unavailable; retry shortly.",
+            headers={"Retry-After": "2"},
+        )
