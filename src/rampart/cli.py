@@ -14,7 +14,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="Rampart: a production-hardened multi-tenant SaaS backend.", no_args_is_help=True)
+app = typer.Typer(
+    help="Rampart: a production-hardened multi-tenant SaaS backend.", no_args_is_help=True
+)
 console = Console(stderr=True)
 
 
@@ -89,8 +91,11 @@ def relay() -> None:
 
     settings = _settings()
     configure_logging(
-        service="relay", env=settings.env, version=settings.version,
-        level=settings.log_level, log_file=settings.log_file,
+        service="relay",
+        env=settings.env,
+        version=settings.version,
+        level=settings.log_level,
+        log_file=settings.log_file,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -202,8 +207,8 @@ def up() -> None:
             f"\n[bold green]Rampart is up[/bold green]  (data in {home}, logs in {logs})\n"
             f"  API docs  {base}/docs\n  metrics   {base}/metrics\n  ready     {base}/ready\n"
             f"  try:  curl -s -X POST {base}/api/v1/auth/signup -H 'content-type: application/json'"
-            " -d '{\"email\":\"you@example.com\",\"password\":\"correct horse battery\","
-            "\"tenant_name\":\"Acme\"}'\n"
+            ' -d \'{"email":"you@example.com","password":"correct horse battery",'
+            '"tenant_name":"Acme"}\'\n'
             "Ctrl-C stops everything.\n"
         )
         while not stopping:

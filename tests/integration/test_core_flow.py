@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import text
+from tests.support.users import PASSWORD, answers, signup
 
 from rampart.assessments import service as assessment_service
 from rampart.kit.db.transaction import Claims, transaction
 from rampart.kit.jobs.runner import run_job
-from tests.support.users import PASSWORD, answers, signup
 
 
 def _jobs(tenant_id: str) -> list:
@@ -20,8 +20,10 @@ def _jobs(tenant_id: str) -> list:
 
 
 def _run_pending(tenant_id: str) -> None:
-    steps = {"score_assessment": assessment_service.score_step,
-             "generate_roadmap": assessment_service.roadmap_step}
+    steps = {
+        "score_assessment": assessment_service.score_step,
+        "generate_roadmap": assessment_service.roadmap_step,
+    }
     for job in _jobs(tenant_id):
         if job.status == "pending":
             run_job(str(job.id), tenant_id, steps[job.type])
@@ -114,10 +116,14 @@ def test_assessment_goes_from_queued_to_completed_with_a_roadmap(client):
 
 def test_running_every_job_twice_makes_one_score_and_one_roadmap(client):
     account = signup(client)
-    created = client.post("/api/v1/assessments", json={"answers": answers(1)}, headers=account.headers)
+    created = client.post(
+        "/api/v1/assessments", json={"answers": answers(1)}, headers=account.headers
+    )
     assessment_id = created.json()["id"]
-    steps = {"score_assessment": assessment_service.score_step,
-             "generate_roadmap": assessment_service.roadmap_step}
+    steps = {
+        "score_assessment": assessment_service.score_step,
+        "generate_roadmap": assessment_service.roadmap_step,
+    }
     for _ in range(2):
         for job in _jobs(account.tenant_id):
             for _again in range(2):  # a duplicate delivery of each job
@@ -136,7 +142,9 @@ def test_running_every_job_twice_makes_one_score_and_one_roadmap(client):
 def test_list_is_newest_first_and_paginates_without_overlap(client):
     account = signup(client)
     ids = [
-        client.post("/api/v1/assessments", json={"answers": answers(v)}, headers=account.headers).json()["id"]
+        client.post(
+            "/api/v1/assessments", json={"answers": answers(v)}, headers=account.headers
+        ).json()["id"]
         for v in (0, 1, 2, 3, 4)
     ]
     first = client.get("/api/v1/assessments?limit=2", headers=account.headers).json()

@@ -8,9 +8,9 @@ import time
 
 import httpx
 import uvicorn
+from tests.support.users import signup
 
 from rampart.devstack.ports import free_port
-from tests.support.users import signup
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -96,7 +96,9 @@ def test_unhandled_exception_is_a_500_envelope_and_the_traceback_is_logged(stack
     while not server.started:
         time.sleep(0.02)
     try:
-        response = httpx.get(f"http://127.0.0.1:{port}/explode", headers={"traceparent": TRACEPARENT})
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/explode", headers={"traceparent": TRACEPARENT}
+        )
     finally:
         server.should_exit = True
         thread.join(5)
@@ -105,7 +107,9 @@ def test_unhandled_exception_is_a_500_envelope_and_the_traceback_is_logged(stack
     assert body["error"]["code"] == "internal_error"
     assert "kaboom" not in response.text  # no internals leak to the client
     assert body["error"]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    lines = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
     logged = [line for line in lines if line["event"] == "unhandled_exception"]
     assert logged, "the traceback was not logged"
     assert logged[0]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -26,7 +26,12 @@ def test_outside_dev_missing_secrets_are_refused_and_each_is_named(env, monkeypa
 
 def test_outside_dev_a_short_jwt_secret_is_refused_with_the_reason():
     with pytest.raises(ValidationError, match="JWT_SECRET: shorter than 32"):
-        Settings(env="production", jwt_secret="short", database_url="postgresql://x", redis_url="redis://x")
+        Settings(
+            env="production",
+            jwt_secret="short",
+            database_url="postgresql://x",
+            redis_url="redis://x",
+        )
 
 
 def test_outside_dev_strong_secrets_start():

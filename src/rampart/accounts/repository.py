@@ -29,15 +29,23 @@ def user_for_login(session: Session, email: str) -> LoginRecord | None:
 
 
 def create_tenant_with_owner(
-    session: Session, *, tenant_id: uuid.UUID, user_id: uuid.UUID, tenant_name: str,
-    email: str, password_hash: str,
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    tenant_name: str,
+    email: str,
+    password_hash: str,
 ) -> None:
     # Core INSERTs without RETURNING keep to the privileges app_rw has; the unique index on
     # lower(email) raises IntegrityError for a duplicate, whatever tenant holds it.
     session.execute(insert(Tenant).values(id=tenant_id, name=tenant_name))
     session.execute(
         insert(User).values(
-            id=user_id, tenant_id=tenant_id, email=email, password_hash=password_hash,
+            id=user_id,
+            tenant_id=tenant_id,
+            email=email,
+            password_hash=password_hash,
             role="owner",
         )
     )

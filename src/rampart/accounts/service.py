@@ -8,7 +8,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rampart.accounts import repository
-from rampart.accounts.schemas import LoginIn, MeOut, SignupIn, SignupOut, TenantOut, TokenOut, UserOut
+from rampart.accounts.schemas import (
+    LoginIn,
+    MeOut,
+    SignupIn,
+    SignupOut,
+    TenantOut,
+    TokenOut,
+    UserOut,
+)
 from rampart.kit import audit, context
 from rampart.kit.db.transaction import Claims, set_claims
 from rampart.kit.errors import Conflict, NotFound, Unauthorized

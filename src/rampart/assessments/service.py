@@ -13,7 +13,6 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from rampart.roadmaps import service as roadmap_service
 from rampart.assessments import repository
 from rampart.assessments.models import Assessment
 from rampart.assessments.questionnaire import AnswersError, validate_answers
@@ -31,6 +30,7 @@ from rampart.kit.logging import get_logger
 from rampart.kit.security.auth import Principal
 from rampart.llm import service as llm
 from rampart.llm.schemas import ScoreResult
+from rampart.roadmaps import service as roadmap_service
 
 log = get_logger(__name__)
 

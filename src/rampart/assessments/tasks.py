@@ -16,7 +16,10 @@ def _trace_id(task: Task) -> str | None:
 @shared_task(name=service.SCORE_TASK, bind=True)
 def score_assessment(self: Task, job_id: str, tenant_id: str) -> str:
     return run_job(
-        job_id, tenant_id, service.score_step, trace_id=_trace_id(self),
+        job_id,
+        tenant_id,
+        service.score_step,
+        trace_id=_trace_id(self),
         on_failure=service.mark_failed,
     )
 
@@ -24,6 +27,9 @@ def score_assessment(self: Task, job_id: str, tenant_id: str) -> str:
 @shared_task(name=service.ROADMAP_TASK, bind=True)
 def generate_roadmap(self: Task, job_id: str, tenant_id: str) -> str:
     return run_job(
-        job_id, tenant_id, service.roadmap_step, trace_id=_trace_id(self),
+        job_id,
+        tenant_id,
+        service.roadmap_step,
+        trace_id=_trace_id(self),
         on_failure=service.mark_failed,
     )

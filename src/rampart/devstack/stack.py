@@ -55,7 +55,7 @@ class LocalStack:
     def start(self) -> dict[str, str]:
         """Start what is not configured, migrate, and return the env for child processes."""
         self.home.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.home, 0o755)  # the unprivileged Postgres user must traverse it
+        os.chmod(self.home, 0o755)  # noqa: S103 - the unprivileged Postgres user must traverse it
         local = _local_secrets(self.home)
         ports = _ports(self.home)
         env = {"JWT_SECRET": os.environ.get("JWT_SECRET") or local["jwt_secret"]}
@@ -65,7 +65,9 @@ class LocalStack:
                 "MIGRATION_DATABASE_URL", os.environ["DATABASE_URL"]
             )
         else:
-            self.postgres = EmbeddedPostgres(self.home / "postgres", ports["postgres"], fast=self.fast)
+            self.postgres = EmbeddedPostgres(
+                self.home / "postgres", ports["postgres"], fast=self.fast
+            )
             self.postgres.start()
             bootstrap_database(
                 self.postgres.superuser_url,

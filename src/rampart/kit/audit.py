@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, FetchedValue, DateTime, String, func, insert
+from sqlalchemy import BigInteger, DateTime, FetchedValue, String, func, insert
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -18,7 +18,9 @@ class AuditEvent(Base):
     # app_rw may INSERT but not SELECT these rows: never ask for RETURNING.
     __table_args__ = {"implicit_returning": False}
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, server_default=FetchedValue(), autoincrement=False)
+    id: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, server_default=FetchedValue(), autoincrement=False
+    )
     tenant_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     action: Mapped[str] = mapped_column(String)
@@ -28,7 +30,11 @@ class AuditEvent(Base):
 
 
 def record(
-    session: Session, *, tenant_id: uuid.UUID, actor_id: uuid.UUID | None, action: str,
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    actor_id: uuid.UUID | None,
+    action: str,
     subject: str | None = None,
 ) -> None:
     """Write an audit row in the caller's transaction: it commits or rolls back with the work.

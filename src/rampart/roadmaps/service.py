@@ -6,8 +6,8 @@ from sqlalchemy.orm import Session
 
 from rampart.kit import context
 from rampart.kit.errors import NotFound
-from rampart.llm.service import Generated
 from rampart.llm.schemas import RoadmapResult
+from rampart.llm.service import Generated
 from rampart.roadmaps import repository
 from rampart.roadmaps.schemas import RoadmapOut
 

@@ -12,7 +12,9 @@ from rampart.kit.db.transaction import Claims, transaction
 from rampart.kit.security.auth import Principal, current_principal
 
 
-def _tenant_session(principal: Annotated[Principal, Depends(current_principal)]) -> Iterator[Session]:
+def _tenant_session(
+    principal: Annotated[Principal, Depends(current_principal)],
+) -> Iterator[Session]:
     # scope="function": commit before the response is sent, so a failed commit is an error
     # response, never a 2xx for work that did not happen.
     with transaction(principal.claims) as session:

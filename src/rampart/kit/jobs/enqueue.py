@@ -43,9 +43,7 @@ def enqueue(
     if inserted is None:
         # Already requested: the existing job is (or was) on its way; don't publish twice.
         return session.execute(
-            select(Job.id).where(
-                Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key
-            )
+            select(Job.id).where(Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)
         ).scalar_one()
     session.execute(
         insert(OutboxRow).values(

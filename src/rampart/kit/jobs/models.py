@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, FetchedValue, DateTime, Integer, String, func
+from sqlalchemy import BigInteger, DateTime, FetchedValue, Integer, String, func
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -38,7 +38,9 @@ class OutboxRow(Base):
     # app_rw may INSERT but not SELECT these rows: never ask for RETURNING.
     __table_args__ = {"implicit_returning": False}
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, server_default=FetchedValue(), autoincrement=False)
+    id: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, server_default=FetchedValue(), autoincrement=False
+    )
     tenant_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     task: Mapped[str] = mapped_column(String)

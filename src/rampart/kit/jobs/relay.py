@@ -47,9 +47,7 @@ def relay_once(celery: Celery, batch_size: int) -> int:
         finally:
             # Mark what did go out even if the broker failed midway through the batch.
             if published:
-                session.execute(
-                    text("SELECT app.outbox_mark_sent(:ids)"), {"ids": published}
-                )
+                session.execute(text("SELECT app.outbox_mark_sent(:ids)"), {"ids": published})
             context.clear()
     return len(published)
 
