@@ -21,6 +21,7 @@ up: $(STAMP)
 	$(BIN)/rampart up
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests migrations
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
