@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,10 @@ from rampart.kit.logging import get_logger
 from rampart.kit.metrics import JOB_DURATION
 
 log = get_logger("rampart.jobs")
+
+# The database is down or saturated: not the job's fault. The task is retried later
+# (see kit/jobs/task.py) instead of failing the job.
+INFRASTRUCTURE_ERRORS = (sa_exc.OperationalError, sa_exc.TimeoutError)
 
 
 @dataclass
@@ -94,6 +99,7 @@ def run_job(
 ) -> str:
     """Run `work` for the job unless it already succeeded. Returns the outcome."""
     claims = Claims(tenant_id=str(uuid.UUID(tenant_id)), role="service")
+    context.clear()  # a prefork child runs many tasks: start each with a clean context
     context.bind(trace_id=trace_id, tenant_id=claims.tenant_id, job_id=job_id)
     run = _start(uuid.UUID(job_id), claims)
     if run is None:
@@ -104,6 +110,9 @@ def run_job(
     t0 = time.perf_counter()
     try:
         work(run)
+    except INFRASTRUCTURE_ERRORS:
+        log.warning("job_interrupted", reason="database unavailable; will retry")
+        raise
     except Exception as exc:
         log.error("job_failed", error_type=type(exc).__name__, traceback=traceback.format_exc())
         _fail(run, exc)
