@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values that only ever make sense on a developer's machine.
@@ -94,6 +94,23 @@ class Settings(BaseSettings):
         0.2, gt=0, description="How often the outbox relay looks for committed jobs."
     )
     relay_batch_size: int = Field(100, ge=1, description="Outbox rows published per round.")
+    job_max_attempts: int = Field(
+        5,
+        ge=1,
+        description="Deliveries of one job before it is quarantined (retries and deliveries "
+        "that crashed a worker both count).",
+    )
+    job_retry_base_seconds: float = Field(
+        1.0, gt=0, description="First retry delay of a transient job failure (doubles each time)."
+    )
+    job_retry_max_seconds: float = Field(
+        60.0, gt=0, description="Longest delay between job retries (before jitter)."
+    )
+    read_only: bool = Field(
+        False,
+        description="Start in read-only mode: writes get 503 `read_only`. Operators can also "
+        "switch it at runtime with `rampart maintenance read-only on|off`.",
+    )
 
     # --- LLM -----------------------------------------------------------------------------
     llm_providers: str = Field(
@@ -102,6 +119,78 @@ class Settings(BaseSettings):
     llm_offline_latency_seconds: float = Field(
         0.0, ge=0, description="Simulated latency of the offline provider (demos, chaos tests)."
     )
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1",
+        description="Base URL of an OpenAI-compatible chat-completions API (OpenAI, Ollama, "
+        "vLLM, OpenRouter); `/chat/completions` is appended.",
+    )
+    openai_api_key: SecretStr | None = Field(
+        None,
+        description="API key sent as `Authorization: Bearer`. Required outside dev/test when "
+        "LLM_PROVIDERS names `openai`.",
+    )
+    openai_model: str = Field("gpt-4o-mini", description="Model of the `openai` provider.")
+    anthropic_base_url: str = Field(
+        "https://api.anthropic.com",
+        description="Base URL of the Anthropic Messages API; `/v1/messages` is appended.",
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        None,
+        description="API key sent as `x-api-key`. Required outside dev/test when "
+        "LLM_PROVIDERS names `anthropic`.",
+    )
+    anthropic_model: str = Field(
+        "claude-3-5-haiku-latest", description="Model of the `anthropic` provider."
+    )
+    llm_timeout_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="Deadline of one HTTP call to an LLM provider (connect to last byte); "
+        "past it the call counts as a transient failure.",
+    )
+    llm_retry_attempts: int = Field(
+        3, ge=1, description="Tries per provider call for transient failures (1 = no retry)."
+    )
+    llm_retry_base_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="First backoff between tries; doubles each retry (~1 s, 2 s, 4 s), "
+        "plus up to this much random jitter.",
+    )
+    llm_retry_max_seconds: float = Field(
+        8.0,
+        ge=0,
+        description="Cap of one backoff, including a 429's Retry-After.",
+    )
+    llm_breaker_failure_threshold: int = Field(
+        5,
+        ge=1,
+        description="Consecutive failed calls (after retries) that open a provider's circuit "
+        "breaker.",
+    )
+    llm_breaker_cooldown_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="How long an open breaker fails fast before one trial call (half-open) "
+        "is let through. Breaker state is shared by all processes through Redis.",
+    )
+
+    @field_validator("llm_providers")
+    @classmethod
+    def _known_llm_providers(cls, value: str) -> str:
+        known = ("openai", "anthropic", "offline")
+        names = [p.strip() for p in value.split(",") if p.strip()]
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise ValueError(
+                f"LLM_PROVIDERS: unknown provider(s) {', '.join(unknown)} "
+                f"(known: {', '.join(known)})"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError("LLM_PROVIDERS: a provider is named twice")
+        if "offline" in names[:-1]:
+            raise ValueError("LLM_PROVIDERS: offline never fails, so it can only come last")
+        return value
 
     # --- logging -------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -118,6 +207,11 @@ class Settings(BaseSettings):
                 "CELERY_VISIBILITY_TIMEOUT_SECONDS must exceed TASK_TIME_LIMIT_SECONDS, "
                 "or running tasks are delivered twice"
             )
+        if self.job_retry_max_seconds >= self.celery_visibility_timeout_seconds:
+            raise ValueError(
+                "JOB_RETRY_MAX_SECONDS must be below CELERY_VISIBILITY_TIMEOUT_SECONDS, "
+                "or a waiting retry is delivered twice"
+            )
         if self.env in ("dev", "test"):
             return self
         problems = []
@@ -130,6 +224,14 @@ class Settings(BaseSettings):
             problems.append("DATABASE_URL: not set (no embedded Postgres outside dev)")
         if self.redis_url is None:
             problems.append("REDIS_URL: not set (no embedded Redis outside dev)")
+        for provider, key in (
+            ("openai", self.openai_api_key),
+            ("anthropic", self.anthropic_api_key),
+        ):
+            if provider in self.provider_chain and (key is None or not key.get_secret_value()):
+                problems.append(
+                    f"{provider.upper()}_API_KEY: not set (LLM_PROVIDERS names {provider})"
+                )
         if problems:
             raise InsecureSettingsError(
                 f"refusing to start with ENV={self.env}: " + "; ".join(problems)

@@ -7,26 +7,9 @@ import uuid
 from sqlalchemy import text
 from tests.support.users import PASSWORD, answers, signup
 
-from rampart.assessments import service as assessment_service
 from rampart.kit.db.transaction import Claims, transaction
-from rampart.kit.jobs.runner import run_job
-
-
-def _jobs(tenant_id: str) -> list:
-    with transaction(Claims(tenant_id=tenant_id, role="service")) as session:
-        return session.execute(
-            text("SELECT id, type, status, attempts FROM jobs ORDER BY created_at")
-        ).all()
-
-
-def _run_pending(tenant_id: str) -> None:
-    steps = {
-        "score_assessment": assessment_service.score_step,
-        "generate_roadmap": assessment_service.roadmap_step,
-    }
-    for job in _jobs(tenant_id):
-        if job.status == "pending":
-            run_job(str(job.id), tenant_id, steps[job.type])
+from tests.support.jobs import jobs as _jobs
+from tests.support.jobs import run, run_pending
 
 
 def test_signup_returns_user_free_tenant_and_token(client):
@@ -98,12 +81,12 @@ def test_assessment_goes_from_queued_to_completed_with_a_roadmap(client):
     assessment_id = created.json()["id"]
     assert created.headers["location"].endswith(assessment_id)
 
-    _run_pending(account.tenant_id)  # scores, and enqueues the roadmap job
+    run_pending(account.tenant_id)  # scores, and enqueues the roadmap job
     scored = client.get(f"/api/v1/assessments/{assessment_id}", headers=account.headers).json()
     assert scored["status"] == "scored"
     assert scored["overall_score"] == 40 and scored["provider"] == "offline"
 
-    _run_pending(account.tenant_id)
+    run_pending(account.tenant_id)
     done = client.get(f"/api/v1/assessments/{assessment_id}", headers=account.headers).json()
     assert done["status"] == "completed" and done["degraded"] is False
     roadmap = client.get(f"/api/v1/roadmaps/{done['roadmap_id']}", headers=account.headers)
@@ -120,14 +103,10 @@ def test_running_every_job_twice_makes_one_score_and_one_roadmap(client):
         "/api/v1/assessments", json={"answers": answers(1)}, headers=account.headers
     )
     assessment_id = created.json()["id"]
-    steps = {
-        "score_assessment": assessment_service.score_step,
-        "generate_roadmap": assessment_service.roadmap_step,
-    }
     for _ in range(2):
         for job in _jobs(account.tenant_id):
             for _again in range(2):  # a duplicate delivery of each job
-                run_job(str(job.id), account.tenant_id, steps[job.type])
+                run(str(job.id), job.type, account.tenant_id)
     jobs = _jobs(account.tenant_id)
     assert [j.type for j in jobs] == ["score_assessment", "generate_roadmap"]
     assert all(j.status == "succeeded" for j in jobs)

@@ -110,13 +110,28 @@ def _locked(session: Session, run: JobRun) -> Assessment | None:
     return repository.get_for_update(session, assessment_id)
 
 
+def _needs_score(assessment: Assessment) -> bool:
+    # `failed` with no score: a quarantined score job being replayed.
+    return assessment.status in ("queued", "scoring") or (
+        assessment.status == "failed" and assessment.overall_score is None
+    )
+
+
+def _needs_roadmap(assessment: Assessment) -> bool:
+    return assessment.status in ("scored", "roadmapping") or (
+        assessment.status == "failed"
+        and assessment.overall_score is not None
+        and assessment.roadmap_id is None
+    )
+
+
 def score_step(run: JobRun) -> None:
     with run.transaction() as session:
         assessment = _locked(session, run)
-        if assessment is None or assessment.status not in ("queued", "scoring"):
+        if assessment is None or not _needs_score(assessment):
             run.succeed(session)  # already scored (or gone): nothing to do twice
             return
-        assessment.status = "scoring"
+        assessment.status, assessment.error = "scoring", None
         answers, user_context = dict(assessment.answers), assessment.context
 
     generated = llm.score(answers, user_context)
@@ -148,10 +163,10 @@ def score_step(run: JobRun) -> None:
 def roadmap_step(run: JobRun) -> None:
     with run.transaction() as session:
         assessment = _locked(session, run)
-        if assessment is None or assessment.status not in ("scored", "roadmapping"):
+        if assessment is None or not _needs_roadmap(assessment):
             run.succeed(session)
             return
-        assessment.status = "roadmapping"
+        assessment.status, assessment.error = "roadmapping", None
         answers, user_context = dict(assessment.answers), assessment.context
         scored = ScoreResult.model_validate(
             {"overall": assessment.overall_score, "dimensions": assessment.dimension_scores}

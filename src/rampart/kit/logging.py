@@ -46,10 +46,22 @@ def scrub_processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str
     return {k: _scrub(v, k) if k not in ("exception",) else v for k, v in event.items()}
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is at the time of the call, not at configuration."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def configure_logging(
     *, service: str, env: str, version: str, level: str = "INFO", log_file: str | None = None
 ) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    handlers: list[logging.Handler] = [_StdoutHandler()]
     if log_file:
         handlers.append(
             logging.handlers.RotatingFileHandler(log_file, maxBytes=20_000_000, backupCount=5)

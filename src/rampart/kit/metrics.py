@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
     "rampart_http_requests_total", "HTTP requests served.", ["method", "route", "status"]
@@ -23,3 +23,32 @@ OUTBOX_PUBLISHED = Counter(
     "rampart_outbox_published_total", "Outbox rows published to the broker.", ["task"]
 )
 SIGNUPS = Counter("rampart_signups_total", "Tenants created through signup.")
+JOBS_QUARANTINED = Counter(
+    "rampart_jobs_quarantined_total", "Jobs moved to quarantine (dead letters).", ["type"]
+)
+JOB_RETRIES = Counter("rampart_job_retries_total", "Job retries scheduled.", ["type"])
+
+# --- LLM providers and circuit breakers ------------------------------------------------------
+LLM_REQUESTS = Counter(
+    "rampart_llm_requests_total",
+    "LLM provider calls by outcome: success, error, timeout, or circuit_open (failed fast, "
+    "no network).",
+    ["provider", "outcome"],
+)
+LLM_DURATION = Histogram(
+    "rampart_llm_request_duration_seconds",
+    "Duration of one LLM provider call (one try).",
+    ["provider"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0),
+)
+LLM_RETRIES = Counter(
+    "rampart_llm_retries_total",
+    "Retries of LLM provider calls after transient failures.",
+    ["provider"],
+)
+CIRCUIT_BREAKER_STATE = Gauge(
+    "rampart_circuit_breaker_state",
+    "Circuit breaker state as last seen by this process: 0 closed, 1 half-open, 2 open.",
+    ["provider"],
+    multiprocess_mode="mostrecent",
+)

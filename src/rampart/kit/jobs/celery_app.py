@@ -32,7 +32,9 @@ def get_celery() -> Celery:
         task_default_queue=QUEUE,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        task_acks_on_failure_or_timeout=True,
+        # A task that raised (not retried) stays unacked and comes back after the
+        # visibility timeout: the runner quarantines it then, nothing is dropped.
+        task_acks_on_failure_or_timeout=False,
         worker_prefetch_multiplier=1,
         task_time_limit=settings.task_time_limit_seconds,
         task_soft_time_limit=max(1, settings.task_time_limit_seconds - 5),

@@ -1,8 +1,17 @@
-"""Run one job idempotently: the task gets a JobRun, the job row tracks every delivery.
+"""Run one job idempotently and classify how it ended.
 
-A delivery of a job that already succeeded does nothing; `attempts` counts deliveries, so a
-re-delivery after a crash is visible. The domain work marks the job succeeded in its own
-final transaction (`run.succeed(session)`), so "work written" and "job done" commit together.
+The job row tracks every delivery (`attempts`). A delivery of a job that already succeeded
+or was quarantined does nothing. The domain work marks the job succeeded in its own final
+transaction (`run.succeed(session)`), so "work written" and "job done" commit together.
+
+How a job ends (docs/resilience.md):
+- success → `succeeded`;
+- transient error (database down or saturated, `TransientJobError`) with attempts left →
+  re-raised, and the task schedules a retry with backoff and jitter;
+- definitive error (anything else: bad payload, a bug, invalid output), or a transient one
+  with no attempts left → `quarantined`, with a dead letter;
+- more deliveries than `JOB_MAX_ATTEMPTS` (a message that keeps killing its worker never
+  gets to raise) → quarantined at the start of the next delivery, before running.
 """
 
 from __future__ import annotations
@@ -19,17 +28,28 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from rampart.config import get_settings
 from rampart.kit import context
 from rampart.kit.db.transaction import Claims, transaction
 from rampart.kit.jobs.models import Job
+from rampart.kit.jobs.quarantine import quarantine
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import JOB_DURATION
+from rampart.kit.metrics import JOB_DURATION, JOB_RETRIES
 
 log = get_logger("rampart.jobs")
 
-# The database is down or saturated: not the job's fault. The task is retried later
-# (see kit/jobs/task.py) instead of failing the job.
-INFRASTRUCTURE_ERRORS = (sa_exc.OperationalError, sa_exc.TimeoutError)
+
+class TransientJobError(Exception):
+    """Raised by job work for a temporary failure worth retrying later."""
+
+
+class DeliveryLimitExceeded(Exception):
+    """The job was delivered more times than JOB_MAX_ATTEMPTS without finishing."""
+
+
+TRANSIENT_ERRORS = (sa_exc.OperationalError, sa_exc.TimeoutError, TransientJobError)
+Work = Callable[["JobRun"], None]
+OnFailure = Callable[["JobRun", BaseException], None]
 
 
 @dataclass
@@ -37,6 +57,7 @@ class JobRun:
     job_id: uuid.UUID
     tenant_id: uuid.UUID
     type: str
+    task: str
     payload: dict[str, Any]
     trace_id: str | None
     attempts: int
@@ -58,12 +79,17 @@ class JobRun:
         )
 
 
-def _start(job_id: uuid.UUID, claims: Claims) -> JobRun | None:
+def _locked_job(session: Session, job_id: uuid.UUID) -> Job | None:
+    return session.execute(
+        select(Job).where(Job.id == job_id).with_for_update()
+    ).scalar_one_or_none()
+
+
+def _start(job_id: uuid.UUID, claims: Claims, task: str) -> JobRun | None:
+    """Count this delivery and return the run, or None when there is nothing to do."""
     with transaction(claims) as session:
-        job = session.execute(
-            select(Job).where(Job.id == job_id).with_for_update()
-        ).scalar_one_or_none()
-        if job is None or job.status == "succeeded":
+        job = _locked_job(session, job_id)
+        if job is None or job.status in ("succeeded", "quarantined"):
             return None
         job.status = "processing"
         job.attempts += 1
@@ -73,52 +99,71 @@ def _start(job_id: uuid.UUID, claims: Claims) -> JobRun | None:
             job_id=job.id,
             tenant_id=job.tenant_id,
             type=job.type,
+            task=task,
             payload=dict(job.payload),
             trace_id=job.trace_id,
             attempts=job.attempts,
         )
 
 
-def _fail(run: JobRun, exc: BaseException) -> None:
-    error = f"{type(exc).__name__}: {exc}"[:2000]
+def _quarantine(run: JobRun, exc: BaseException, tb: str | None, on_failure: OnFailure | None):
     with run.transaction() as session:
-        session.execute(
-            update(Job)
-            .where(Job.id == run.job_id)
-            .values(status="failed", last_error=error, finished_at=func.now())
+        job = _locked_job(session, run.job_id)
+        if job is None or job.status in ("succeeded", "quarantined"):
+            return
+        quarantine(
+            session,
+            job=job,
+            task=run.task,
+            error_class=type(exc).__name__,
+            error_message=str(exc) or type(exc).__name__,
+            traceback=tb,
         )
+    log.error("job_quarantined", error_type=type(exc).__name__, attempts=run.attempts)
+    if on_failure is not None:
+        on_failure(run, exc)
 
 
 def run_job(
     job_id: str,
     tenant_id: str,
-    work: Callable[[JobRun], None],
+    work: Work,
     *,
+    task: str,
     trace_id: str | None = None,
-    on_failure: Callable[[JobRun, BaseException], None] | None = None,
+    on_failure: OnFailure | None = None,
 ) -> str:
-    """Run `work` for the job unless it already succeeded. Returns the outcome."""
+    """Run `work` for the job; return the outcome (raises only transient errors to retry)."""
+    max_attempts = get_settings().job_max_attempts
     claims = Claims(tenant_id=str(uuid.UUID(tenant_id)), role="service")
     context.clear()  # a prefork child runs many tasks: start each with a clean context
     context.bind(trace_id=trace_id, tenant_id=claims.tenant_id, job_id=job_id)
-    run = _start(uuid.UUID(job_id), claims)
+    run = _start(uuid.UUID(job_id), claims, task)
     if run is None:
-        log.info("job_skipped", reason="already succeeded or unknown")
+        log.info("job_skipped", reason="already succeeded, quarantined or unknown")
         return "skipped"
     context.bind(trace_id=trace_id or run.trace_id, job_type=run.type, attempt=run.attempts)
+    if run.attempts > max_attempts:
+        limit = DeliveryLimitExceeded(
+            f"delivered {run.attempts} times without finishing (limit {max_attempts}): "
+            "the job keeps crashing its worker or kept failing"
+        )
+        _quarantine(run, limit, None, on_failure)
+        return "quarantined"
     log.info("job_started")
     t0 = time.perf_counter()
     try:
         work(run)
-    except INFRASTRUCTURE_ERRORS:
-        log.warning("job_interrupted", reason="database unavailable; will retry")
-        raise
-    except Exception as exc:
-        log.error("job_failed", error_type=type(exc).__name__, traceback=traceback.format_exc())
-        _fail(run, exc)
-        if on_failure is not None:
-            on_failure(run, exc)
-        return "failed"
+    except TRANSIENT_ERRORS as exc:
+        if run.attempts < max_attempts:
+            log.warning("job_transient_error", error_type=type(exc).__name__, error=str(exc)[:300])
+            JOB_RETRIES.labels(run.type).inc()
+            raise
+        _quarantine(run, exc, traceback.format_exc(), on_failure)
+        return "quarantined"
+    except Exception as exc:  # definitive: retrying will not fix it
+        _quarantine(run, exc, traceback.format_exc(), on_failure)
+        return "quarantined"
     finally:
         JOB_DURATION.labels(run.type).observe(time.perf_counter() - t0)
     log.info("job_succeeded", duration_ms=round((time.perf_counter() - t0) * 1000, 1))

@@ -1,16 +1,19 @@
 """Declare a job task: a Celery task that runs a domain step through the job runner.
 
-Infrastructure errors (database down or saturated) retry with exponential backoff and
-jitter, so accepted work waits for the database instead of being dropped.
+Transient errors are retried by Celery with exponential backoff and full jitter, bounded by
+JOB_MAX_ATTEMPTS deliveries (the runner quarantines after that). A task that still raises
+(the database was down even for the quarantine write) is not acknowledged: Redis hands it
+out again after the visibility timeout, so accepted work is never dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
 
 from celery import Task, shared_task
 
-from rampart.kit.jobs.runner import INFRASTRUCTURE_ERRORS, JobRun, run_job
+from rampart.config import get_settings
+from rampart.kit.jobs.runner import TRANSIENT_ERRORS, OnFailure, Work, run_job
 
 
 def _trace_id(task: Task) -> str | None:
@@ -18,21 +21,26 @@ def _trace_id(task: Task) -> str | None:
     return getattr(request, "trace_id", None) or (request.headers or {}).get("trace_id")
 
 
-def job_task(
-    name: str,
-    work: Callable[[JobRun], None],
-    on_failure: Callable[[JobRun, BaseException], None] | None = None,
-) -> Task:
-    @shared_task(
-        name=name,
-        bind=True,
-        autoretry_for=INFRASTRUCTURE_ERRORS,
-        retry_backoff=2,
-        retry_backoff_max=60,
-        retry_jitter=True,
-        max_retries=30,
-    )
+def retry_delay(retries: int) -> float:
+    """Exponential backoff with jitter: base·2^n capped, then scaled by 0.5–1.0."""
+    settings = get_settings()
+    ceiling = min(settings.job_retry_max_seconds, settings.job_retry_base_seconds * 2**retries)
+    return ceiling * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
+
+
+def job_task(name: str, work: Work, on_failure: OnFailure | None = None) -> Task:
+    @shared_task(name=name, bind=True, max_retries=None)
     def task(self: Task, job_id: str, tenant_id: str) -> str:
-        return run_job(job_id, tenant_id, work, trace_id=_trace_id(self), on_failure=on_failure)
+        try:
+            return run_job(
+                job_id,
+                tenant_id,
+                work,
+                task=name,
+                trace_id=_trace_id(self),
+                on_failure=on_failure,
+            )
+        except TRANSIENT_ERRORS as exc:
+            raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
 
     return task

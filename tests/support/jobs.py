@@ -1,0 +1,33 @@
+"""Run the pipeline's jobs in-process (the real runner, real database) for integration tests."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from rampart.assessments import service
+from rampart.kit.db.transaction import Claims, transaction
+from rampart.kit.jobs.runner import run_job
+
+STEPS = {
+    "score_assessment": (service.SCORE_TASK, service.score_step, service.mark_failed),
+    "generate_roadmap": (service.ROADMAP_TASK, service.roadmap_step, service.mark_failed),
+}
+
+
+def jobs(tenant_id: str) -> list:
+    with transaction(Claims(tenant_id=tenant_id, role="service")) as session:
+        return session.execute(
+            text("SELECT id, type, status, attempts FROM jobs ORDER BY created_at")
+        ).all()
+
+
+def run(job_id: str, job_type: str, tenant_id: str) -> str:
+    task, step, on_failure = STEPS[job_type]
+    return run_job(job_id, tenant_id, step, task=task, on_failure=on_failure)
+
+
+def run_pending(tenant_id: str) -> None:
+    """Run every pending job of the tenant once (a score job enqueues the roadmap job)."""
+    for job in jobs(tenant_id):
+        if job.status == "pending":
+            run(str(job.id), job.type, tenant_id)
