@@ -11,6 +11,7 @@ from rampart.config import get_settings
 from rampart.kit.errors import install_error_handlers
 from rampart.kit.health import router as health_router
 from rampart.kit.logging import configure_logging
+from rampart.kit.maintenance import ReadOnlyGate
 from rampart.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from rampart.roadmaps.routes import router as roadmaps_router
 
@@ -27,6 +28,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="Rampart", version=settings.version, docs_url="/docs")
     install_error_handlers(app)
     # Added last = outermost: the request context wraps everything, including 413s.
+    app.add_middleware(ReadOnlyGate)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     for router in (health_router, accounts_router, assessments_router, roadmaps_router):

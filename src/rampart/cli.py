@@ -17,7 +17,9 @@ from rich.console import Console
 app = typer.Typer(
     help="Rampart: a production-hardened multi-tenant SaaS backend.", no_args_is_help=True
 )
-console = Console(stderr=True)
+# soft_wrap: never break lines ourselves (a wrapped curl example or error is broken when
+# not on a terminal, where rich assumes 80 columns); the terminal wraps for display.
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _settings():
@@ -133,6 +135,17 @@ def config_docs(
     console.print(f"wrote {DOC_PATH}")
 
 
+@app.command("fake-llm")
+def fake_llm(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8089,
+) -> None:
+    """Serve a fake LLM (OpenAI and Anthropic wire formats) with fault injection."""
+    from rampart.llm.fake_server import serve
+
+    serve(host, port)
+
+
 def _acquire_up_lock(home: Path):
     home.mkdir(parents=True, exist_ok=True)
     handle = open(home / "up.lock", "a+")  # noqa: SIM115 - held for the process lifetime
@@ -224,6 +237,11 @@ def up() -> None:
         lock.close()
         console.print("stopped.")
 
+
+from rampart.ops_cli import dlq_app, maintenance_app  # noqa: E402 - sub-commands
+
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(maintenance_app, name="maintenance")
 
 if __name__ == "__main__":
     app()

@@ -105,7 +105,7 @@ def list_page(session: Session, *, limit: int, cursor: str | None) -> Assessment
 
 
 def _locked(session: Session, run: JobRun) -> Assessment | None:
-    assessment_id = uuid.UUID(run.payload["assessment_id"])
+    assessment_id = uuid.UUID(run.payload["assessment_id"])  # a bad payload is definitive
     context.bind(assessment_id=str(assessment_id))
     return repository.get_for_update(session, assessment_id)
 

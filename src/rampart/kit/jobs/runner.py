@@ -121,7 +121,10 @@ def _quarantine(run: JobRun, exc: BaseException, tb: str | None, on_failure: OnF
         )
     log.error("job_quarantined", error_type=type(exc).__name__, attempts=run.attempts)
     if on_failure is not None:
-        on_failure(run, exc)
+        try:
+            on_failure(run, exc)
+        except Exception:  # the job is safely quarantined; the domain's note is best effort
+            log.exception("job_on_failure_hook_failed")
 
 
 def run_job(

@@ -1,0 +1,92 @@
+"""Read-only mode (seed 001 §7.3): an operator switch shared by every API process.
+
+On when READ_ONLY=true or when the Redis flag is set (`rampart maintenance read-only on`).
+Writes then get 503 `read_only` with Retry-After; reads, /health and /ready keep working and
+workers keep draining. The flag is read at most once a second per process; if Redis cannot
+be asked, the READ_ONLY setting alone decides (Redis down must not block writes that the
+outbox would keep safe).
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+import redis.asyncio as aioredis
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from rampart.config import get_settings
+from rampart.kit.errors import envelope
+from rampart.kit.logging import get_logger
+
+log = get_logger(__name__)
+
+FLAG_KEY = "rampart:maintenance:read_only"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+RETRY_AFTER_SECONDS = 60
+_CACHE_SECONDS = 1.0
+
+
+def set_read_only(on: bool) -> None:
+    client = redis.Redis.from_url(get_settings().require("redis_url"), socket_timeout=2)
+    try:
+        if on:
+            client.set(FLAG_KEY, "1")
+        else:
+            client.delete(FLAG_KEY)
+    finally:
+        client.close()
+
+
+def read_only_flag() -> bool:
+    client = redis.Redis.from_url(get_settings().require("redis_url"), socket_timeout=2)
+    try:
+        return bool(client.exists(FLAG_KEY))
+    finally:
+        client.close()
+
+
+class ReadOnlyGate:
+    """ASGI middleware: refuses writes while read-only mode is on."""
+
+    def __init__(self, app: ASGIApp, exempt_paths: frozenset[str] = frozenset()) -> None:
+        self.app = app
+        self.exempt_paths = exempt_paths
+        self._client: aioredis.Redis | None = None
+        self._cached: tuple[float, bool] = (0.0, False)
+
+    async def _is_read_only(self) -> bool:
+        settings = get_settings()
+        if settings.read_only:
+            return True
+        checked_at, value = self._cached
+        if time.monotonic() - checked_at < _CACHE_SECONDS:
+            return value
+        if self._client is None:
+            self._client = aioredis.Redis.from_url(
+                settings.require("redis_url"), socket_timeout=0.3, socket_connect_timeout=0.3
+            )
+        try:
+            value = bool(await self._client.exists(FLAG_KEY))
+        except (redis.RedisError, OSError) as exc:
+            log.warning("read_only_flag_unavailable", error=str(exc)[:200])
+            value = False
+        self._cached = (time.monotonic(), value)
+        return value
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in WRITE_METHODS
+            and scope["path"] not in self.exempt_paths
+            and await self._is_read_only()
+        ):
+            response = envelope(
+                503,
+                "read_only",
+                "The service is in read-only maintenance mode; retry later.",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,60 @@
+"""Read-only maintenance mode: writes refused with 503 `read_only`, reads keep working."""
+
+from __future__ import annotations
+
+import time
+
+from tests.support.cli import rampart
+from tests.support.users import answers, signup
+
+
+def _post(client, account):
+    return client.post("/api/v1/assessments", json={"answers": answers(3)}, headers=account.headers)
+
+
+def _wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
+
+
+def test_read_only_switch_refuses_writes_and_keeps_reads_then_lifts(client):
+    account = signup(client)
+    assert _post(client, account).status_code == 202
+    assert "read-only: ON" in rampart("maintenance", "read-only", "on").stdout
+    try:
+        _wait_for(lambda: _post(client, account).status_code == 503)
+        refused = _post(client, account)
+        assert refused.json()["error"]["code"] == "read_only"
+        assert int(refused.headers["retry-after"]) > 0
+        listed = client.get("/api/v1/assessments", headers=account.headers)
+        assert listed.status_code == 200 and len(listed.json()["items"]) == 1  # nothing written
+        assert client.get("/health").status_code == 200
+        assert client.get("/ready").status_code == 200
+        login = client.post(
+            "/api/v1/auth/login", json={"email": account.email, "password": "x" * 12}
+        )
+        assert login.status_code == 503
+    finally:
+        assert "read-only: off" in rampart("maintenance", "read-only", "off").stdout
+    _wait_for(lambda: _post(client, account).status_code == 202)
+
+
+def test_read_only_setting_turns_it_on_from_startup(stack, monkeypatch):
+    import httpx
+
+    from tests.support.server import serve_in_thread
+    from tests.support.stack import reset_caches
+
+    monkeypatch.setenv("READ_ONLY", "true")
+    reset_caches()
+    try:
+        with serve_in_thread() as url:
+            response = httpx.post(f"{url}/api/v1/auth/signup", json={})
+            assert response.status_code == 503
+            assert response.json()["error"]["code"] == "read_only"
+            assert httpx.get(f"{url}/api/v1/assessments/questionnaire").status_code == 200
+    finally:
+        monkeypatch.delenv("READ_ONLY")
+        reset_caches()
