@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 
 class _Strict(BaseModel):
@@ -15,6 +15,14 @@ class SignupIn(_Strict):
     email: EmailStr = Field(max_length=320)
     password: str = Field(min_length=12, max_length=256)
     tenant_name: str = Field(min_length=1, max_length=200)
+
+    @field_validator("tenant_name")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        # Postgres text cannot hold NUL: a 422 here, not a 500 at the INSERT.
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class LoginIn(_Strict):

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from rampart.llm.schemas import DimensionScore
 
@@ -16,6 +16,14 @@ class AssessmentIn(BaseModel):
     # Strict ints: "3", 3.0 and true are wrong types, not answers.
     answers: dict[str, StrictInt] = Field(max_length=200)
     context: str | None = Field(None, max_length=2000)
+
+    @field_validator("context")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # Postgres text cannot hold NUL: a 422 here, not a 500 at the INSERT.
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class AssessmentAccepted(BaseModel):

@@ -7,6 +7,7 @@ client never sees another shape.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -83,6 +84,17 @@ _HTTP_CODES = {
 }
 
 
+class _EnvelopeResponse(JSONResponse):
+    """ASCII-escaped JSON: details may echo client input (an answer key, a field name), and
+    a lone surrogate from a JSON "\\ud800" escape cannot be encoded as UTF-8. Escaped, it
+    renders; unescaped, the error response itself would fail and become a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode("ascii")
+
+
 def envelope(
     status: int, code: str, message: str, details: Any = None, headers: dict | None = None
 ) -> JSONResponse:
@@ -90,7 +102,7 @@ def envelope(
     if details is not None:
         body["details"] = details
     body["trace_id"] = context.current("trace_id")
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+    return _EnvelopeResponse({"error": body}, status_code=status, headers=headers)
 
 
 def _validation_details(exc: RequestValidationError) -> tuple[str, str, list[dict]]:
