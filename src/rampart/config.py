@@ -114,7 +114,10 @@ class Settings(BaseSettings):
 
     # --- LLM -----------------------------------------------------------------------------
     llm_providers: str = Field(
-        "offline", description="Ordered, comma-separated provider fallback chain."
+        "offline",
+        description="Ordered, comma-separated provider fallback chain of `openai`, "
+        "`anthropic` and `offline` (e.g. `openai,anthropic,offline`). It always ends in "
+        "`offline`, which never fails; results from a later provider are marked degraded.",
     )
     llm_offline_latency_seconds: float = Field(
         0.0, ge=0, description="Simulated latency of the offline provider (demos, chaos tests)."

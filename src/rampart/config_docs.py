@@ -18,7 +18,8 @@ Generated from `rampart.config.Settings` by `rampart config-docs`; do not edit b
 Every setting is an environment variable (case-insensitive). Secrets can also be read
 from files: set `SECRETS_DIR` to a directory (e.g. `/run/secrets`) holding one file per
 variable, named in lower case (`jwt_secret`). Outside `ENV=dev|test`, startup refuses a
-missing or weak `JWT_SECRET` and a missing `DATABASE_URL` or `REDIS_URL`, naming each.
+missing or weak `JWT_SECRET`, a missing `DATABASE_URL` or `REDIS_URL`, and a
+missing API key for a provider named in `LLM_PROVIDERS`, naming each.
 
 | Variable | Type | Default | Description |
 | --- | --- | --- | --- |

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import text
+from tests.support.jobs import jobs as _jobs
+from tests.support.jobs import run, run_pending
 from tests.support.users import PASSWORD, answers, signup
 
 from rampart.kit.db.transaction import Claims, transaction
-from tests.support.jobs import jobs as _jobs
-from tests.support.jobs import run, run_pending
 
 
 def test_signup_returns_user_free_tenant_and_token(client):

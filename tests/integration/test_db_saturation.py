@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import httpx
-
 from tests.support.users import signup
 
 
 def test_exhausted_pool_gives_503_db_unavailable_within_the_acquire_timeout(stack, monkeypatch):
-    from rampart.kit.db.engine import get_engine
     from tests.support.server import serve_in_thread
     from tests.support.stack import reset_caches
+
+    from rampart.kit.db.engine import get_engine
 
     for name, value in {
         "DB_POOL_SIZE": "1",

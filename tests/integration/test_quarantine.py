@@ -6,14 +6,14 @@ import uuid
 
 import pytest
 from sqlalchemy import text
+from tests.support.cli import rampart
+from tests.support.jobs import jobs, run, run_pending
+from tests.support.users import answers, signup
 
 from rampart.assessments import service
 from rampart.kit.db.transaction import Claims, transaction
 from rampart.kit.jobs.enqueue import enqueue
 from rampart.kit.jobs.runner import TransientJobError, run_job
-from tests.support.cli import rampart
-from tests.support.jobs import jobs, run, run_pending
-from tests.support.users import answers, signup
 
 
 def _as_tenant(tenant_id: str, sql: str, **params):

@@ -43,7 +43,6 @@ def test_read_only_switch_refuses_writes_and_keeps_reads_then_lifts(client):
 
 def test_read_only_setting_turns_it_on_from_startup(stack, monkeypatch):
     import httpx
-
     from tests.support.server import serve_in_thread
     from tests.support.stack import reset_caches
 
