@@ -45,6 +45,8 @@ def get_celery() -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
+        # Our JSON handler writes to stdout; redirecting it into a logger would log twice.
+        worker_redirect_stdouts=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
     )
