@@ -30,7 +30,8 @@ def _libpq(url: str) -> str:
 
 def migrate(migration_url: str, runtime_url: str | None) -> None:
     alembic_url = make_url(migration_url).set(drivername="postgresql+psycopg")
-    command.upgrade(_alembic_config(alembic_url.render_as_string(hide_password=False)), "head")
+    # "heads": independent migration branches (each off a shared parent) all apply.
+    command.upgrade(_alembic_config(alembic_url.render_as_string(hide_password=False)), "heads")
     if runtime_url is None:
         return
     runtime = make_url(runtime_url)
