@@ -27,6 +27,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests migrations
 
+# Security scans and API fuzzing, also run by `make test`: bandit, detect-secrets against
+# .secrets.baseline, pip-audit (a notice when offline), schemathesis against the running app.
+.PHONY: audit
+audit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration/test_static_scans.py tests/integration/test_schemathesis.py
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

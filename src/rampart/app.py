@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from rampart.accounts.routes import router as accounts_router
 from rampart.assessments.routes import router as assessments_router
+from rampart.billing.routes import router as billing_router
 from rampart.config import get_settings
+from rampart.evidence.routes import OWN_BODY_LIMIT as EVIDENCE_UPLOAD
+from rampart.evidence.routes import router as evidence_router
+from rampart.kit import metrics_export
 from rampart.kit.errors import install_error_handlers
 from rampart.kit.health import router as health_router
 from rampart.kit.logging import configure_logging
 from rampart.kit.maintenance import ReadOnlyGate
 from rampart.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from rampart.kit.observability import setup_process
+from rampart.kit.security.client_ip import TrustedProxyMiddleware
+from rampart.kit.security.cors import CorsMiddleware
+from rampart.kit.security.headers import SecurityHeadersMiddleware
+from rampart.kit.security.ratelimit import RateLimitMiddleware
 from rampart.roadmaps.routes import router as roadmaps_router
 
 
@@ -25,17 +33,44 @@ def create_app() -> FastAPI:
         level=settings.log_level,
         log_file=settings.log_file,
     )
-    app = FastAPI(title="Rampart", version=settings.version, docs_url="/docs")
+    setup_process("api")  # OpenTelemetry, Sentry, rampart_build_info
+    # telemetry: FastAPI's native OpenTelemetry server span is off; RequestContextMiddleware
+    # opens the one server span, whose trace id is also the log trace_id (kit/tracing.py).
+    app = FastAPI(
+        title="Rampart", version=settings.version, docs_url="/docs", telemetry={"tracing": False}
+    )
     install_error_handlers(app)
     # Added last = outermost: the request context wraps everything, including 413s.
+    # Outermost first: security headers (on every response, even the request context's
+    # last-resort 500) → request context (trace_id) → client IP (trusted proxies) → CORS
+    # (so 429s reach the browser) → rate limit → read-only gate → body limit.
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, exempt=(EVIDENCE_UPLOAD,)
+    )
     app.add_middleware(ReadOnlyGate)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimitMiddleware)
+    app.add_middleware(
+        CorsMiddleware,
+        origins=settings.cors_origin_list,
+        allow_credentials=settings.cors_allow_credentials,
+    )
+    app.add_middleware(TrustedProxyMiddleware, trusted_proxies=settings.trusted_proxy_list)
     app.add_middleware(RequestContextMiddleware)
-    for router in (health_router, accounts_router, assessments_router, roadmaps_router):
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.env not in ("dev", "test"))
+    for router in (
+        health_router,
+        accounts_router,
+        assessments_router,
+        evidence_router,
+        roadmaps_router,
+        billing_router,
+    ):
         app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        # Every API process's metrics (multiprocess mode, kit/metrics_export.py).
+        body, content_type = metrics_export.render()
+        return Response(body, media_type=content_type)
 
     return app

@@ -1,4 +1,4 @@
-"""The `rampart` command: up, api, worker, relay, migrate, config-docs."""
+"""The `rampart` command: up, api, worker, relay, migrate, config-docs, trace."""
 
 from __future__ import annotations
 
@@ -35,13 +35,25 @@ def _fresh_settings_from(env: dict[str, str]) -> None:
     get_settings.cache_clear()
 
 
+def _prepare_metrics(service: str) -> None:
+    """First thing in each service: its own prometheus-client multiprocess directory,
+    exported before anything imports prometheus_client (kit/metrics_export.py)."""
+    from rampart.kit.metrics_export import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(service)
+
+
 @app.command()
 def api(
     host: Annotated[str | None, typer.Option(help="Bind address (default: HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: PORT).")] = None,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="uvicorn worker processes (default: WEB_CONCURRENCY, else 1)."),
+    ] = None,
 ) -> None:
     """Serve the HTTP API with uvicorn."""
+    _prepare_metrics("api")
     import uvicorn
 
     settings = _settings()
@@ -63,6 +75,7 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
 ) -> None:
     """Run a Celery worker (prefork) for the background jobs."""
+    _prepare_metrics("worker")
     from rampart.worker import celery_app
 
     settings = _settings()
@@ -85,11 +98,15 @@ def worker(
 @app.command()
 def relay() -> None:
     """Publish committed outbox rows to the broker, until SIGTERM."""
+    _prepare_metrics("relay")
     import threading
 
+    from rampart.kit import metrics_export
     from rampart.kit.jobs.celery_app import get_celery
     from rampart.kit.jobs.relay import run_relay
-    from rampart.kit.logging import configure_logging
+    from rampart.kit.logging import configure_logging, get_logger
+    from rampart.kit.observability import setup_process
+    from rampart.kit.ops_metrics import OpsCollector
 
     settings = _settings()
     configure_logging(
@@ -99,6 +116,11 @@ def relay() -> None:
         level=settings.log_level,
         log_file=settings.log_file,
     )
+    setup_process("relay")
+    # The relay alone also reports the system-wide gauges (jobs, queues, DB connections).
+    port = settings.relay_metrics_port
+    if metrics_export.serve(port, settings.metrics_host, [OpsCollector()]) is not None:
+        get_logger("rampart.metrics").info("metrics_serving", host=settings.metrics_host, port=port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -133,6 +155,39 @@ def config_docs(
         return
     DOC_PATH.write_text(text)
     console.print(f"wrote {DOC_PATH}")
+
+
+@app.command()
+def trace(
+    trace_id: Annotated[str, typer.Argument(help="A trace_id (or a client's X-Request-ID).")],
+    logs: Annotated[
+        list[Path] | None,
+        typer.Option(help="Log directory or file; repeatable (default: <RAMPART_HOME>/logs)."),
+    ] = None,
+    database: Annotated[bool, typer.Option(help="Also search the database.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
+) -> None:
+    """Everything that happened under one trace id, in time order: the API, relay and
+    worker log lines and the database rows (jobs, outbox, dead letters, audit events)."""
+    import json
+
+    from rampart.kit.trace_lookup import gather, render
+
+    settings = _settings()
+    locations = logs or [Path(settings.rampart_home) / "logs"]
+    timeline = gather(trace_id, locations, database=database)
+    out = Console(soft_wrap=True, highlight=False)
+    if as_json:
+        for entry in timeline.entries:
+            out.print_json(json.dumps(entry.as_json(), default=str), indent=None)
+    else:
+        render(timeline, out)
+    if not timeline.entries:
+        console.print(
+            f"nothing found under {trace_id} in {', '.join(map(str, locations))}"
+            + ("" if database else " (database not searched)")
+        )
+        raise typer.Exit(1)
 
 
 @app.command("fake-llm")
@@ -187,6 +242,30 @@ def _stop_all(children: dict[str, subprocess.Popen], timeout: float = 15.0) -> N
             proc.wait()
 
 
+def _metrics_ports(settings) -> dict[str, str]:
+    """The worker's and relay's metrics ports for `up`: as configured, else 9101 and 9102
+    when free (stable for a local Prometheus), else any free port."""
+    import socket
+
+    from rampart.devstack.ports import free_port
+
+    def usable(port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((settings.metrics_host, port))
+            except OSError:
+                return False
+        return True
+
+    chosen = {}
+    for service, configured, default in (
+        ("worker", settings.worker_metrics_port, 9101),
+        ("relay", settings.relay_metrics_port, 9102),
+    ):
+        chosen[service] = str(configured or (default if usable(default) else free_port()))
+    return chosen
+
+
 @app.command()
 def up() -> None:
     """Start everything locally: Postgres, Redis, migrations, API, worker, relay."""
@@ -212,13 +291,25 @@ def up() -> None:
         logs = home / "logs"
         logs.mkdir(exist_ok=True)
         port = str(settings.port)
+        metrics = _metrics_ports(settings)
+        env = {
+            **env,
+            "WORKER_METRICS_PORT": metrics["worker"],
+            "RELAY_METRICS_PORT": metrics["relay"],
+        }
         children["api"] = _spawn("api", ["api", "--port", port], env, logs)
         children["worker"] = _spawn("worker", ["worker"], env, logs)
         children["relay"] = _spawn("relay", ["relay"], env, logs)
         base = f"http://{settings.host}:{port}"
+        mhost = settings.metrics_host
         console.print(
             f"\n[bold green]Rampart is up[/bold green]  (data in {home}, logs in {logs})\n"
-            f"  API docs  {base}/docs\n  metrics   {base}/metrics\n  ready     {base}/ready\n"
+            f"  API docs  {base}/docs\n  metrics   {base}/metrics (API)\n"
+            f"            http://{mhost}:{metrics['worker']}/metrics (worker)\n"
+            f"            http://{mhost}:{metrics['relay']}/metrics (relay: also jobs, queues, "
+            "DB connections)\n"
+            f"  ready     {base}/ready\n"
+            f"  trace     rampart trace <trace_id>   (the X-Request-ID of any response)\n"
             f"  try:  curl -s -X POST {base}/api/v1/auth/signup -H 'content-type: application/json'"
             ' -d \'{"email":"you@example.com","password":"correct horse battery",'
             '"tenant_name":"Acme"}\'\n'

@@ -7,15 +7,20 @@ variable and why. docs/configuration.md is generated from this model
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from limits import parse_many
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values that only ever make sense on a developer's machine.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_only_change_me"  # noqa: S105  # pragma: allowlist secret
+DEV_SESSION_SECRET = "dev-only-session-secret-change-me-0123456789"  # noqa: S105  # pragma: allowlist secret
 MIN_SECRET_LENGTH = 32
+_ORIGIN = re.compile(r"https?://[^/\s:]+(:\d{1,5})?")
 
 
 class InsecureSettingsError(ValueError):
@@ -203,6 +208,221 @@ class Settings(BaseSettings):
         None, description="Also write JSON log lines to this rotating file."
     )
 
+    # --- Stripe webhooks ------------------------------------------------------------------
+    stripe_webhook_secret: SecretStr = Field(
+        SecretStr(DEV_STRIPE_WEBHOOK_SECRET),
+        description="Signing secret of the Stripe webhook endpoint (`whsec_...`, from the "
+        "Stripe dashboard or `stripe listen`). Required outside dev/test.",
+    )
+    stripe_webhook_tolerance_seconds: int = Field(
+        300,
+        ge=1,
+        le=3600,
+        description="Accept a Stripe-Signature timestamp at most this far in the past or "
+        "future; replay nonces are kept in Redis for twice this plus a minute.",
+    )
+
+    # --- rate limits, client IP, CORS ----------------------------------------------------
+    rate_limit_enabled: bool = Field(
+        True,
+        description="Enforce the abuse limits below (buckets in Redis, shared by every API "
+        "process). If Redis cannot be asked, requests go through with a warning log.",
+    )
+    rate_limit_default_per_ip: str = Field(
+        "60/minute",
+        description="Base limit per client IP on every route except /health, /ready and "
+        "/metrics (`limits` notation: `N/minute`, `N per 15 minutes`, ...).",
+    )
+    rate_limit_login_per_ip_email: str = Field(
+        "5/15 minutes", description="Login attempts per client IP and email."
+    )
+    rate_limit_login_per_ip: str = Field(
+        "20/15 minutes", description="Login attempts per client IP, whatever the email."
+    )
+    rate_limit_signup_per_ip: str = Field("3/hour", description="Signups per client IP.")
+    rate_limit_assessments_free: str = Field(
+        "10/hour", description="Assessments created per user of a tenant on the free plan."
+    )
+    rate_limit_assessments_pro: str = Field(
+        "100/hour", description="Assessments created per user of a tenant on the pro plan."
+    )
+    rate_limit_uploads_per_user: str = Field("10/hour", description="Evidence uploads per user.")
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated IPs/CIDRs of the reverse proxies in front of the API. "
+        "X-Forwarded-For is read only when the socket peer is one of them (walked from the "
+        "right, skipping trusted hops); empty: the socket peer is the client.",
+    )
+    cors_origins: str = Field(
+        "",
+        description="Comma-separated exact origins (`https://app.example.com`) allowed to "
+        "call the API from a browser; empty: no cross-origin access.",
+    )
+    cors_allow_credentials: bool = Field(
+        True,
+        description="Let allowed origins send cookies (the session cookie). `*` in "
+        "CORS_ORIGINS is refused while this is on.",
+    )
+
+    @field_validator(
+        "rate_limit_default_per_ip",
+        "rate_limit_login_per_ip_email",
+        "rate_limit_login_per_ip",
+        "rate_limit_signup_per_ip",
+        "rate_limit_assessments_free",
+        "rate_limit_assessments_pro",
+        "rate_limit_uploads_per_user",
+    )
+    @classmethod
+    def _one_rate_limit(cls, value: str, info: ValidationInfo) -> str:
+        name = (info.field_name or "").upper()
+        try:
+            count = len(parse_many(value))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from exc
+        if count != 1:
+            raise ValueError(f"{name}: give exactly one limit, not {count}")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        from rampart.kit.security.client_ip import parse_trusted_proxies
+
+        try:
+            parse_trusted_proxies(value)
+        except ValueError as exc:
+            raise ValueError(f"TRUSTED_PROXIES: {exc}") from exc
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_exact(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",") if o.strip()):
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"CORS_ORIGINS: {origin!r} is not an exact origin (scheme://host[:port], "
+                    "no path or trailing slash)"
+                )
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+
+    # --- RBAC and invitations ----------------------------------------------------------
+    invitation_ttl_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=300,
+        le=30 * 24 * 3600,
+        description="How long an invitation token can be accepted (default 7 days); it is "
+        "also used up by its first acceptance.",
+    )
+
+    # --- observability -----------------------------------------------------------------
+    worker_metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the worker's Prometheus endpoint (`/metrics`, served by the "
+        "Celery main process for all its pool processes); 0 disables it.",
+    )
+    relay_metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the relay's Prometheus endpoint; 0 disables it. The relay also "
+        "reports the cross-service gauges (jobs, queues, database connections) at scrape time.",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the worker and relay metrics endpoints bind to."
+    )
+    prometheus_multiproc_dir: str | None = Field(
+        None,
+        description="Base directory for prometheus-client's multiprocess files. Each "
+        "`rampart api|worker|relay` start uses a fresh `<service>-<pid>/` under it, removed "
+        "at exit; unset: a new temporary directory.",
+    )
+    db_slow_query_ms: int = Field(
+        500,
+        ge=1,
+        description="Queries slower than this count in `rampart_db_slow_queries_total` and "
+        "are logged (`db_slow_query`) with their trace_id and normalized statement.",
+    )
+    git_commit: str | None = Field(
+        None,
+        description="Commit of the running build, for `rampart_build_info`; unset: "
+        "`git rev-parse HEAD` at startup if available, else `unknown`.",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        description="OpenTelemetry collector base URL (OTLP over HTTP, e.g. "
+        "`http://otel-collector:4318`); spans go to `<url>/v1/traces`. Unset: spans are not "
+        "exported (trace ids and propagation still work).",
+    )
+    otel_traces_sample_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of new traces recorded (parent-based: a caller's sampled flag "
+        "wins). Unsampled requests still carry a trace_id.",
+    )
+    sentry_dsn: SecretStr | None = Field(
+        None, description="Sentry DSN; unset: no error reporting to Sentry."
+    )
+    sentry_environment: str | None = Field(
+        None, description="Sentry environment tag; unset: the value of ENV."
+    )
+    sentry_release: str | None = Field(
+        None, description="Sentry release; unset: the value of VERSION."
+    )
+
+    # --- evidence uploads ---------------------------------------------------------------
+    evidence_dir: str | None = Field(
+        None,
+        description="Directory where evidence files are stored (under random keys, per "
+        "tenant). Unset: `<RAMPART_HOME>/evidence`.",
+    )
+    evidence_max_bytes: int = Field(
+        5 * 1024 * 1024,
+        ge=1024,
+        le=100 * 1024 * 1024,
+        description="Largest evidence file accepted (5 MiB); beyond it the upload is "
+        "refused with 413 while it streams. The upload route has this limit instead of "
+        "MAX_BODY_BYTES.",
+    )
+    evidence_max_image_side: int = Field(
+        2048,
+        ge=16,
+        le=20_000,
+        description="Largest width and height, in pixels, of an uploaded PNG or JPEG; read "
+        "from the image header before any pixel is decoded (decompression bombs).",
+    )
+
+    # --- browser sessions and CSRF -----------------------------------------------------
+    session_secret: SecretStr = Field(
+        SecretStr(DEV_SESSION_SECRET),
+        description="HMAC key of the CSRF tokens of cookie sessions. Required outside "
+        "dev/test, >= 32 characters, different from JWT_SECRET. Rotating it makes every "
+        "live session's CSRF token invalid (writes get 403 until the user logs in again).",
+    )
+    session_ttl_seconds: int = Field(
+        3600,
+        ge=60,
+        description="Idle timeout of a cookie session (rolling: each authenticated request "
+        "starts it again). Session state lives in Redis.",
+    )
+    session_cookie_samesite: Literal["lax", "strict", "none"] = Field(
+        "lax",
+        description="SameSite of the `__Host-session` and `__Host-csrf` cookies: `lax` when "
+        "the frontend is served from the API's site, `none` when it is on another site "
+        "(then list it in CORS_ORIGINS).",
+    )
+
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:
         if self.celery_visibility_timeout_seconds <= self.task_time_limit_seconds:
@@ -215,6 +435,11 @@ class Settings(BaseSettings):
                 "JOB_RETRY_MAX_SECONDS must be below CELERY_VISIBILITY_TIMEOUT_SECONDS, "
                 "or a waiting retry is delivered twice"
             )
+        if self.cors_allow_credentials and "*" in self.cors_origin_list:
+            raise ValueError(
+                "CORS_ORIGINS: `*` is refused while CORS_ALLOW_CREDENTIALS is on "
+                "(list the exact origins)"
+            )
         if self.env in ("dev", "test"):
             return self
         problems = []
@@ -223,6 +448,18 @@ class Settings(BaseSettings):
             problems.append("JWT_SECRET: not set (the dev default is refused)")
         elif len(jwt) < MIN_SECRET_LENGTH:
             problems.append(f"JWT_SECRET: shorter than {MIN_SECRET_LENGTH} characters")
+        session_secret = self.session_secret.get_secret_value()
+        if session_secret == DEV_SESSION_SECRET:
+            problems.append("SESSION_SECRET: not set (the dev default is refused)")
+        elif len(session_secret) < MIN_SECRET_LENGTH:
+            problems.append(f"SESSION_SECRET: shorter than {MIN_SECRET_LENGTH} characters")
+        elif session_secret == jwt:
+            problems.append("SESSION_SECRET: the same as JWT_SECRET (use separate keys)")
+        stripe_secret = self.stripe_webhook_secret.get_secret_value()
+        if stripe_secret == DEV_STRIPE_WEBHOOK_SECRET:
+            problems.append("STRIPE_WEBHOOK_SECRET: not set (the dev default is refused)")
+        elif not stripe_secret.startswith("whsec_"):
+            problems.append("STRIPE_WEBHOOK_SECRET: not a webhook signing secret (whsec_...)")
         if self.database_url is None:
             problems.append("DATABASE_URL: not set (no embedded Postgres outside dev)")
         if self.redis_url is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -118,6 +119,16 @@ class UpRunner:
         )
         for path in ("/docs", "/metrics", "/ready"):
             assert f"{self.url}{path}" in printed, printed
+        # The worker and the relay serve their own metrics (WORKER_/RELAY_METRICS_PORT).
+        for service in ("worker", "relay"):
+            found = re.search(rf"(http://\S+/metrics) \({service}", printed)
+            assert found, printed
+            wait_until(
+                lambda url=found.group(1): httpx.get(url, timeout=5).status_code == 200,
+                30,
+                message=f"the {service}'s metrics endpoint",
+                ignore=(httpx.HTTPError,),
+            )
 
     def terminate(self, up: Up) -> int:
         """SIGTERM, as Ctrl-C or a service manager would; returns the exit code."""

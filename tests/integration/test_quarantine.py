@@ -15,6 +15,9 @@ from rampart.kit.db.transaction import Claims, transaction
 from rampart.kit.jobs.enqueue import enqueue
 from rampart.kit.jobs.runner import TransientJobError, run_job
 
+# A client's X-Request-ID that is a 32-hex id becomes the trace id (the OTel trace id).
+REPLAY_TRACE_ID = "7e91a0c4d2b8f3a65e4c1d0b9a8f7e6d"
+
 
 def _as_tenant(tenant_id: str, sql: str, **params):
     with transaction(Claims(tenant_id=tenant_id, role="service")) as session:
@@ -97,7 +100,7 @@ def test_replay_from_the_cli_completes_the_work_and_keeps_the_trace_id(client):
     created = client.post(
         "/api/v1/assessments",
         json={"answers": answers(2)},
-        headers={**account.headers, "x-request-id": "replay-trace-0001"},
+        headers={**account.headers, "x-request-id": REPLAY_TRACE_ID},
     )
     assessment_id = created.json()["id"]
     [job] = jobs(account.tenant_id)
@@ -118,12 +121,12 @@ def test_replay_from_the_cli_completes_the_work_and_keeps_the_trace_id(client):
 
     [letter] = _dead_letters(account.tenant_id)
     listing = rampart("dlq", "list").stdout
-    assert "replay-trace-0001" in listing and "RuntimeError" in listing, listing
+    assert REPLAY_TRACE_ID in listing and "RuntimeError" in listing, listing
     assert "model returned garbage" in rampart("dlq", "show", str(letter.id)).stdout
     assert "replayed 1 job" in rampart("dlq", "replay", str(letter.id)).stdout
 
     outbox = _outbox_rows_for(str(job.id))
-    assert outbox[-1]["trace_id"] == "replay-trace-0001"
+    assert outbox[-1]["trace_id"] == REPLAY_TRACE_ID
     assert outbox[-1]["replay_of"] == letter.id
     run_pending(account.tenant_id)  # the replayed score job, then the roadmap job
     run_pending(account.tenant_id)

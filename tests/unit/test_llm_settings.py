@@ -12,6 +12,8 @@ STRONG = "s" * 40
 PROD = {
     "env": "production",
     "jwt_secret": STRONG,
+    "session_secret": "t" * 40,
+    "stripe_webhook_secret": "whsec_" + "x" * 32,  # pragma: allowlist secret
     "database_url": "postgresql://x",
     "redis_url": "redis://x",
 }

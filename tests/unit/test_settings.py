@@ -36,7 +36,12 @@ def test_outside_dev_a_short_jwt_secret_is_refused_with_the_reason():
 
 def test_outside_dev_strong_secrets_start():
     settings = Settings(
-        env="production", jwt_secret=STRONG, database_url="postgresql://x", redis_url="redis://x"
+        env="production",
+        jwt_secret=STRONG,
+        session_secret="t" * 40,
+        stripe_webhook_secret="whsec_" + "x" * 32,  # pragma: allowlist secret
+        database_url="postgresql://x",
+        redis_url="redis://x",
     )
     assert settings.env == "production"
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from rampart.kit.context import trace_id_from_headers, traceparent_for
+from rampart.kit.context import request_id_from_header, trace_id_from_headers, traceparent_for
 
 VALID = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -15,8 +15,18 @@ def test_traceparent_wins_over_request_id():
     assert trace_id_from_headers(VALID, "my-request-123") == "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
-def test_well_formed_request_id_is_kept_when_no_traceparent():
-    assert trace_id_from_headers(None, "my-request-123") == "my-request-123"
+def test_a_hex_request_id_becomes_the_trace_id_when_no_traceparent():
+    assert trace_id_from_headers(None, "4BF92F3577B34DA6A3CE929D0E0E4736") == (
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    )
+
+
+def test_any_other_well_formed_request_id_is_kept_as_request_id_not_as_trace_id():
+    # The trace id is the OpenTelemetry trace id: always 32 hex characters.
+    trace_id = trace_id_from_headers(None, "my-request-123")
+    assert len(trace_id) == 32 and trace_id != "my-request-123"
+    assert request_id_from_header("my-request-123") == "my-request-123"
+    assert request_id_from_header("has spaces and <script>") is None
 
 
 @pytest.mark.parametrize(

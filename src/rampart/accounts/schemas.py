@@ -62,3 +62,71 @@ class MeOut(BaseModel):
     user: UserOut
     tenant: TenantOut
     role: str
+
+
+# --- roles and invitations ----------------------------------------------------------------
+
+RoleName = Literal["owner", "admin", "member", "viewer"]
+
+
+class UserList(BaseModel):
+    items: list[UserOut]
+
+
+class RoleIn(_Strict):
+    role: RoleName
+
+
+class InvitationIn(_Strict):
+    email: EmailStr = Field(max_length=320)
+    role: RoleName
+
+
+class InvitationOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    role: RoleName
+    expires_at: datetime
+    token: str = Field(
+        description="The one-time token to hand to the invitee; shown once, stored only as "
+        "its sha256."
+    )
+
+
+class InvitationAcceptIn(_Strict):
+    token: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=12, max_length=256)
+
+    @field_validator("token", "password")
+    @classmethod
+    def _encodable(cls, value: str) -> str:
+        # A lone surrogate ("\ud800" in JSON) cannot be hashed: a 422 here, not a 500.
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError("must be valid Unicode text") from exc
+        return value
+
+
+class InvitationAcceptedOut(BaseModel):
+    user: UserOut
+    tenant: TenantOut
+    token: TokenOut
+
+
+# --- browser sessions ---------------------------------------------------------------------
+
+
+class SessionOut(BaseModel):
+    """A cookie session: the cookies carry it; the body gives what script may hold."""
+
+    csrf_token: str = Field(
+        description="Send it in X-CSRF-Token with every POST, PUT, PATCH and DELETE (also in "
+        "the readable `__Host-csrf` cookie)."
+    )
+    idle_timeout_seconds: int = Field(
+        description="The session ends after this long without an authenticated request."
+    )
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    role: str

@@ -33,3 +33,5 @@ class Assessment(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+    # Soft delete: set once; the row stays (audit), the API and the pipeline skip it.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

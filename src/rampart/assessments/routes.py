@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from rampart.assessments import service
 from rampart.assessments.questionnaire import QUESTIONNAIRE, Questionnaire
@@ -14,7 +14,8 @@ from rampart.assessments.schemas import (
     AssessmentPage,
 )
 from rampart.kit.db.dependency import TenantSession
-from rampart.kit.security.auth import CurrentPrincipal
+from rampart.kit.security.permissions import CurrentActor
+from rampart.kit.security.ratelimit import assessment_rate_limit
 
 router = APIRouter(prefix="/api/v1/assessments", tags=["assessments"])
 
@@ -24,9 +25,14 @@ def questionnaire() -> Questionnaire:
     return QUESTIONNAIRE
 
 
-@router.post("", status_code=202, response_model=AssessmentAccepted)
+@router.post(
+    "",
+    status_code=202,
+    response_model=AssessmentAccepted,
+    dependencies=[Depends(assessment_rate_limit)],
+)
 def create_assessment(
-    data: AssessmentIn, principal: CurrentPrincipal, session: TenantSession, response: Response
+    data: AssessmentIn, principal: CurrentActor, session: TenantSession, response: Response
 ) -> AssessmentAccepted:
     accepted = service.create(session, principal, data)
     response.headers["Location"] = f"/api/v1/assessments/{accepted.id}"
@@ -45,3 +51,11 @@ def list_assessments(
 @router.get("/{assessment_id}", response_model=AssessmentOut)
 def get_assessment(assessment_id: uuid.UUID, session: TenantSession) -> AssessmentOut:
     return service.get(session, assessment_id)
+
+
+@router.delete("/{assessment_id}", status_code=204)
+def delete_assessment(
+    assessment_id: uuid.UUID, actor: CurrentActor, session: TenantSession
+) -> Response:
+    service.delete(session, actor, assessment_id)
+    return Response(status_code=204)

@@ -22,11 +22,12 @@ from rampart.assessments.schemas import (
     AssessmentOut,
     AssessmentPage,
 )
-from rampart.kit import context
+from rampart.kit import audit, context
 from rampart.kit.errors import NotFound, ValidationFailed
 from rampart.kit.jobs.enqueue import enqueue
 from rampart.kit.jobs.runner import JobRun
 from rampart.kit.logging import get_logger
+from rampart.kit.security import permissions
 from rampart.kit.security.auth import Principal
 from rampart.llm import service as llm
 from rampart.llm.schemas import ScoreResult
@@ -38,7 +39,23 @@ SCORE_TASK = "rampart.assessments.score"
 ROADMAP_TASK = "rampart.assessments.roadmap"
 
 
+# --- permissions: one function per action (the role table: kit/security/permissions.py) ---
+# `actor.role` is the role the database holds now (CurrentActor), not the token's.
+
+
+def can_create_assessment(actor: Principal) -> bool:
+    return permissions.can_create(actor.role)
+
+
+def can_delete_assessment(actor: Principal, assessment: Assessment) -> bool:
+    """Members delete their own; admins and owners anyone's in the tenant."""
+    return permissions.can_delete(actor.role, own=str(assessment.created_by) == actor.user_id)
+
+
 def create(session: Session, principal: Principal, data: AssessmentIn) -> AssessmentAccepted:
+    permissions.require(
+        can_create_assessment(principal), "Your role does not allow creating assessments."
+    )
     try:
         validate_answers(data.answers)
     except AnswersError as exc:
@@ -74,6 +91,27 @@ def get(session: Session, assessment_id: uuid.UUID) -> AssessmentOut:
     if assessment is None:  # another tenant's row is invisible under RLS: 404, not 403
         raise NotFound("Assessment not found.")
     return AssessmentOut.model_validate(assessment)
+
+
+def delete(session: Session, actor: Principal, assessment_id: uuid.UUID) -> None:
+    """Soft delete: the row stays, marked; the API and the pipeline no longer see it."""
+    assessment = repository.get_for_update(session, assessment_id)
+    if assessment is None:  # another tenant's (RLS) or deleted already: 404 either way
+        raise NotFound("Assessment not found.")
+    permissions.require(
+        can_delete_assessment(actor, assessment),
+        "Your role does not allow deleting this assessment.",
+    )
+    repository.soft_delete(assessment)
+    audit.record(
+        session,
+        tenant_id=assessment.tenant_id,
+        actor_id=uuid.UUID(actor.user_id),
+        action="assessment_deleted",
+        subject=f"assessment:{assessment.id}",
+    )
+    context.bind(assessment_id=str(assessment.id))
+    log.info("assessment_deleted")
 
 
 def _encode_cursor(assessment: Assessment) -> str:

@@ -439,7 +439,8 @@ def bootstrap_database(
     """Idempotently create (or update) the migration role and its database.
 
     The role may create roles but is no superuser and cannot bypass RLS; it owns the
-    database and its public schema, where nobody else may create objects.
+    database and its public schema, where nobody else may create objects. It may read
+    every session's state in pg_stat_activity (pg_read_all_stats), for the metrics.
     """
     role = Identifier(migration_user)
     attributes = SQL("LOGIN NOSUPERUSER CREATEROLE NOBYPASSRLS PASSWORD {}").format(
@@ -458,3 +459,6 @@ def bootstrap_database(
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         conn.execute(SQL("ALTER SCHEMA public OWNER TO {}").format(role))
+        # app.db_connection_counts() (migration 0006) runs as this role and must see the
+        # state of app_rw's sessions in pg_stat_activity.
+        conn.execute(SQL("GRANT pg_read_all_stats TO {}").format(role))

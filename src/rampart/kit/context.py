@@ -13,6 +13,7 @@ import structlog
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+_HEX_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def new_trace_id() -> str:
@@ -24,18 +25,30 @@ def new_span_id() -> str:
 
 
 def trace_id_from_headers(traceparent: str | None, request_id: str | None) -> str:
-    """W3C traceparent wins; else a well-formed X-Request-ID; else a fresh id.
+    """The request's trace id, always 32 hex characters (it is the OpenTelemetry trace id,
+    kit/tracing.py): W3C traceparent wins; else an X-Request-ID that is itself a 32-hex
+    id; else a fresh id.
 
-    A request id that is not 32 hex chars is kept as given so callers can grep their own
-    ids; anything malformed is ignored (never reflected into logs or headers).
+    Any other well-formed X-Request-ID is kept as the `request_id` (logged, echoed back;
+    see `request_id_from_header`), not as the trace id; anything malformed is ignored
+    (never reflected into logs or headers).
     """
     if traceparent:
         match = _TRACEPARENT.match(traceparent.strip().lower())
         if match and match.group(1) != "0" * 32:
             return match.group(1)
+    if request_id:
+        candidate = request_id.strip().lower()
+        if _HEX_TRACE_ID.match(candidate) and candidate != "0" * 32:
+            return candidate
+    return new_trace_id()
+
+
+def request_id_from_header(request_id: str | None) -> str | None:
+    """The caller's X-Request-ID if well-formed (8-128 of `A-Za-z0-9._-`), else None."""
     if request_id and _REQUEST_ID.match(request_id):
         return request_id
-    return new_trace_id()
+    return None
 
 
 def traceparent_for(trace_id: str, span_id: str) -> str:

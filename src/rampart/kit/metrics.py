@@ -52,3 +52,105 @@ CIRCUIT_BREAKER_STATE = Gauge(
     ["provider"],
     multiprocess_mode="mostrecent",
 )
+
+# --- billing and webhooks --------------------------------------------------------------------
+PLAN_CHANGES = Counter(
+    "rampart_plan_changes_total",
+    "Tenant plan changes made by billing events.",
+    ["from_plan", "to_plan"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "rampart_webhook_deliveries_total",
+    "Webhook deliveries by outcome: applied, no_effect, duplicate (event id seen before), "
+    "replayed (exact delivery seen before), bad_signature, malformed.",
+    ["provider", "outcome"],
+)
+
+# --- rate limits -----------------------------------------------------------------------------
+RATE_LIMITED = Counter(
+    "rampart_rate_limited_total",
+    "Requests refused with 429 by a rate limit (default, login_ip, login_ip_email, signup_ip, "
+    "assessments, uploads).",
+    ["limit"],
+)
+RATE_LIMIT_FAIL_OPEN = Counter(
+    "rampart_rate_limit_fail_open_total",
+    "Rate-limit checks that let a request through because Redis could not be asked.",
+)
+
+# --- observability: LLM work, database, build (docs/observability.md) -------------------------
+# Gauges set by a process carry an explicit multiprocess mode: under `rampart api|worker`
+# every process writes its own file and the service's /metrics aggregates them
+# (kit/metrics_export.py). The jobs, queue and pg_stat_activity gauges are not here: the
+# relay computes them at scrape time (kit/ops_metrics.py), once for the whole system.
+_LLM_WORK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0)
+SCORE_DURATION = Histogram(
+    "rampart_assessment_score_duration_seconds",
+    "Time to score one assessment through the LLM provider chain (retries and fallbacks "
+    "included), by the provider that answered.",
+    ["provider"],
+    buckets=_LLM_WORK_BUCKETS,
+)
+ROADMAP_DURATION = Histogram(
+    "rampart_roadmap_duration_seconds",
+    "Time to write one roadmap through the LLM provider chain (retries and fallbacks "
+    "included), by the provider that answered.",
+    ["provider"],
+    buckets=_LLM_WORK_BUCKETS,
+)
+DB_QUERY_DURATION = Histogram(
+    "rampart_db_query_duration_seconds",
+    "Duration of one SQL statement, by operation (select, insert, update, delete, other).",
+    ["operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+DB_SLOW_QUERIES = Counter(
+    "rampart_db_slow_queries_total",
+    "SQL statements slower than DB_SLOW_QUERY_MS (each one is also logged as db_slow_query).",
+)
+DB_TRANSACTION_ERRORS = Counter(
+    "rampart_db_transaction_errors_total",
+    "Failed or rolled-back database work by reason: rollback, deadlock, "
+    "serialization_failure, lock_timeout, statement_timeout, integrity, connection, other.",
+    ["reason"],
+)
+DB_POOL_IN_USE = Gauge(
+    "rampart_db_pool_in_use",
+    "Connections checked out of this service's SQLAlchemy pools, summed over processes.",
+    multiprocess_mode="livesum",
+)
+DB_POOL_SIZE = Gauge(
+    "rampart_db_pool_size",
+    "Most connections this service's pools may hold: pool size + max overflow, summed over "
+    "its live processes.",
+    multiprocess_mode="livesum",
+)
+BUILD_INFO = Gauge(
+    "rampart_build_info",
+    "Always 1; the labels say which version and commit this service runs.",
+    ["version", "commit"],
+    multiprocess_mode="max",
+)
+
+# --- browser sessions and CSRF ----------------------------------------------------------------
+SESSION_EVENTS = Counter(
+    "rampart_session_events_total",
+    "Cookie session events: created, revoked (logout), store_unavailable (Redis could not "
+    "be asked: the request got 503).",
+    ["event"],
+)
+CSRF_FAILURES = Counter(
+    "rampart_csrf_failures_total",
+    "Cookie-authenticated writes refused with 403 csrf_failed, by reason: missing, "
+    "cookie_mismatch, bad_signature.",
+    ["reason"],
+)
+
+# --- evidence uploads --------------------------------------------------------------------------
+EVIDENCE_UPLOADS = Counter(
+    "rampart_evidence_uploads_total",
+    "Evidence uploads by outcome: accepted, or the error code that refused them "
+    "(payload_too_large, unsupported_media_type, validation_error, bad_request, "
+    "not_found, forbidden).",
+    ["outcome"],
+)

@@ -5,14 +5,19 @@ request and the contextvars reach the endpoint."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rampart.kit import context
+from rampart.kit import context, tracing
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import HTTP_DURATION, HTTP_REQUESTS
+from rampart.kit.sentry import report_exception
 
 log = get_logger("rampart.http")
 
@@ -29,8 +34,9 @@ def _envelope_bytes(code: str, message: str, trace_id: str) -> bytes:
 
 
 class RequestContextMiddleware:
-    """Gives each request a trace_id (W3C traceparent or X-Request-ID in, both out), binds it
-    for logging, records metrics and turns anything unhandled into the 500 envelope."""
+    """Gives each request a trace_id (W3C traceparent or X-Request-ID in, both out) and its
+    OpenTelemetry server span (same trace id), binds them for logging, records metrics,
+    reports anything unhandled to Sentry and turns it into the 500 envelope."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -39,16 +45,29 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        trace_id = context.trace_id_from_headers(
-            _header(scope, b"traceparent"), _header(scope, b"x-request-id")
+        traceparent = _header(scope, b"traceparent")
+        raw_request_id = _header(scope, b"x-request-id")
+        request_id = context.request_id_from_header(raw_request_id)
+        method = scope["method"]
+        wanted = context.trace_id_from_headers(traceparent, raw_request_id)
+        # The server span (kit/tracing.py): its trace id is the request's trace_id.
+        server_span = tracing.start_span(
+            method,
+            kind=tracing.SpanKind.SERVER,
+            traceparent=traceparent,
+            trace_id=wanted,
+            attributes={"http.request.method": method, "url.path": scope.get("path", "")},
         )
-        span_id = context.new_span_id()
+        span_token = otel_context.attach(trace.set_span_in_context(server_span))
+        found = tracing.ids(server_span)
+        # No tracer provider installed (create_app() always installs one): ids of our own.
+        trace_id, span_id, sampled = found or (wanted, context.new_span_id(), True)
         context.clear()
-        context.bind(trace_id=trace_id, span_id=span_id)
+        context.bind(trace_id=trace_id, span_id=span_id, request_id=request_id)
         scope.setdefault("state", {})["trace_id"] = trace_id
         out_headers = [
-            (b"x-request-id", trace_id.encode()),
-            (b"traceparent", context.traceparent_for(trace_id, span_id).encode()),
+            (b"x-request-id", (request_id or trace_id).encode()),
+            (b"traceparent", f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}".encode()),
         ]
         status = 500
         started = False
@@ -66,6 +85,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:
             log.exception("unhandled_exception", error_type=type(exc).__name__)
+            server_span.record_exception(exc)
+            report_exception(exc)  # Sentry, the one place an unhandled API error is reported
             if not started:
                 body = _envelope_bytes("internal_error", "An unexpected error occurred.", trace_id)
                 await send_wrapper(
@@ -79,7 +100,6 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - t0
             route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_DURATION.labels(method, route).observe(elapsed)
             log.info(
@@ -89,6 +109,13 @@ class RequestContextMiddleware:
                 status=status,
                 duration_ms=round(elapsed * 1000, 2),
             )
+            server_span.update_name(f"{method} {route}")
+            server_span.set_attribute("http.route", route)
+            server_span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                server_span.set_status(Status(StatusCode.ERROR))
+            server_span.end()
+            otel_context.detach(span_token)
             context.clear()
 
 
@@ -96,12 +123,19 @@ class BodySizeLimitMiddleware:
     """413 for bodies over the limit: by Content-Length up front, or while streaming for
     chunked uploads, so a large body is never buffered whole."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, exempt: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # (method, path regex) of routes that enforce a limit of their own (uploads).
+        self.exempt = [(method, re.compile(path)) for method, path in exempt]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or any(
+            scope["method"] == method and path.fullmatch(scope["path"])
+            for method, path in self.exempt
+        ):
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")

@@ -18,13 +18,17 @@ breaker stops paying for it. The result records who made it (``provider``, ``mod
 
 Metrics (per provider): ``rampart_llm_requests_total{outcome}`` for each try (success,
 error, timeout) and each refusal by the breaker (circuit_open), the duration of each try,
-``rampart_llm_retries_total`` and ``rampart_circuit_breaker_state`` (0/1/2).
+``rampart_llm_retries_total`` and ``rampart_circuit_breaker_state`` (0/1/2); per call of
+``score``/``roadmap``, the whole chain's time by the provider that answered
+(``rampart_assessment_score_duration_seconds``, ``rampart_roadmap_duration_seconds``).
+Each try is an ``llm.call`` OpenTelemetry span.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Generic, TypeVar
@@ -32,7 +36,7 @@ from typing import Generic, TypeVar
 import redis
 
 from rampart.config import Settings, get_settings
-from rampart.kit import metrics
+from rampart.kit import metrics, tracing
 from rampart.kit.logging import get_logger
 from rampart.kit.resilience import BreakerState, CircuitBreaker, CircuitOpenError, RetryPolicy
 from rampart.llm.base import DefinitiveLLMError, LLMError, LLMProvider, TransientLLMError
@@ -101,7 +105,8 @@ class GuardedProvider:
         t0 = time.perf_counter()
         outcome = "error"
         try:
-            result = call()
+            with _llm_call_span(self.name, self.model):
+                result = call()
             outcome = "success"
             return result
         except LLMTimeoutError:
@@ -119,6 +124,25 @@ class GuardedProvider:
         finally:
             metrics.LLM_REQUESTS.labels(self.name, outcome).inc()
             metrics.LLM_DURATION.labels(self.name).observe(time.perf_counter() - t0)
+
+
+@contextmanager
+def _llm_call_span(provider: str, model: str) -> Iterator[None]:
+    """One `llm.call` span per try (kit/tracing.py), with provider, model and outcome."""
+    with tracing.span(
+        "llm.call",
+        kind=tracing.SpanKind.CLIENT,
+        attributes={"gen_ai.system": provider, "gen_ai.request.model": model},
+    ) as current:
+        try:
+            yield
+        except LLMTimeoutError:
+            current.set_attribute("rampart.llm.outcome", "timeout")
+            raise
+        except BaseException:
+            current.set_attribute("rampart.llm.outcome", "error")
+            raise
+        current.set_attribute("rampart.llm.outcome", "success")
 
 
 def _set_state_gauge(provider: str, state: BreakerState) -> None:
@@ -243,7 +267,8 @@ def _measured_plain(provider: LLMProvider, call: Callable[[LLMProvider], T]) -> 
     t0 = time.perf_counter()
     outcome = "error"
     try:
-        result = call(provider)
+        with _llm_call_span(provider.name, provider.model):
+            result = call(provider)
         outcome = "success"
         return result
     finally:
@@ -252,10 +277,16 @@ def _measured_plain(provider: LLMProvider, call: Callable[[LLMProvider], T]) -> 
 
 
 def score(answers: dict[str, int], context: str | None) -> Generated[ScoreResult]:
-    return _first_success(lambda provider: provider.score(answers, context))
+    t0 = time.perf_counter()
+    generated = _first_success(lambda provider: provider.score(answers, context))
+    metrics.SCORE_DURATION.labels(generated.provider).observe(time.perf_counter() - t0)
+    return generated
 
 
 def roadmap(
     answers: dict[str, int], scored: ScoreResult, context: str | None
 ) -> Generated[RoadmapResult]:
-    return _first_success(lambda provider: provider.roadmap(answers, scored, context))
+    t0 = time.perf_counter()
+    generated = _first_success(lambda provider: provider.roadmap(answers, scored, context))
+    metrics.ROADMAP_DURATION.labels(generated.provider).observe(time.perf_counter() - t0)
+    return generated

@@ -8,6 +8,8 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from rampart.config import get_settings
+from rampart.kit import tracing
+from rampart.kit.db.observe import observe_engine, observe_sessions
 
 
 def sqlalchemy_url(setting: str = "database_url") -> str:
@@ -22,7 +24,7 @@ def sqlalchemy_url(setting: str = "database_url") -> str:
 @lru_cache
 def get_engine() -> Engine:
     settings = get_settings()
-    return create_engine(
+    engine = create_engine(
         sqlalchemy_url(),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -34,8 +36,14 @@ def get_engine() -> Engine:
             "application_name": settings.service_name,
         },
     )
+    # Query/pool/error metrics, slow-query logs and (when exporting) OTel database spans.
+    observe_engine(engine, settings.db_pool_size + settings.db_max_overflow)
+    tracing.instrument_engine(engine)
+    return engine
 
 
 @lru_cache
 def session_factory() -> sessionmaker[Session]:
-    return sessionmaker(get_engine(), expire_on_commit=False)
+    factory = sessionmaker(get_engine(), expire_on_commit=False)
+    observe_sessions(factory)  # rolled-back transactions
+    return factory

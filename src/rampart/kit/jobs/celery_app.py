@@ -14,6 +14,7 @@ from functools import lru_cache
 from celery import Celery
 
 from rampart.config import get_settings
+from rampart.kit.jobs.broker import broker_transport
 
 QUEUE = "rampart"
 
@@ -29,6 +30,8 @@ def get_celery() -> Celery:
     }
     app = Celery("rampart", broker=broker)
     app.conf.update(
+        # kombu's Redis transport, fixed so a broker outage cannot kill a worker (broker.py).
+        broker_transport=broker_transport(broker),
         task_default_queue=QUEUE,
         task_acks_late=True,
         task_reject_on_worker_lost=True,

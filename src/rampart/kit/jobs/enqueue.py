@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from rampart.kit import context
+from rampart.kit import context, tracing
 from rampart.kit.jobs.models import Job, OutboxRow
 
 
@@ -45,9 +45,11 @@ def enqueue(
         return session.execute(
             select(Job.id).where(Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)
         ).scalar_one()
+    headers = {"trace_id": trace_id}
+    traceparent = tracing.current_traceparent()  # the relay's publish span continues it
+    if traceparent is not None and traceparent.split("-")[1] == trace_id:
+        headers["traceparent"] = traceparent
     session.execute(
-        insert(OutboxRow).values(
-            tenant_id=tenant_id, job_id=job_id, task=task, headers={"trace_id": trace_id}
-        )
+        insert(OutboxRow).values(tenant_id=tenant_id, job_id=job_id, task=task, headers=headers)
     )
     return job_id

@@ -9,17 +9,52 @@ a crash between publish and mark re-publishes, which idempotent tasks absorb.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from celery import Celery
 from sqlalchemy import text
 
 from rampart.config import get_settings
-from rampart.kit import context
+from rampart.kit import context, tracing
 from rampart.kit.db.transaction import transaction
+from rampart.kit.jobs.celery_app import QUEUE
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import OUTBOX_PUBLISHED
 
 log = get_logger("rampart.relay")
+
+
+def _publish(celery: Celery, row: Any) -> None:
+    """Send one job, in a `queue.publish` span continuing the request that enqueued it
+    (the outbox row's traceparent, else its trace_id); the message carries both."""
+    headers = row.headers or {}
+    with tracing.span(
+        "queue.publish",
+        kind=tracing.SpanKind.PRODUCER,
+        traceparent=headers.get("traceparent"),
+        trace_id=headers.get("trace_id"),
+        attributes={
+            "messaging.system": "redis",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": QUEUE,
+            "messaging.message.id": str(row.job_id),
+            "rampart.task": row.task,
+        },
+    ) as publish_span:
+        found = tracing.ids(publish_span)
+        trace_id = tracing.log_trace_id(publish_span, headers.get("trace_id"))
+        context.bind(trace_id=trace_id, span_id=found[1] if found else None, job_id=str(row.job_id))
+        message_headers = {"trace_id": trace_id}
+        traceparent = tracing.traceparent_of(publish_span)
+        if traceparent is not None:
+            message_headers["traceparent"] = traceparent
+        celery.send_task(
+            row.task,
+            args=[str(row.job_id), str(row.tenant_id)],
+            task_id=str(row.job_id),
+            headers=message_headers,
+            retry=False,
+        )
 
 
 def relay_once(celery: Celery, batch_size: int) -> int:
@@ -32,15 +67,7 @@ def relay_once(celery: Celery, batch_size: int) -> int:
         ).all()
         try:
             for row in rows:
-                trace_id = (row.headers or {}).get("trace_id")
-                context.bind(trace_id=trace_id, job_id=str(row.job_id))
-                celery.send_task(
-                    row.task,
-                    args=[str(row.job_id), str(row.tenant_id)],
-                    task_id=str(row.job_id),
-                    headers={"trace_id": trace_id},
-                    retry=False,
-                )
+                _publish(celery, row)
                 published.append(row.id)
                 OUTBOX_PUBLISHED.labels(row.task).inc()
                 log.info("outbox_published", task=row.task)

@@ -35,6 +35,7 @@ from rampart.kit.jobs.models import Job
 from rampart.kit.jobs.quarantine import quarantine
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import JOB_DURATION, JOB_RETRIES
+from rampart.kit.sentry import report_exception
 
 log = get_logger("rampart.jobs")
 
@@ -120,6 +121,9 @@ def _quarantine(run: JobRun, exc: BaseException, tb: str | None, on_failure: OnF
             traceback=tb,
         )
     log.error("job_quarantined", error_type=type(exc).__name__, attempts=run.attempts)
+    # The task returns normally after this, so Celery's Sentry integration never sees the
+    # error: report it here, once, with the job's context (trace_id, tenant_id, job_id).
+    report_exception(exc)
     if on_failure is not None:
         try:
             on_failure(run, exc)
@@ -135,12 +139,13 @@ def run_job(
     task: str,
     trace_id: str | None = None,
     on_failure: OnFailure | None = None,
+    span_id: str | None = None,
 ) -> str:
     """Run `work` for the job; return the outcome (raises only transient errors to retry)."""
     max_attempts = get_settings().job_max_attempts
     claims = Claims(tenant_id=str(uuid.UUID(tenant_id)), role="service")
     context.clear()  # a prefork child runs many tasks: start each with a clean context
-    context.bind(trace_id=trace_id, tenant_id=claims.tenant_id, job_id=job_id)
+    context.bind(trace_id=trace_id, span_id=span_id, tenant_id=claims.tenant_id, job_id=job_id)
     run = _start(uuid.UUID(job_id), claims, task)
     if run is None:
         log.info("job_skipped", reason="already succeeded, quarantined or unknown")

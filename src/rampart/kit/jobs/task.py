@@ -13,12 +13,13 @@ import random
 from celery import Task, shared_task
 
 from rampart.config import get_settings
+from rampart.kit import tracing
 from rampart.kit.jobs.runner import TRANSIENT_ERRORS, OnFailure, Work, run_job
 
 
-def _trace_id(task: Task) -> str | None:
+def _header(task: Task, name: str) -> str | None:
     request = task.request
-    return getattr(request, "trace_id", None) or (request.headers or {}).get("trace_id")
+    return getattr(request, name, None) or (request.headers or {}).get(name)
 
 
 def retry_delay(retries: int) -> float:
@@ -31,16 +32,36 @@ def retry_delay(retries: int) -> float:
 def job_task(name: str, work: Work, on_failure: OnFailure | None = None) -> Task:
     @shared_task(name=name, bind=True, max_retries=None)
     def task(self: Task, job_id: str, tenant_id: str) -> str:
-        try:
-            return run_job(
-                job_id,
-                tenant_id,
-                work,
-                task=name,
-                trace_id=_trace_id(self),
-                on_failure=on_failure,
-            )
-        except TRANSIENT_ERRORS as exc:
-            raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
+        recorded = _header(self, "trace_id")
+        # One trace from the request: continue the relay's publish span (kit/tracing.py).
+        with tracing.span(
+            "queue.consume",
+            kind=tracing.SpanKind.CONSUMER,
+            traceparent=_header(self, "traceparent"),
+            trace_id=recorded,
+            attributes={
+                "messaging.system": "redis",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": (self.request.delivery_info or {}).get(
+                    "routing_key", ""
+                ),
+                "messaging.message.id": job_id,
+                "rampart.task": name,
+                "rampart.retries": self.request.retries,
+            },
+        ) as consume_span:
+            found = tracing.ids(consume_span)
+            try:
+                return run_job(
+                    job_id,
+                    tenant_id,
+                    work,
+                    task=name,
+                    trace_id=tracing.log_trace_id(consume_span, recorded) if recorded else None,
+                    span_id=found[1] if found else None,
+                    on_failure=on_failure,
+                )
+            except TRANSIENT_ERRORS as exc:
+                raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
 
     return task

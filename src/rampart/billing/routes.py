@@ -1,0 +1,43 @@
+"""Webhook endpoints. Public by nature (Stripe holds no token): the signature is the
+authentication, so nothing reads or parses the body before it has verified."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+
+from rampart.billing import service, webhooks
+from rampart.billing.schemas import WebhookAck
+from rampart.kit.db.dependency import AnonymousSession
+
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+
+
+async def _raw_body(request: Request) -> bytes:
+    """The exact bytes Stripe signed (read here: a sync route cannot await them)."""
+    return await request.body()
+
+
+@router.post(
+    "/stripe",
+    response_model=WebhookAck,
+    responses={
+        400: {"description": "Signed, but not a valid Stripe event (`malformed_event`)."},
+        401: {"description": "Stripe-Signature missing, wrong, or outside the time window."},
+        409: {"description": "This exact delivery was received before (`webhook_replayed`)."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+def stripe_webhook(
+    payload: Annotated[bytes, Depends(_raw_body)],
+    session: AnonymousSession,
+    stripe_signature: Annotated[str | None, Header()] = None,
+) -> WebhookAck:
+    event, document = webhooks.verify_stripe(payload, stripe_signature)
+    return service.handle_stripe_event(session, event, document)

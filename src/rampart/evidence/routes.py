@@ -1,0 +1,92 @@
+"""Evidence routes. The upload body is streamed by a dependency that runs before the
+request's transaction opens: no database connection is held while a client sends a file."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from rampart.config import get_settings
+from rampart.evidence import service
+from rampart.evidence.schemas import ACCEPTED_TYPES, EvidenceList, EvidenceOut
+from rampart.kit.db.dependency import TenantSession
+from rampart.kit.errors import AppError
+from rampart.kit.metrics import EVIDENCE_UPLOADS
+from rampart.kit.security.auth import CurrentPrincipal
+from rampart.kit.security.permissions import CurrentActor
+from rampart.kit.security.ratelimit import upload_rate_limit
+from rampart.kit.security.uploads import ReceivedFile, UploadPolicy, receive_upload
+from rampart.kit.storage import get_storage
+
+router = APIRouter(prefix="/api/v1/assessments", tags=["evidence"])
+
+# The upload enforces its own body limit (EVIDENCE_MAX_BYTES, while streaming); the app's
+# global MAX_BODY_BYTES middleware skips exactly this method and path.
+OWN_BODY_LIMIT = ("POST", r"/api/v1/assessments/[^/]+/evidence")
+
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "additionalProperties": False,
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "A PDF, PNG or JPEG (decided by its bytes), at most "
+                        "EVIDENCE_MAX_BYTES; images at most EVIDENCE_MAX_IMAGE_SIDE pixels "
+                        "wide and high.",
+                    }
+                },
+            }
+        }
+    },
+}
+
+
+async def _received_file(
+    request: Request, _principal: CurrentPrincipal
+) -> AsyncIterator[ReceivedFile]:
+    settings = get_settings()
+    policy = UploadPolicy(
+        max_bytes=settings.evidence_max_bytes,
+        allowed_types=ACCEPTED_TYPES,
+        max_image_side=settings.evidence_max_image_side,
+    )
+    try:
+        async with receive_upload(request, policy, get_storage().spool_dir()) as upload:
+            yield upload
+    except AppError as exc:
+        EVIDENCE_UPLOADS.labels(exc.code).inc()
+        raise
+
+
+@router.post(
+    "/{assessment_id}/evidence",
+    status_code=201,
+    response_model=EvidenceOut,
+    dependencies=[Depends(upload_rate_limit)],
+    openapi_extra={"requestBody": _UPLOAD_BODY},
+    responses={
+        413: {"description": "The file (or body) is over the limit; refused while streaming."},
+        415: {"description": "Not a PDF, PNG or JPEG by its bytes, or not multipart."},
+    },
+)
+def upload_evidence(
+    assessment_id: uuid.UUID,
+    upload: Annotated[ReceivedFile, Depends(_received_file)],
+    actor: CurrentActor,
+    session: TenantSession,
+) -> EvidenceOut:
+    return service.add(session, actor, assessment_id, upload, get_storage())
+
+
+@router.get("/{assessment_id}/evidence", response_model=EvidenceList)
+def list_evidence(assessment_id: uuid.UUID, session: TenantSession) -> EvidenceList:
+    return service.list_for(session, assessment_id)

@@ -1,0 +1,19 @@
+"""Per-process observability setup: OpenTelemetry, Sentry and `rampart_build_info`.
+
+Called once by each process that does work: the API app (`create_app`), each Celery pool
+process (`worker_process_init`; Sentry itself starts in the worker's main process on
+`celeryd_init`), the relay. Metrics endpoints are kit/metrics_export.py.
+"""
+
+from __future__ import annotations
+
+from rampart.kit import tracing
+from rampart.kit.metrics_export import record_build_info
+from rampart.kit.sentry import init_sentry
+
+
+def setup_process(service: str, *, sentry: bool = True) -> None:
+    tracing.configure(service)
+    if sentry:
+        init_sentry(service)
+    record_build_info()

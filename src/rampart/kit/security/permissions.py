@@ -1,0 +1,116 @@
+"""Who may do what within a tenant: the role table, one function per action, and the
+caller's current role.
+
+The table is generic (roles × actions on "the tenant's resources"); each domain service
+applies it to its own resource (assessments/service.py: `can_delete_assessment`, ...).
+
+The role is read from the database on every permission-sensitive request, not taken from
+the access token: a token keeps the role it was issued with until it expires, so after a
+demotion the old token would still say "admin". `CurrentActor` is the caller with the
+role of their user row, read under RLS in the request's own transaction (raw SQL: the kit
+never imports a domain module).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends
+from sqlalchemy import text
+
+from rampart.kit.db.dependency import TenantSession
+from rampart.kit.errors import Forbidden, Unauthorized
+from rampart.kit.security.auth import CurrentPrincipal, Principal
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+
+class Action(StrEnum):
+    READ = "read"  # read the tenant's data
+    CREATE = "create"  # create resources, owned by their creator
+    DELETE_OWN = "delete_own"  # delete a resource one created
+    DELETE_ANY = "delete_any"  # delete anyone's resource in the tenant
+    MANAGE_MEMBERS = "manage_members"  # invite, and change roles among admin/member/viewer
+    MANAGE_OWNERS = "manage_owners"  # invite owners, make owners, change an owner's role
+
+
+_ALL = frozenset(Role)
+# The whole policy, one line per action (docs/security.md "RBAC" shows it as a matrix).
+ALLOWED: dict[Action, frozenset[Role]] = {
+    Action.READ: _ALL,
+    Action.CREATE: frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER}),
+    Action.DELETE_OWN: frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER}),
+    Action.DELETE_ANY: frozenset({Role.OWNER, Role.ADMIN}),
+    Action.MANAGE_MEMBERS: frozenset({Role.OWNER, Role.ADMIN}),
+    Action.MANAGE_OWNERS: frozenset({Role.OWNER}),
+}
+
+
+def allowed(role: str, action: Action) -> bool:
+    """Whether `role` may do `action`; an unknown role may do nothing."""
+    return role in ALLOWED[action]
+
+
+# --- one function per action ---------------------------------------------------------------
+
+
+def can_read(role: str) -> bool:
+    return allowed(role, Action.READ)
+
+
+def can_create(role: str) -> bool:
+    return allowed(role, Action.CREATE)
+
+
+def can_delete(role: str, *, own: bool) -> bool:
+    """Anyone's with DELETE_ANY; one's own with DELETE_OWN."""
+    return allowed(role, Action.DELETE_ANY) or (own and allowed(role, Action.DELETE_OWN))
+
+
+def can_assign(role: str, assigned: str) -> bool:
+    """Whether `role` may hand out (or take away) the role `assigned`."""
+    if assigned not in _ALL:
+        return False
+    needed = Action.MANAGE_OWNERS if assigned == Role.OWNER else Action.MANAGE_MEMBERS
+    return allowed(role, needed)
+
+
+def can_invite(role: str, invited_role: str) -> bool:
+    return can_assign(role, invited_role)
+
+
+def can_change_role(role: str, *, current: str, new: str) -> bool:
+    """Both the role taken away and the role given must be the actor's to hand out: an
+    admin can neither make an owner nor demote one. (The last owner is the service's
+    rule: it needs the tenant's other users.)"""
+    return can_assign(role, current) and can_assign(role, new)
+
+
+def require(permitted: bool, message: str = "Your role does not allow this.") -> None:
+    """403 unless `permitted`. Call it only on rows the caller can see: another tenant's
+    row is a 404 before any permission is asked."""
+    if not permitted:
+        raise Forbidden(message)
+
+
+# --- the caller's current role -------------------------------------------------------------
+
+
+def current_actor(principal: CurrentPrincipal, session: TenantSession) -> Principal:
+    """The caller with the role their user row holds now (same transaction, under RLS)."""
+    role = session.execute(
+        text("SELECT role FROM users WHERE id = :id"), {"id": principal.user_id}
+    ).scalar_one_or_none()
+    if role is None:  # the token outlived its user: no role at all
+        raise Unauthorized("The account no longer exists.", headers={"WWW-Authenticate": "Bearer"})
+    return dataclasses.replace(principal, role=role)
+
+
+CurrentActor = Annotated[Principal, Depends(current_actor)]

@@ -1,0 +1,238 @@
+"""Abuse limits: the `limits` library, moving window, buckets in Redis shared by every API
+process.
+
+Moving window, not fixed: a fixed window lets a client spend a whole window's budget at
+the end of one window and again at the start of the next (10 logins in seconds against a
+5/15 min limit). The moving window counts the hits of the last N seconds exactly and says
+exactly when the oldest one leaves, which is our `Retry-After`. It keeps one timestamp per
+hit, so its Redis cost is O(limit) per bucket: trivial for limits of tens.
+
+Where each limit applies:
+- `RateLimitMiddleware`: the base limit per client IP on every request except the probes
+  and /metrics (routes with their own limit count against it too).
+- Route dependencies: `login_rate_limit`, `signup_rate_limit`, `assessment_rate_limit`,
+  `upload_rate_limit`.
+
+If Redis cannot be asked the check fails open (the request proceeds) with a warning log
+and a metric, and checks pause briefly so a dead Redis costs one timeout, not one per
+request: abuse limits must never take the API down with Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis
+from fastapi import Depends, Request
+from limits import RateLimitItem, parse
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from sqlalchemy import text
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from rampart.config import Settings, get_settings
+from rampart.kit.db.dependency import TenantSession
+from rampart.kit.errors import AppError, envelope
+from rampart.kit.logging import get_logger
+from rampart.kit.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
+from rampart.kit.security.auth import CurrentPrincipal
+from rampart.kit.security.client_ip import client_ip, ip_bucket
+
+log = get_logger(__name__)
+
+KEY_PREFIX = "rampart:ratelimit"
+EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
+REDIS_TIMEOUT_SECONDS = 0.3
+FAIL_OPEN_PAUSE_SECONDS = 5.0
+_STATE_KEY = "rate_limiter"
+
+
+class RateLimited(AppError):
+    code, status, message = "rate_limited", 429, "Too many requests; retry later."
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The configured limits, parsed once per app."""
+
+    default_per_ip: RateLimitItem
+    login_per_ip_email: RateLimitItem
+    login_per_ip: RateLimitItem
+    signup_per_ip: RateLimitItem
+    assessments_free: RateLimitItem
+    assessments_pro: RateLimitItem
+    uploads_per_user: RateLimitItem
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            default_per_ip=parse(settings.rate_limit_default_per_ip),
+            login_per_ip_email=parse(settings.rate_limit_login_per_ip_email),
+            login_per_ip=parse(settings.rate_limit_login_per_ip),
+            signup_per_ip=parse(settings.rate_limit_signup_per_ip),
+            assessments_free=parse(settings.rate_limit_assessments_free),
+            assessments_pro=parse(settings.rate_limit_assessments_pro),
+            uploads_per_user=parse(settings.rate_limit_uploads_per_user),
+        )
+
+
+def _async_redis_uri(url: str) -> str:
+    if url.startswith("unix://"):
+        return "async+redis+unix://" + url.removeprefix("unix://")
+    return "async+" + url
+
+
+class RateLimiter:
+    """Moving-window checks against Redis; None storage means limits are off."""
+
+    def __init__(self, limits: Limits, redis_url: str | None) -> None:
+        self.limits = limits
+        self._strategy: MovingWindowRateLimiter | None = None
+        if redis_url:
+            storage = RedisStorage(
+                _async_redis_uri(redis_url),
+                implementation="redispy",
+                wrap_exceptions=True,
+                key_prefix=KEY_PREFIX,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            )
+            self._strategy = MovingWindowRateLimiter(storage)
+        self._paused_until = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimiter:
+        limits = Limits.from_settings(settings)
+        if not settings.rate_limit_enabled:
+            return cls(limits, None)
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        if redis_url is None:
+            log.warning("rate_limits_off", reason="REDIS_URL is not set")
+        return cls(limits, redis_url)
+
+    async def retry_after(self, name: str, item: RateLimitItem, *identifiers: str) -> int | None:
+        """Count one hit; None if allowed, else the seconds until a hit would be allowed."""
+        if self._strategy is None or time.monotonic() < self._paused_until:
+            return None
+        try:
+            if await self._strategy.hit(item, name, *identifiers):
+                return None
+            reset_at, _remaining = await self._strategy.get_window_stats(item, name, *identifiers)
+        except (StorageError, redis.RedisError, OSError, TimeoutError) as exc:
+            self._paused_until = time.monotonic() + FAIL_OPEN_PAUSE_SECONDS
+            RATE_LIMIT_FAIL_OPEN.inc()
+            log.warning(
+                "rate_limit_fail_open",
+                limit=name,
+                error=str(exc)[:200],
+                paused_seconds=FAIL_OPEN_PAUSE_SECONDS,
+            )
+            return None
+        # Counted, not logged: the access log already has each 429, and a flood of refusals
+        # must not become a flood of log lines.
+        RATE_LIMITED.labels(name).inc()
+        return max(1, math.ceil(reset_at - time.time()))
+
+    async def check(self, name: str, item: RateLimitItem, *identifiers: str) -> None:
+        """Count one hit; raise RateLimited (429 with Retry-After) when over the limit."""
+        wait = await self.retry_after(name, item, *identifiers)
+        if wait is not None:
+            raise RateLimited(headers={"Retry-After": str(wait)})
+
+
+class RateLimitMiddleware:
+    """Pure ASGI: the base limit per client IP, and the limiter the route dependencies use
+    (put in the request state, so each app, and its event loop, has its own client)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.limiter = RateLimiter.from_settings(get_settings())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})[_STATE_KEY] = self.limiter
+        if scope["path"] not in EXEMPT_PATHS:
+            wait = await self.limiter.retry_after(
+                "default", self.limiter.limits.default_per_ip, ip_bucket(client_ip(scope))
+            )
+            if wait is not None:
+                response = envelope(
+                    429,
+                    RateLimited.code,
+                    RateLimited.message,
+                    headers={"Retry-After": str(wait)},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _limiter(request: Request) -> RateLimiter:
+    limiter = request.scope.get("state", {}).get(_STATE_KEY)
+    if limiter is None:
+        raise RuntimeError("RateLimitMiddleware is not installed")
+    return limiter
+
+
+def _ip(request: Request) -> str:
+    return ip_bucket(client_ip(request.scope))
+
+
+async def _login_email(request: Request) -> str:
+    """The email of a login body, digested: buckets never hold clear PII. FastAPI has read
+    and cached the body already; an unreadable one counts under the empty email."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    email = body.get("email") if isinstance(body, dict) else None
+    email = email.strip().lower() if isinstance(email, str) else ""
+    return hashlib.sha256(email.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+async def login_rate_limit(request: Request) -> None:
+    """Per (IP, email) against guessing one account, per IP against spraying many."""
+    limiter, ip = _limiter(request), _ip(request)
+    email = await _login_email(request)
+    await limiter.check("login_ip_email", limiter.limits.login_per_ip_email, ip, email)
+    await limiter.check("login_ip", limiter.limits.login_per_ip, ip)
+
+
+async def signup_rate_limit(request: Request) -> None:
+    """Per IP: each signup creates a tenant."""
+    limiter = _limiter(request)
+    await limiter.check("signup_ip", limiter.limits.signup_per_ip, _ip(request))
+
+
+def _tenant_plan(principal: CurrentPrincipal, session: TenantSession) -> str:
+    """The caller's plan, read in the request's own transaction (the same session the route
+    uses, under RLS): an upgrade applies on the next request, with no token to refresh.
+    Raw SQL on purpose: the kit never imports a domain module."""
+    plan = session.execute(
+        text("SELECT plan FROM tenants WHERE id = :id"), {"id": principal.tenant_id}
+    ).scalar_one_or_none()
+    return plan or "free"
+
+
+async def assessment_rate_limit(
+    request: Request,
+    principal: CurrentPrincipal,
+    plan: Annotated[str, Depends(_tenant_plan)],
+) -> None:
+    """Per user, by the tenant's plan: assessment creation costs LLM calls."""
+    limiter = _limiter(request)
+    item = limiter.limits.assessments_pro if plan == "pro" else limiter.limits.assessments_free
+    await limiter.check("assessments", item, principal.user_id)
+
+
+async def upload_rate_limit(request: Request, principal: CurrentPrincipal) -> None:
+    """Per user: evidence uploads are stored and scanned."""
+    limiter = _limiter(request)
+    await limiter.check("uploads", limiter.limits.uploads_per_user, principal.user_id)

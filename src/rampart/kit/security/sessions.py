@@ -1,0 +1,150 @@
+"""Browser sessions: a random id in the `__Host-session` cookie, the state in Redis.
+
+Why server-side state and not a JWT in a cookie: logout must revoke a session at once, and
+an idle session must end after SESSION_TTL_SECONDS without the browser's help. Redis holds
+`rampart:session:<sha256(id)>` → {user, tenant, role, csrf token}, with a TTL that every
+authenticated request starts again (GETEX: read and refresh in one step). Only the digest
+of the id is a key, so a Redis dump or `KEYS` listing yields no usable cookie.
+
+The cookies carry the `__Host-` prefix: the browser accepts them only with Secure,
+Path=/ and no Domain, so neither a sibling subdomain nor plain HTTP can set or overwrite
+them. They have no Max-Age (they end with the browser); the idle timeout is the server's.
+
+If Redis cannot be asked, cookie sessions fail closed with 503 `sessions_unavailable`
+(not 401: the session may well be valid, and a 401 would send the user to a login that
+cannot work either). Bearer tokens never touch Redis and keep working.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from starlette.responses import Response
+
+from rampart.config import get_settings
+from rampart.kit.errors import ServiceUnavailable
+from rampart.kit.logging import get_logger
+from rampart.kit.metrics import SESSION_EVENTS
+from rampart.kit.security.csrf import CSRF_COOKIE, issue_token
+
+log = get_logger(__name__)
+
+SESSION_COOKIE = "__Host-session"
+KEY_PREFIX = "rampart:session:"
+REDIS_TIMEOUT_SECONDS = 0.5
+
+
+class SessionsUnavailable(ServiceUnavailable):
+    code = "sessions_unavailable"
+    message = "Browser sessions are unavailable; retry shortly (bearer tokens still work)."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "5"})
+
+
+@dataclass(frozen=True)
+class BrowserSession:
+    """One live session. `id` is the cookie value: a credential, never logged or stored."""
+
+    id: str = field(repr=False)
+    user_id: str
+    tenant_id: str
+    role: str
+    csrf_token: str = field(repr=False)
+
+
+def redis_key(session_id: str) -> str:
+    return KEY_PREFIX + hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@lru_cache
+def _redis(url: str) -> redis.Redis:
+    # Short timeouts and one retry without backoff (a pooled connection gone stale after a
+    # Redis restart): redis-py's default of 10 backed-off retries would hold each request
+    # for seconds while Redis is down.
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def _client() -> redis.Redis:
+    url = get_settings().redis_url
+    if url is None:
+        raise SessionsUnavailable()
+    return _redis(url.get_secret_value())
+
+
+def _unavailable(operation: str, exc: Exception) -> SessionsUnavailable:
+    SESSION_EVENTS.labels("store_unavailable").inc()
+    log.warning("session_store_unavailable", operation=operation, error=str(exc)[:200])
+    return SessionsUnavailable()
+
+
+def create(*, user_id: str, tenant_id: str, role: str) -> BrowserSession:
+    """Store a new session under a fresh random id (never one the client offered: no
+    fixation), with its CSRF token."""
+    session_id = secrets.token_urlsafe(32)
+    session = BrowserSession(
+        id=session_id,
+        user_id=user_id,
+        tenant_id=tenant_id,
+        role=role,
+        csrf_token=issue_token(session_id),
+    )
+    state = {k: v for k, v in asdict(session).items() if k != "id"}
+    try:
+        ttl = get_settings().session_ttl_seconds
+        _client().set(redis_key(session_id), json.dumps(state), ex=ttl)
+    except (redis.RedisError, OSError) as exc:
+        raise _unavailable("create", exc) from exc
+    SESSION_EVENTS.labels("created").inc()
+    return session
+
+
+def touch(session_id: str) -> BrowserSession | None:
+    """The live session with this id, its idle timeout started again; None if unknown or
+    expired."""
+    try:
+        raw = _client().getex(redis_key(session_id), ex=get_settings().session_ttl_seconds)
+    except (redis.RedisError, OSError) as exc:
+        raise _unavailable("touch", exc) from exc
+    if raw is None:
+        return None
+    return BrowserSession(id=session_id, **json.loads(raw))
+
+
+def revoke(session_id: str) -> None:
+    """Delete the session server-side: its cookie authenticates nothing any more."""
+    try:
+        _client().delete(redis_key(session_id))
+    except (redis.RedisError, OSError) as exc:
+        raise _unavailable("revoke", exc) from exc
+    SESSION_EVENTS.labels("revoked").inc()
+
+
+def set_cookies(response: Response, session: BrowserSession) -> None:
+    """`__Host-session` (HttpOnly: script never sees it) and `__Host-csrf` (readable by the
+    frontend's script, which echoes it in X-CSRF-Token)."""
+    samesite = get_settings().session_cookie_samesite
+    response.set_cookie(
+        SESSION_COOKIE, session.id, path="/", secure=True, httponly=True, samesite=samesite
+    )
+    response.set_cookie(
+        CSRF_COOKIE, session.csrf_token, path="/", secure=True, httponly=False, samesite=samesite
+    )
+
+
+def clear_cookies(response: Response) -> None:
+    samesite = get_settings().session_cookie_samesite
+    for name, httponly in ((SESSION_COOKIE, True), (CSRF_COOKIE, False)):
+        response.delete_cookie(name, path="/", secure=True, httponly=httponly, samesite=samesite)

@@ -1,0 +1,119 @@
+"""Where uploaded files live: a small storage interface and its local-directory backend.
+
+Files are stored under keys the app makes (random, never derived from client input) and
+are never served back by path, so a hostile filename cannot reach the file system. A stored
+file belongs to a database row: `store_in_transaction` moves it in and deletes it again if
+the row's transaction does not commit, so a failed request leaves neither row nor file.
+
+A small module of our own: the local backend is a few `os` calls, and an object store
+(S3, GCS) would implement the same four methods.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
+
+from rampart.config import Settings, get_settings
+from rampart.kit.logging import get_logger
+
+log = get_logger(__name__)
+
+# Keys are ours: lowercase hex and dashes in at most a few segments. Anything else is a bug,
+# and refusing it keeps `..`, absolute paths and separators out of the file system.
+_KEY = re.compile(r"[0-9a-f-]{1,64}(/[0-9a-f-]{1,64}){0,3}")
+
+
+class Storage(Protocol):
+    def spool_dir(self) -> Path:
+        """A directory for files still being received (same file system as the store)."""
+
+    def put(self, key: str, source: Path) -> None:
+        """Move the finished file `source` in under `key`, atomically."""
+
+    def open(self, key: str) -> BinaryIO: ...
+
+    def delete(self, key: str) -> None:
+        """Remove `key`; a missing key is not an error."""
+
+
+class LocalStorage:
+    """Files under one directory (EVIDENCE_DIR): `<root>/<key>`, mode 0600, dirs 0700."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"invalid storage key {key!r}")
+        return self.root / key
+
+    def spool_dir(self) -> Path:
+        spool = self.root / ".incoming"
+        spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return spool
+
+    def put(self, key: str, source: Path) -> None:
+        target = self._path(key)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(source, "rb") as handle:  # durable before it becomes visible
+            os.fsync(handle.fileno())
+        os.chmod(source, 0o600)
+        try:
+            os.replace(source, target)  # atomic on one file system (the spool dir's)
+        except OSError:
+            partial = target.with_name(target.name + ".partial")
+            shutil.copyfile(source, partial)
+            os.replace(partial, target)
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self._path(key), "rb")
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+def evidence_root(settings: Settings) -> Path:
+    return Path(settings.evidence_dir or Path(settings.rampart_home) / "evidence")
+
+
+def get_storage() -> Storage:
+    """The configured store. Cheap to build, so not cached: tests that change EVIDENCE_DIR
+    or RAMPART_HOME need no cache to clear."""
+    return LocalStorage(evidence_root(get_settings()))
+
+
+def store_in_transaction(session: Session, storage: Storage, key: str, source: Path) -> None:
+    """Store `source` under `key` now, and delete it again unless `session`'s transaction
+    commits (a rollback, or a COMMIT that fails, both end it without `after_commit`)."""
+    storage.put(key, source)
+    pending = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
+        event.listen(session, "after_commit", _keep)
+        event.listen(session, "after_transaction_end", _discard)
+    pending.append((storage, key))
+
+
+_PENDING = "rampart.storage.pending"
+
+
+def _keep(session: Session) -> None:
+    """The root transaction committed: its files stay (fires for the root only)."""
+    session.info[_PENDING].clear()
+
+
+def _discard(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is not None:  # a savepoint ended, not the transaction
+        return
+    pending = session.info[_PENDING]
+    for storage, key in pending:
+        storage.delete(key)
+        log.info("stored_file_discarded", reason="transaction did not commit")
+    pending.clear()

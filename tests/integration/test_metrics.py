@@ -1,0 +1,211 @@
+"""Metrics on the real Postgres and Redis, in-process (single-process registry): database
+query, slow-query, transaction-error and pool metrics; the relay's scrape-time gauges
+(jobs, queues, connections); LLM work durations; build info on /metrics. Multiprocess
+aggregation across real uvicorn workers and Celery pool processes: tests/e2e."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from tests.support.jobs import jobs, run_pending
+from tests.support.users import answers, signup
+
+from rampart.assessments import service
+from rampart.config import get_settings
+from rampart.kit import context
+from rampart.kit.db.engine import get_engine
+from rampart.kit.db.transaction import Claims, transaction
+from rampart.kit.jobs.runner import run_job
+from rampart.kit.ops_metrics import OpsCollector
+
+
+def value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def collected(collector: OpsCollector) -> dict[tuple[str, tuple], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in collector.collect()
+        for sample in family.samples
+    }
+
+
+def _json_lines(capsys) -> list[dict]:
+    out = capsys.readouterr().out
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def slow_query_ms(monkeypatch):
+    monkeypatch.setenv("DB_SLOW_QUERY_MS", "50")
+    get_settings.cache_clear()
+    yield 50
+    monkeypatch.delenv("DB_SLOW_QUERY_MS")
+    get_settings.cache_clear()
+
+
+def test_a_slow_query_is_counted_and_logged_with_its_trace_id_and_no_values(
+    api, slow_query_ms, capsys
+):
+    slow_before = value("rampart_db_slow_queries_total")
+    selects_before = value("rampart_db_query_duration_seconds_count", operation="select")
+    trace_id = uuid.uuid4().hex
+    context.bind(trace_id=trace_id)
+    try:
+        with transaction(None) as session:
+            session.execute(text("SELECT pg_sleep(0.1), 'secret-literal-value' AS x, 123456789"))
+            session.execute(text("SELECT 1"))  # fast: timed, not slow
+    finally:
+        context.clear()
+    assert value("rampart_db_slow_queries_total") == slow_before + 1
+    assert value("rampart_db_query_duration_seconds_count", operation="select") >= (
+        selects_before + 2
+    )
+    [logged] = [line for line in _json_lines(capsys) if line["event"] == "db_slow_query"]
+    assert logged["trace_id"] == trace_id and logged["level"] == "warning"
+    assert logged["statement"] == "SELECT pg_sleep(?), ? AS x, ?"
+    assert logged["duration_ms"] >= 100 and logged["operation"] == "select"
+
+
+def test_a_deadlock_is_counted_by_reason_and_its_rollback_too(api):
+    deadlocks = value("rampart_db_transaction_errors_total", reason="deadlock")
+    rollbacks = value("rampart_db_transaction_errors_total", reason="rollback")
+    both_hold_one = threading.Barrier(2, timeout=10)
+    failures: list[BaseException] = []
+
+    def lock(first: int, second: int) -> None:
+        try:
+            with transaction(None) as session:
+                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": first})
+                both_hold_one.wait()
+                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": second})
+        except sa_exc.DBAPIError as exc:
+            failures.append(exc)
+
+    keys = (uuid.uuid4().int % 2**62, uuid.uuid4().int % 2**62)
+    threads = [
+        threading.Thread(target=lock, args=keys),
+        threading.Thread(target=lock, args=keys[::-1]),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(failures) == 1, failures  # Postgres broke the cycle by failing one of them
+    assert value("rampart_db_transaction_errors_total", reason="deadlock") == deadlocks + 1
+    assert value("rampart_db_transaction_errors_total", reason="rollback") >= rollbacks + 1
+
+
+def test_pool_gauges_show_the_pool_size_and_the_connections_in_use(api):
+    settings = get_settings()
+    engine = get_engine()
+    with engine.connect():
+        pass  # the pool exists and has been used
+    assert value("rampart_db_pool_size") == settings.db_pool_size + settings.db_max_overflow
+    idle = value("rampart_db_pool_in_use")
+    with engine.connect(), engine.connect():
+        assert value("rampart_db_pool_in_use") == idle + 2
+    assert value("rampart_db_pool_in_use") == idle
+
+
+def test_score_and_roadmap_durations_are_observed_by_provider(client):
+    account = signup(client)
+    scored = value("rampart_assessment_score_duration_seconds_count", provider="offline")
+    roadmaps = value("rampart_roadmap_duration_seconds_count", provider="offline")
+    created = client.post(
+        "/api/v1/assessments", json={"answers": answers(2)}, headers=account.headers
+    )
+    assert created.status_code == 202
+    run_pending(account.tenant_id)  # score, which enqueues the roadmap
+    run_pending(account.tenant_id)
+    assert value("rampart_assessment_score_duration_seconds_count", provider="offline") == (
+        scored + 1
+    )
+    assert value("rampart_roadmap_duration_seconds_count", provider="offline") == roadmaps + 1
+
+
+def test_the_relay_collector_reports_jobs_queues_and_connections_across_tenants(client):
+    collector = OpsCollector()
+    first, second = signup(client, "Tenant One"), signup(client, "Tenant Two")
+    before = collected(collector)
+    for account in (first, second):
+        created = client.post(
+            "/api/v1/assessments", json={"answers": answers(2)}, headers=account.headers
+        )
+        assert created.status_code == 202
+    # One of them fails for good: an open dead letter counts as quarantined.
+    [job] = jobs(second.tenant_id)
+
+    def broken(_run):
+        raise RuntimeError("model returned garbage")
+
+    assert run_job(str(job.id), second.tenant_id, broken, task=service.SCORE_TASK) == (
+        "quarantined"
+    )
+
+    # An app_rw session idle inside a transaction, in another thread, while we scrape.
+    holding, release = threading.Event(), threading.Event()
+
+    def idle_in_transaction() -> None:
+        with transaction(Claims(tenant_id=first.tenant_id)) as session:
+            session.execute(text("SELECT 1"))
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=idle_in_transaction)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        after = collected(collector)
+    finally:
+        release.set()
+        holder.join(10)
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    pending = {"type": "score_assessment", "state": "pending"}
+    quarantined = {"type": "score_assessment", "state": "quarantined"}
+    assert delta("rampart_jobs", **pending) == 1  # both tenants' jobs, one now quarantined
+    assert delta("rampart_jobs", **quarantined) == 1
+    assert delta("rampart_queue_length", queue="outbox") == 2  # no relay runs here
+    assert after[("rampart_queue_oldest_age_seconds", (("queue", "outbox"),))] > 0
+    assert after[("rampart_queue_oldest_age_seconds", (("queue", "rampart"),))] > 0
+    assert ("rampart_queue_length", (("queue", "rampart"),)) in after  # Redis LLEN
+    connections = {k[1][0][1]: v for k, v in after.items() if k[0] == "rampart_db_connections"}
+    assert connections["active"] >= 1  # the collector's own query
+    assert connections["idle in transaction"] >= 1  # app_rw's session, state readable
+    assert after[("rampart_db_max_connections", ())] >= 10
+    assert after[("rampart_dependency_up", (("dependency", "postgres"),))] == 1
+    assert after[("rampart_dependency_up", (("dependency", "redis"),))] == 1
+
+
+def test_the_relay_collector_says_redis_is_down_instead_of_reporting_zero(stack):
+    collector = OpsCollector()
+    stack.redis.stop()
+    try:
+        samples = collected(collector)
+    finally:
+        stack.redis.start()
+    assert samples[("rampart_dependency_up", (("dependency", "redis"),))] == 0
+    assert samples[("rampart_dependency_up", (("dependency", "postgres"),))] == 1
+    assert ("rampart_queue_length", (("queue", "rampart"),)) not in samples
+    assert ("rampart_queue_length", (("queue", "outbox"),)) in samples
+
+
+def test_metrics_endpoint_reports_the_build(client):
+    body = client.get("/metrics").text
+    match = re.search(r'rampart_build_info\{commit="([^"]+)",version="([^"]+)"\} 1\.0', body)
+    assert match, "rampart_build_info missing from /metrics"
+    commit, version = match.groups()
+    assert version == get_settings().version
+    assert re.fullmatch(r"[0-9a-f]{12}|unknown", commit)
