@@ -23,6 +23,7 @@ import httpx
 from rich.console import Console
 
 from bench import load, report
+from bench.llm_stage import measure_llm_stage
 from bench.pipeline import Account, measure_noop, measure_pipeline
 from bench.procs import ROOT, Procs, wait_http
 
@@ -220,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
                 concurrency=args.concurrency,
             )
 
+        with console.status("LLM stage: offline, hanging primary, breaker open..."):
+            llm_stage = measure_llm_stage()
+
         http = []
         pairs = _http_pairs(api_port, bare_port, account, pipeline["sample_assessment_id"])
         for endpoint, ours_target, bare_endpoint, bare_target in pairs:
@@ -276,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             "overload": overload,
             "pipeline": pipeline,
             "celery_noop": noop,
+            "llm_stage": llm_stage,
         }
         results["goals"] = report.goals(results)
         results["pipeline_vs_noop_ratio"] = round(
@@ -283,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         results["total_s"] = round(time.monotonic() - started, 1)
         report.render(console, results)
+        report.render_llm_stage(console, llm_stage)
         report.write_json(args.json, results)
         console.print(f"Wrote {args.json}")
         return 0

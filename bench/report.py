@@ -24,14 +24,22 @@ def _ratio(ours: float, bare: float) -> str:
 
 
 _SHORT = {
-    "server": "srv", "api": "api", "relay": "relay", "worker": "worker", "postgres": "pg",
-    "redis": "redis", "load generator": "gen", "driver": "driver", "other": "other",
+    "server": "srv",
+    "api": "api",
+    "relay": "relay",
+    "worker": "worker",
+    "postgres": "pg",
+    "redis": "redis",
+    "load generator": "gen",
+    "driver": "driver",
+    "other": "other",
 }
 
 
 def _cpu(cpu: dict[str, float], skip: tuple[str, ...] = ("redis",)) -> str:
     return " ".join(
-        f"{short} {cpu[name]:.0f}" for name, short in _SHORT.items()
+        f"{short} {cpu[name]:.0f}"
+        for name, short in _SHORT.items()
         if name in cpu and name not in skip
     )
 
@@ -67,10 +75,18 @@ def render(console: Console, results: dict) -> None:
         title_justify="left",
     )
     for name, justify in [
-        ("endpoint", "left"), ("server", "left"), ("req/s", "right"), ("p50 ms", "right"),
-        ("p95 ms", "right"), ("p99 ms", "right"), ("errors", "right"),
-        ("req/s ours/bare", "right"), ("p95 ours/bare", "right"), ("goal p95", "right"),
-        ("met?", "center"), ("CPU % of 1 core (2 = 200)", "left"),
+        ("endpoint", "left"),
+        ("server", "left"),
+        ("req/s", "right"),
+        ("p50 ms", "right"),
+        ("p95 ms", "right"),
+        ("p99 ms", "right"),
+        ("errors", "right"),
+        ("req/s ours/bare", "right"),
+        ("p95 ours/bare", "right"),
+        ("goal p95", "right"),
+        ("met?", "center"),
+        ("CPU % of 1 core (2 = 200)", "left"),
     ]:
         http.add_column(name, justify=justify)  # type: ignore[arg-type]
     goal_by_endpoint = {g["endpoint"]: g for g in results["goals"]}
@@ -81,26 +97,49 @@ def render(console: Console, results: dict) -> None:
         if goal is not None:
             met = "[green]met[/green]" if goal["met"] else "[red]not met[/red]"
         http.add_row(
-            pair["endpoint"], "Rampart", f"{ours['rps']:,.0f}",
-            _ms(ours["latency_ms"]["p50"]), _ms(ours["latency_ms"]["p95"]),
-            _ms(ours["latency_ms"]["p99"]), str(ours["errors"]),
+            pair["endpoint"],
+            "Rampart",
+            f"{ours['rps']:,.0f}",
+            _ms(ours["latency_ms"]["p50"]),
+            _ms(ours["latency_ms"]["p95"]),
+            _ms(ours["latency_ms"]["p99"]),
+            str(ours["errors"]),
             _ratio(ours["rps"], bare["rps"]),
             _ratio(ours["latency_ms"]["p95"], bare["latency_ms"]["p95"]),
-            f"≤ {goal['p95_goal_ms']:.0f} ms" if goal else "-", met, _cpu(ours["cpu_percent"]),
+            f"≤ {goal['p95_goal_ms']:.0f} ms" if goal else "-",
+            met,
+            _cpu(ours["cpu_percent"]),
         )
         http.add_row(
-            f"  ceiling: {pair['bare_endpoint']}", "bare FastAPI", f"{bare['rps']:,.0f}",
-            _ms(bare["latency_ms"]["p50"]), _ms(bare["latency_ms"]["p95"]),
-            _ms(bare["latency_ms"]["p99"]), str(bare["errors"]), "", "", "", "",
-            _cpu(bare["cpu_percent"]), end_section=True,
+            f"  ceiling: {pair['bare_endpoint']}",
+            "bare FastAPI",
+            f"{bare['rps']:,.0f}",
+            _ms(bare["latency_ms"]["p50"]),
+            _ms(bare["latency_ms"]["p95"]),
+            _ms(bare["latency_ms"]["p99"]),
+            str(bare["errors"]),
+            "",
+            "",
+            "",
+            "",
+            _cpu(bare["cpu_percent"]),
+            end_section=True,
         )
     overload = results.get("overload")
     if overload:
         lat = overload["latency_ms"]
         http.add_row(
             f"GET /api/v1/assessments/{{id}} at {overload['connections']} connections",
-            "Rampart", f"{overload['rps']:,.0f}", _ms(lat["p50"]), _ms(lat["p95"]),
-            _ms(lat["p99"]), str(overload["errors"]), "", "", "-", "-",
+            "Rampart",
+            f"{overload['rps']:,.0f}",
+            _ms(lat["p50"]),
+            _ms(lat["p95"]),
+            _ms(lat["p99"]),
+            str(overload["errors"]),
+            "",
+            "",
+            "-",
+            "-",
             _cpu(overload["cpu_percent"]),
         )
     console.print()
@@ -119,7 +158,9 @@ def render(console: Console, results: dict) -> None:
         title_justify="left",
     )
     for name, justify in [
-        ("measure", "left"), ("figure", "right"), ("detail", "left"),
+        ("measure", "left"),
+        ("figure", "right"),
+        ("detail", "left"),
         ("CPU % of 1 core", "left"),
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -180,3 +221,21 @@ def render(console: Console, results: dict) -> None:
 def write_json(path: Path, results: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def render_llm_stage(console: Console, rows: list[dict]) -> None:
+    """Score + roadmap through the provider chain; the breaker-open row should sit close to
+    the offline row, the hanging row near attempts × timeout + backoff, twice (two calls)."""
+    table = Table(title="LLM stage of one assessment (score + roadmap), in-process")
+    for column in ("situation", "samples", "median ms", "max ms", "ratio to offline"):
+        table.add_column(column)
+    offline = rows[0]["median_ms"] or 1e-9
+    for row in rows:
+        table.add_row(
+            row["situation"],
+            str(row["samples"]),
+            f"{row['median_ms']:.2f}",
+            f"{row['max_ms']:.2f}",
+            f"{row['median_ms'] / offline:.1f}×",
+        )
+    console.print(table)
