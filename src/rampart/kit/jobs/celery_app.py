@@ -35,8 +35,8 @@ def get_celery() -> Celery:
         task_default_queue=QUEUE,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        # A task that raised (not retried) stays unacked and comes back after the
-        # visibility timeout: the runner quarantines it then, nothing is dropped.
+        # Meant to keep a task that raised (not retried) for redelivery; Celery 5.7 rejects
+        # it without requeue instead (docs/resilience.md, "Known gaps").
         task_acks_on_failure_or_timeout=False,
         worker_prefetch_multiplier=1,
         task_time_limit=settings.task_time_limit_seconds,
