@@ -459,6 +459,25 @@ def test_a_deleted_assessment_vanishes_from_get_and_list_and_cannot_be_deleted_t
     assert is_deleted(world.actor.tenant_id, target)  # the row stays, marked
 
 
+def test_the_roadmap_of_a_deleted_assessment_is_gone_too(http):
+    world = make_world("member")
+    created = http.post(
+        "/api/v1/assessments", json={"answers": answers()}, headers=world.actor.headers
+    )
+    target = created.json()["id"]
+    run_pending(world.actor.tenant_id)  # scores, then writes the roadmap
+    run_pending(world.actor.tenant_id)
+    done = http.get(f"/api/v1/assessments/{target}", headers=world.actor.headers).json()
+    roadmap_path = f"/api/v1/roadmaps/{done['roadmap_id']}"
+    assert http.get(roadmap_path, headers=world.actor.headers).status_code == 200
+
+    assert (
+        http.delete(f"/api/v1/assessments/{target}", headers=world.actor.headers).status_code == 204
+    )
+    gone = http.get(roadmap_path, headers=world.founder.headers)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+
+
 def test_a_delete_is_audited(http, superuser):
     world = make_world("admin")
     target = world.assessments["others"]

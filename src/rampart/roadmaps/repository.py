@@ -6,11 +6,17 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from rampart.assessments.models import Assessment
 from rampart.roadmaps.models import Roadmap
 
 
 def get(session: Session, roadmap_id: uuid.UUID) -> Roadmap | None:
-    return session.get(Roadmap, roadmap_id)
+    """The roadmap, unless its assessment was soft-deleted: then it is gone with it (404)."""
+    return session.execute(
+        select(Roadmap)
+        .join(Assessment, Assessment.id == Roadmap.assessment_id)
+        .where(Roadmap.id == roadmap_id, Assessment.deleted_at.is_(None))
+    ).scalar_one_or_none()
 
 
 def insert_once(session: Session, values: dict) -> uuid.UUID:
