@@ -42,6 +42,7 @@ INHERITED = (
     "REDIS_URL",
     "LOG_FILE",
     "JWT_SECRET",
+    "SESSION_SECRET",
     "RAMPART_HOME",
     "PORT",
     "HOST",

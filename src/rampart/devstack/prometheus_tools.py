@@ -53,13 +53,16 @@ def ensure_binary(name: str, cache: Path | None = None) -> Path:
 
 
 def _download(package: str, into: Path) -> Path:
-    if not shutil.which("apt-get"):
-        raise DevStackError(f"{package}: apt-get not found; install {package} so that it is on PATH")
+    apt_get = shutil.which("apt-get")
+    if not apt_get:
+        raise DevStackError(f"{package}: no apt-get here; install {package} so it is on PATH")
     into.mkdir(parents=True, exist_ok=True)
-    result = _apt_download(package, into)
+    result = _apt_download(apt_get, package, into)
     if result.returncode != 0 and os.geteuid() == 0:
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
-        result = _apt_download(package, into)
+        subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [apt_get, "update", "-qq"], capture_output=True, check=False
+        )
+        result = _apt_download(apt_get, package, into)
     debs = sorted(into.glob(f"{package}_*.deb"))
     if result.returncode != 0 or not debs:
         raise DevStackError(
@@ -69,14 +72,17 @@ def _download(package: str, into: Path) -> Path:
     return debs[-1]
 
 
-def _apt_download(package: str, into: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["apt-get", "download", "-q", package], cwd=into, capture_output=True, text=True, check=False
+def _apt_download(apt_get: str, package: str, into: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [apt_get, "download", "-q", package], cwd=into, capture_output=True, text=True, check=False
     )
 
 
 def _unpack(deb: Path, root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], capture_output=True, text=True)
+    dpkg_deb = shutil.which("dpkg-deb") or "/usr/bin/dpkg-deb"
+    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [dpkg_deb, "-x", str(deb), str(root)], capture_output=True, text=True, check=False
+    )
     if result.returncode != 0:
         raise DevStackError(f"dpkg-deb -x {deb.name} failed: {result.stderr.strip()[-300:]}")

@@ -19,17 +19,23 @@ DATABASE = "rampart"
 
 
 def _local_secrets(home: Path) -> dict[str, str]:
-    """Dev-only credentials, generated once per .rampart/ and kept there (mode 0600)."""
+    """Dev-only credentials, generated once per .rampart/ and kept there (mode 0600).
+
+    A key missing from an older file is generated and added; existing ones never change.
+    """
     path = home / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    values = {
-        "migration_password": secrets.token_urlsafe(24),
-        "app_password": secrets.token_urlsafe(24),
-        "jwt_secret": secrets.token_urlsafe(48),
+    values = json.loads(path.read_text()) if path.exists() else {}
+    generate = {
+        "migration_password": lambda: secrets.token_urlsafe(24),
+        "app_password": lambda: secrets.token_urlsafe(24),
+        "jwt_secret": lambda: secrets.token_urlsafe(48),
+        "session_secret": lambda: secrets.token_urlsafe(48),
     }
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(values))
+    missing = {key: make() for key, make in generate.items() if key not in values}
+    if missing:
+        values |= missing
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(values))
     return values
 
 
@@ -58,7 +64,10 @@ class LocalStack:
         os.chmod(self.home, 0o755)  # noqa: S103 - the unprivileged Postgres user must traverse it
         local = _local_secrets(self.home)
         ports = _ports(self.home)
-        env = {"JWT_SECRET": os.environ.get("JWT_SECRET") or local["jwt_secret"]}
+        env = {
+            "JWT_SECRET": os.environ.get("JWT_SECRET") or local["jwt_secret"],
+            "SESSION_SECRET": os.environ.get("SESSION_SECRET") or local["session_secret"],
+        }
         if os.environ.get("DATABASE_URL"):
             env["DATABASE_URL"] = os.environ["DATABASE_URL"]
             env["MIGRATION_DATABASE_URL"] = os.environ.get(
