@@ -293,6 +293,14 @@ SIGNUP_CASES = [
         invalid("password", body(signup_body(password="p" * 257))), id="password-too-long"
     ),
     pytest.param(invalid("password", body(signup_body(password="short"))), id="password-too-short"),
+    # A lone surrogate cannot be encoded for the hash: a 422, not a 500 in argon2.
+    pytest.param(
+        invalid(
+            "password",
+            raw(json.dumps(signup_body(password="\ud800" + "p" * 12), ensure_ascii=True).encode()),
+        ),
+        id="password-lone-surrogate",
+    ),
     pytest.param(invalid("role", body(signup_body(role="admin"))), id="unknown-field-role"),
     pytest.param(invalid("plan", body(signup_body(plan="pro"))), id="unknown-field-plan"),
     pytest.param(
@@ -323,6 +331,17 @@ def test_control_a_valid_signup_is_counted(http, superuser):
         "audit_events": before["audit_events"] + 1,
     }
     assert users_with_email(superuser, payload["email"]) == 1
+
+
+def test_login_with_a_lone_surrogate_password_is_a_4xx_not_a_500(http, account):
+    payload = {"email": account.email, "password": "\ud800" + "p" * 12}
+    response = http.post(
+        "/api/v1/auth/login",
+        content=json.dumps(payload, ensure_ascii=True).encode(),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code in (401, 422), response.text
+    assert "trace_id" in response.json()["error"]
 
 
 # --- bodies over the limit: 413 ---------------------------------------------------------
