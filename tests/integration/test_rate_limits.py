@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import psycopg
@@ -19,8 +18,7 @@ import pytest
 import redis
 from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
-from tests.support.server import serve_in_thread
-from tests.support.stack import reset_caches
+from tests.support.server import serving
 from tests.support.users import PASSWORD, answers, signup
 
 from rampart.devstack.ports import free_port
@@ -41,24 +39,6 @@ def empty_buckets(stack) -> Iterator[None]:
     yield
     clear()
     client.close()
-
-
-@contextmanager
-def serving(**env: str) -> Iterator[httpx.Client]:
-    """A fresh app on a real socket with these settings; the old ones are restored after."""
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    reset_caches()
-    try:
-        with serve_in_thread() as url, httpx.Client(base_url=url, timeout=30) as http:
-            yield http
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        reset_caches()
 
 
 @pytest.fixture

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import socket
 import struct
 import time
 import uuid
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,8 +27,7 @@ from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from tests.integration.test_invitations import superuser_conninfo
-from tests.support.server import serve_in_thread
-from tests.support.stack import reset_caches
+from tests.support.server import serving
 from tests.support.users import Account, answers, signup
 
 from rampart.config import get_settings
@@ -535,24 +532,6 @@ def test_the_list_holds_only_this_assessments_evidence_oldest_first(http, owner,
         item["assessment_id"] == assessment
         for item in http.get(url(assessment), headers=owner.headers).json()["items"]
     )
-
-
-@contextmanager
-def serving(**env: str) -> Iterator[httpx.Client]:
-    """A fresh app on a real socket with these settings; the old ones are restored after."""
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    reset_caches()
-    try:
-        with serve_in_thread() as base, httpx.Client(base_url=base, timeout=30) as client:
-            yield client
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        reset_caches()
 
 
 def test_uploads_are_rate_limited_per_user_before_the_body_is_read(superuser):

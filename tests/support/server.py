@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import uvicorn
 
 from rampart.devstack.ports import free_port
+from tests.support.stack import reset_caches
 
 
 @contextmanager
@@ -33,3 +36,22 @@ def serve_in_thread() -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def serving(**env: str) -> Iterator[httpx.Client]:
+    """A fresh app on a real socket with these settings (e.g. small rate limits) and a client
+    for it; the old settings are restored after, so the rest of the suite is unaffected."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    reset_caches()
+    try:
+        with serve_in_thread() as url, httpx.Client(base_url=url, timeout=30) as client:
+            yield client
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        reset_caches()
