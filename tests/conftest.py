@@ -45,6 +45,24 @@ def client(api: str):
         yield http
 
 
+@pytest.fixture(scope="module")
+def http(api: str):
+    """A client for the app shared by a module's tests (and its module-scoped fixtures)."""
+    import httpx
+
+    with httpx.Client(base_url=api, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def superuser(stack: TestStack) -> str:
+    """Conninfo of the embedded Postgres' superuser in the app's database: setup and ground
+    truth only (it bypasses RLS); skips the test when DATABASE_URL points elsewhere."""
+    from tests.support.db import superuser_conninfo
+
+    return superuser_conninfo(stack)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Each test is marked by its folder, so `-m unit` etc. select as expected.
     for item in items:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,9 +24,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from tests.support.users import PASSWORD, Account, answers, signup
 
 from rampart.assessments.questionnaire import QUESTIONNAIRE
@@ -87,23 +84,8 @@ def assert_error_envelope(response: httpx.Response, bad: Bad) -> dict:
 
 
 @pytest.fixture(scope="module")
-def http(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def account(http: httpx.Client) -> Account:
     return signup(http, "Bad Input")
-
-
-@pytest.fixture(scope="module")
-def superuser(stack) -> str:
-    """Ground truth for counts only (bypasses RLS), in the app's own database."""
-    if stack.postgres is None:
-        pytest.skip("needs the embedded Postgres' superuser; DATABASE_URL points elsewhere")
-    database = make_url(os.environ["DATABASE_URL"]).database
-    return make_conninfo(stack.postgres.superuser_url, dbname=database)
 
 
 def tenant_writes(account: Account, superuser: str) -> dict[str, int]:

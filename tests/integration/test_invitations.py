@@ -12,41 +12,18 @@ bypasses RLS: app_rw cannot read invitations at all, by design.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
 import pytest
 from psycopg import errors
-from psycopg.conninfo import make_conninfo
-from sqlalchemy.engine import make_url
-from tests.integration.test_rls import app_rw
+from tests.support.db import app_rw
 from tests.support.users import Account, signup
 
 INVITEE_PASSWORD = "invited and quite long enough"
-
-
-@pytest.fixture(scope="module")
-def http(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=30) as client:
-        yield client
-
-
-def superuser_conninfo(stack) -> str:
-    """The embedded Postgres' superuser, in the app's own database (bypasses RLS)."""
-    if stack.postgres is None:
-        pytest.skip("needs the embedded Postgres' superuser; DATABASE_URL points elsewhere")
-    database = make_url(os.environ["DATABASE_URL"]).database
-    return make_conninfo(stack.postgres.superuser_url, dbname=database)
-
-
-@pytest.fixture(scope="module")
-def superuser(stack) -> str:
-    return superuser_conninfo(stack)
 
 
 @pytest.fixture

@@ -16,8 +16,6 @@ import httpx
 import psycopg
 import pytest
 import redis
-from psycopg.conninfo import make_conninfo
-from sqlalchemy.engine import make_url
 from tests.support.server import serving
 from tests.support.users import PASSWORD, answers, signup
 
@@ -39,15 +37,6 @@ def empty_buckets(stack) -> Iterator[None]:
     yield
     clear()
     client.close()
-
-
-@pytest.fixture
-def superuser(stack) -> str:
-    """Ground truth for counts (bypasses RLS), in the app's own database."""
-    if stack.postgres is None:
-        pytest.skip("needs the embedded Postgres' superuser; DATABASE_URL points elsewhere")
-    database = make_url(os.environ["DATABASE_URL"]).database
-    return make_conninfo(stack.postgres.superuser_url, dbname=database)
 
 
 def count(superuser: str, sql: str, *params: object) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -28,25 +28,13 @@ import jwt
 import psycopg
 import pytest
 from sqlalchemy import text
-from tests.integration.test_invitations import superuser_conninfo
+from tests.support.db import add_user
 from tests.support.jobs import jobs, run, run_pending
 from tests.support.users import Account, answers
 
 from rampart.kit.db.transaction import Claims, transaction
-from rampart.kit.security.tokens import issue_access_token
 
 ROLES = ("owner", "admin", "member", "viewer")
-
-
-@pytest.fixture(scope="module")
-def http(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def superuser(stack) -> str:
-    return superuser_conninfo(stack)
 
 
 # --- building a world (the app's own RLS-scoped writes) ----------------------------------
@@ -60,20 +48,6 @@ def make_tenant(name: str) -> str:
             {"id": tenant_id, "name": name},
         )
     return tenant_id
-
-
-def add_user(tenant_id: str, role: str) -> Account:
-    user_id, email = str(uuid.uuid4()), f"rbac-{uuid.uuid4().hex[:12]}@example.com"
-    with transaction(Claims(tenant_id=tenant_id, sub=user_id)) as session:
-        session.execute(
-            text(
-                "INSERT INTO users (id, tenant_id, email, password_hash, role)"
-                " VALUES (:id, :tenant, :email, 'no-login', :role)"
-            ),
-            {"id": user_id, "tenant": tenant_id, "email": email, "role": role},
-        )
-    token, _ = issue_access_token(user_id=user_id, tenant_id=tenant_id, role=role)
-    return Account(email=email, user_id=user_id, tenant_id=tenant_id, token=token)
 
 
 def add_assessment(creator: Account) -> str:

@@ -22,9 +22,8 @@ import httpx
 import psycopg
 import pytest
 from psycopg import errors
-from psycopg.conninfo import make_conninfo
-from sqlalchemy.engine import make_url
 from tests.integration.test_tenant_isolation import Tenant, tenant_with_roadmaps
+from tests.support.db import app_rw, libpq_conninfo
 
 TENANT_TABLES = ["tenants", "users", "assessments", "roadmaps", "jobs", "outbox", "audit_events"]
 # app_rw may only INSERT into these (the relay reads the outbox through a definer function;
@@ -35,10 +34,6 @@ READABLE = [t for t in TENANT_TABLES if t not in INSERT_ONLY]
 
 def tenant_column(table: str) -> str:
     return "id" if table == "tenants" else "tenant_id"
-
-
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @dataclass
@@ -69,32 +64,10 @@ def _ids(tenant: Tenant, superuser: str) -> Ids:
 
 
 @pytest.fixture(scope="module")
-def superuser(stack) -> str:
-    """Setup and ground-truth counts only (bypasses RLS): the app's own database."""
-    if stack.postgres is None:
-        pytest.skip("needs the embedded Postgres' superuser; DATABASE_URL points elsewhere")
-    database = make_url(os.environ["DATABASE_URL"]).database
-    return make_conninfo(stack.postgres.superuser_url, dbname=database)
-
-
-@pytest.fixture(scope="module")
 def ab(api: str, superuser: str) -> dict[str, Ids]:
     with httpx.Client(base_url=api, timeout=30) as http:
         made = {name: tenant_with_roadmaps(http, f"RLS {name}", assessments=1) for name in "AB"}
     return {name: _ids(tenant, superuser) for name, tenant in made.items()}
-
-
-@contextmanager
-def app_rw(claims: dict | None = None) -> Iterator[psycopg.Connection]:
-    """One transaction as app_rw with `claims` set the app's way; always rolled back."""
-    with psycopg.connect(_libpq(os.environ["DATABASE_URL"])) as conn:
-        assert conn.execute("SELECT current_user").fetchone()[0] == "app_rw"
-        if claims is not None:
-            conn.execute("SELECT set_config('request.jwt.claims', %s, true)", (json.dumps(claims),))
-        try:
-            yield conn
-        finally:
-            conn.rollback()
 
 
 def count_as_superuser(superuser: str, table: str, tenant: uuid.UUID) -> int:
@@ -341,7 +314,7 @@ def test_every_public_table_has_rls_enabled_and_forced():
 
 
 def test_claims_vanish_at_commit_on_the_same_connection(ab):
-    with psycopg.connect(_libpq(os.environ["DATABASE_URL"])) as conn:
+    with psycopg.connect(libpq_conninfo(os.environ["DATABASE_URL"])) as conn:
         with conn.transaction():
             conn.execute(
                 "SELECT set_config('request.jwt.claims', %s, true)", (json.dumps(ab["A"].claims),)

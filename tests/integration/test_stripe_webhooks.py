@@ -26,10 +26,9 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import errors
-from psycopg.conninfo import make_conninfo
 from pydantic import ValidationError
-from sqlalchemy.engine import make_url
 from tests.support import stripe as stripe_support
+from tests.support.db import app_rw, libpq_conninfo
 from tests.support.stripe import customer_id, deliver, event, event_id, sign
 from tests.support.users import Account, signup
 
@@ -50,19 +49,6 @@ def secret(stack) -> str:
 @pytest.fixture(scope="module")
 def tolerance(stack) -> int:
     return get_settings().stripe_webhook_tolerance_seconds
-
-
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@pytest.fixture(scope="module")
-def superuser(stack) -> str:
-    """Ground truth only (bypasses RLS): what is really stored, whoever may read it."""
-    if stack.postgres is None:
-        pytest.skip("needs the embedded Postgres' superuser; DATABASE_URL points elsewhere")
-    database = make_url(os.environ["DATABASE_URL"]).database
-    return make_conninfo(stack.postgres.superuser_url, dbname=database)
 
 
 def query(conninfo: str, sql: str, *params: Any) -> list[tuple]:
@@ -99,18 +85,6 @@ def as_role(superuser: str, role: str) -> Iterator[psycopg.Connection]:
     from then on only that role's privileges and policies apply. Always rolled back."""
     with psycopg.connect(superuser) as conn:
         conn.execute(f"SET ROLE {role}")
-        try:
-            yield conn
-        finally:
-            conn.rollback()
-
-
-@contextmanager
-def as_app_rw(claims: dict | None = None) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(_libpq(os.environ["DATABASE_URL"])) as conn:
-        assert conn.execute("SELECT current_user").fetchone()[0] == "app_rw"
-        if claims is not None:
-            conn.execute("SELECT set_config('request.jwt.claims', %s, true)", (json.dumps(claims),))
         try:
             yield conn
         finally:
@@ -624,7 +598,9 @@ def test_billing_events_refuse_update_delete_and_truncate_even_for_owner_and_sup
 ):
     """The owner (migration role) and a superuser hold every privilege; the trigger still
     refuses. (app_rw is not even granted UPDATE or DELETE: see below.)"""
-    conninfo = superuser if who == "superuser" else _libpq(os.environ["MIGRATION_DATABASE_URL"])
+    conninfo = (
+        superuser if who == "superuser" else libpq_conninfo(os.environ["MIGRATION_DATABASE_URL"])
+    )
     with psycopg.connect(conninfo) as conn:
         params = (billed.tenant_id,) if "%s" in statement else ()
         refused = f"billing_events is append-only: {statement.split()[0]} refused"
@@ -651,7 +627,7 @@ def test_billing_events_refuse_update_delete_and_truncate_even_for_owner_and_sup
 def test_app_rw_has_no_privilege_beyond_inserting_billing_events(billed, statement):
     claims = {"tenant_id": billed.tenant_id, "role": "service"}
     with (
-        as_app_rw(claims) as conn,
+        app_rw(claims) as conn,
         pytest.raises(errors.InsufficientPrivilege, match="permission denied"),
     ):
         conn.execute(statement)
@@ -663,7 +639,7 @@ def test_app_rw_may_insert_billing_events_for_the_claimed_tenant_only(billed, cl
         "INSERT INTO billing_events (tenant_id, from_plan, to_plan, stripe_event_id)"
         " VALUES (%s, 'free', 'pro', %s)"
     )
-    with as_app_rw({"tenant_id": billed.tenant_id, "role": "service"}) as conn:
+    with app_rw({"tenant_id": billed.tenant_id, "role": "service"}) as conn:
         assert conn.execute(sql, (billed.tenant_id, event_id())).rowcount == 1  # control
         with pytest.raises(errors.InsufficientPrivilege, match="row-level security"):
             conn.execute(sql, (other.tenant_id, event_id()))
@@ -687,7 +663,7 @@ def test_readonly_audit_reads_every_tenants_billing_events_but_not_webhook_paylo
 
 def test_stripe_customer_tenant_matches_one_exact_customer_id_only(customer_tenant):
     account, customer = customer_tenant
-    with as_app_rw() as conn:  # no claims: the webhook does not know the tenant yet
+    with app_rw() as conn:  # no claims: the webhook does not know the tenant yet
         lookup = "SELECT app.stripe_customer_tenant(%s)"
         assert conn.execute(lookup, (customer,)).fetchone()[0] == uuid.UUID(account.tenant_id)
         for probe in ("cus_%", "%", customer.upper(), customer + " ", "", customer_id()):
@@ -697,7 +673,7 @@ def test_stripe_customer_tenant_matches_one_exact_customer_id_only(customer_tena
 def test_webhook_event_record_inserts_once_and_returns_no_rows(superuser):
     evt = event_id()
     record = "SELECT app.webhook_event_record('stripe', %s, 'x.y', NULL, '{}'::jsonb)"
-    with psycopg.connect(_libpq(os.environ["DATABASE_URL"])) as conn:
+    with psycopg.connect(libpq_conninfo(os.environ["DATABASE_URL"])) as conn:
         assert conn.execute(record, (evt,)).fetchone()[0] is True
         assert conn.execute(record, (evt,)).fetchone()[0] is False
         conn.rollback()

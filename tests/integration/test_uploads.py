@@ -16,7 +16,6 @@ import struct
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,13 +25,12 @@ import pytest
 from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from tests.integration.test_invitations import superuser_conninfo
+from tests.support.db import add_user
 from tests.support.server import serving
 from tests.support.users import Account, answers, signup
 
 from rampart.config import get_settings
 from rampart.kit.db.transaction import Claims, transaction
-from rampart.kit.security.tokens import issue_access_token
 from rampart.kit.storage import LocalStorage, evidence_root, store_in_transaction
 
 BOUNDARY = "rampart-test-boundary-7f3a"
@@ -103,17 +101,6 @@ def jpeg_declaring(width: int, height: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def http(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def superuser(stack) -> str:
-    return superuser_conninfo(stack)
-
-
-@pytest.fixture(scope="module")
 def owner(http: httpx.Client) -> Account:
     return signup(http, "Evidence Co")
 
@@ -167,21 +154,6 @@ def assert_refused(response: httpx.Response, status: int, code: str) -> dict:
     assert error["code"] == code
     assert error["trace_id"] == response.headers["x-request-id"]
     return error
-
-
-def member_of(tenant_id: str, role: str) -> Account:
-    """Another user of the tenant with `role`, written under RLS; token issued like login."""
-    user_id, email = str(uuid.uuid4()), f"evidence-{uuid.uuid4().hex[:12]}@example.com"
-    with transaction(Claims(tenant_id=tenant_id, sub=user_id)) as session:
-        session.execute(
-            text(
-                "INSERT INTO users (id, tenant_id, email, password_hash, role)"
-                " VALUES (:id, :tenant, :email, 'no-login', :role)"
-            ),
-            {"id": user_id, "tenant": tenant_id, "email": email, "role": role},
-        )
-    token, _ = issue_access_token(user_id=user_id, tenant_id=tenant_id, role=role)
-    return Account(email=email, user_id=user_id, tenant_id=tenant_id, token=token)
 
 
 # --- accepted ----------------------------------------------------------------------------
@@ -497,7 +469,7 @@ def test_without_a_token_it_is_401_before_the_body_is_read(http, superuser, owne
 
 
 def test_a_viewer_may_list_but_not_upload(http, superuser, owner, assessment):
-    viewer = member_of(owner.tenant_id, "viewer")
+    viewer = add_user(owner.tenant_id, "viewer")
     before = written(superuser, owner.tenant_id)
     assert_refused(upload(http, viewer, assessment, one_file(pdf())), 403, "forbidden")
     assert written(superuser, owner.tenant_id) == before
@@ -505,7 +477,7 @@ def test_a_viewer_may_list_but_not_upload(http, superuser, owner, assessment):
 
 
 def test_a_member_may_upload_to_a_colleagues_assessment(http, owner, assessment):
-    member = member_of(owner.tenant_id, "member")
+    member = add_user(owner.tenant_id, "member")
     response = upload(http, member, assessment, one_file(image("PNG")))
     assert response.status_code == 201, response.text
 
@@ -552,7 +524,7 @@ def test_uploads_are_rate_limited_per_user_before_the_body_is_read(superuser):
         assert_refused(response, 429, "rate_limited")
         assert written(superuser, user.tenant_id) == before
         # Per user: a colleague still may.
-        colleague = member_of(user.tenant_id, "member")
+        colleague = add_user(user.tenant_id, "member")
         assert upload(client, colleague, target, one_file(pdf())).status_code == 201
 
 
