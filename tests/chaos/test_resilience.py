@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,13 +49,12 @@ from tests.support.chaos import (
     worker_events,
 )
 from tests.support.cli import rampart
+from tests.support.jobs import enqueue_poison_job
 from tests.support.processes import Proc, Processes, processes, wait_until
 from tests.support.users import Account, signup
 
-from rampart.assessments import service
 from rampart.kit.db.transaction import Claims, transaction
 from rampart.kit.jobs.celery_app import QUEUE
-from rampart.kit.jobs.enqueue import enqueue
 from rampart.kit.jobs.quarantine import discard
 from rampart.kit.maintenance import set_read_only
 from rampart.llm.fake_server import FakeLLMServer
@@ -424,28 +422,13 @@ def _seconds(timestamp: str) -> float:
 # --- 3. a poison pill among healthy jobs ------------------------------------------------------
 
 
-def _enqueue_poison(tenant_id: str) -> str:
-    """A score job whose payload can never work (not a UUID): a definitive failure."""
-    with transaction(Claims(tenant_id=tenant_id, role="service")) as session:
-        return str(
-            enqueue(
-                session,
-                tenant_id=uuid.UUID(tenant_id),
-                job_type="score_assessment",
-                task=service.SCORE_TASK,
-                idempotency_key=f"poison:{uuid.uuid4()}",
-                payload={"assessment_id": "not-a-uuid"},
-            )
-        )
-
-
 def test_3_poison_job_is_quarantined_after_one_try_while_20_healthy_ones_complete(scene: Scene):
     """A job failing definitively is not retried: quarantined after its first delivery with
     a dead letter an operator can read (`rampart dlq show`); the 20 healthy assessments
     queued before and after it complete exactly once."""
     scene.worker(JOB_RETRY_BASE_SECONDS="0.2", JOB_RETRY_MAX_SECONDS="1")
     accepted = accept(scene.client, scene.account, 10)
-    poison = _enqueue_poison(scene.tenant)
+    poison = enqueue_poison_job(scene.tenant)
     accepted += accept(scene.client, scene.account, 10)
 
     wait_completed(scene.tenant, accepted, timeout=90)

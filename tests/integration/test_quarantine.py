@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from sqlalchemy import text
 from tests.support.cli import rampart
-from tests.support.jobs import jobs, run, run_pending
+from tests.support.jobs import enqueue_poison_job, jobs, run, run_pending
 from tests.support.users import answers, signup
 
 from rampart.assessments import service
 from rampart.kit.db.transaction import Claims, transaction
-from rampart.kit.jobs.enqueue import enqueue
 from rampart.kit.jobs.runner import TransientJobError, run_job
 
 # A client's X-Request-ID that is a 32-hex id becomes the trace id (the OTel trace id).
@@ -28,23 +25,9 @@ def _dead_letters(tenant_id: str):
     return _as_tenant(tenant_id, "SELECT * FROM dead_letters ORDER BY id")
 
 
-def _poison_job(tenant_id: str) -> str:
-    with transaction(Claims(tenant_id=tenant_id, role="service")) as session:
-        return str(
-            enqueue(
-                session,
-                tenant_id=uuid.UUID(tenant_id),
-                job_type="score_assessment",
-                task=service.SCORE_TASK,
-                idempotency_key=f"poison:{uuid.uuid4()}",
-                payload={"assessment_id": "not-a-uuid"},
-            )
-        )
-
-
 def test_a_definitive_failure_is_quarantined_after_one_try_with_everything_kept(client):
     account = signup(client)
-    job_id = _poison_job(account.tenant_id)
+    job_id = enqueue_poison_job(account.tenant_id)
     assert run(job_id, "score_assessment", account.tenant_id) == "quarantined"
     job = _as_tenant(account.tenant_id, "SELECT * FROM jobs WHERE id = :id", id=job_id)[0]
     assert job.status == "quarantined" and job.attempts == 1
@@ -66,7 +49,7 @@ def test_a_transient_failure_is_retried_until_the_attempt_budget_then_quarantine
     monkeypatch.setenv("JOB_MAX_ATTEMPTS", "3")
     reset_caches()
     account = signup(client)
-    job_id = _poison_job(account.tenant_id)
+    job_id = enqueue_poison_job(account.tenant_id)
 
     def flaky(_run):
         raise TransientJobError("provider busy")
@@ -83,7 +66,7 @@ def test_a_transient_failure_is_retried_until_the_attempt_budget_then_quarantine
 
 def test_a_job_delivered_too_often_is_quarantined_without_running(client):
     account = signup(client)
-    job_id = _poison_job(account.tenant_id)
+    job_id = enqueue_poison_job(account.tenant_id)
     # As if each earlier delivery had killed its worker before it could record anything.
     _as_tenant(
         account.tenant_id, "UPDATE jobs SET attempts = 5 WHERE id = :id RETURNING id", id=job_id
@@ -170,7 +153,7 @@ def test_replaying_a_job_whose_work_is_done_changes_nothing(client):
 
 def test_discard_closes_a_dead_letter_without_running_it(client):
     account = signup(client)
-    job_id = _poison_job(account.tenant_id)
+    job_id = enqueue_poison_job(account.tenant_id)
     run(job_id, "score_assessment", account.tenant_id)
     [letter] = _dead_letters(account.tenant_id)
     assert "discarded" in rampart("dlq", "discard", str(letter.id)).stdout

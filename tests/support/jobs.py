@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import text
 
 from rampart.assessments import service
 from rampart.kit.db.transaction import Claims, transaction
+from rampart.kit.jobs.enqueue import enqueue
 from rampart.kit.jobs.runner import run_job
 
 STEPS = {
@@ -31,3 +34,19 @@ def run_pending(tenant_id: str) -> None:
     for job in jobs(tenant_id):
         if job.status == "pending":
             run(str(job.id), job.type, tenant_id)
+
+
+def enqueue_poison_job(tenant_id: str) -> str:
+    """A score job whose payload can never work (not a UUID): a definitive failure, so the
+    runner quarantines it after one try."""
+    with transaction(Claims(tenant_id=tenant_id, role="service")) as session:
+        return str(
+            enqueue(
+                session,
+                tenant_id=uuid.UUID(tenant_id),
+                job_type="score_assessment",
+                task=service.SCORE_TASK,
+                idempotency_key=f"poison:{uuid.uuid4()}",
+                payload={"assessment_id": "not-a-uuid"},
+            )
+        )
