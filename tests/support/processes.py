@@ -79,21 +79,6 @@ def wait_until(
         time.sleep(interval)
 
 
-def _alive(pid: int) -> bool:
-    """Whether `pid` is a live process (zombies count as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return not Path("/proc/self").exists()
-    return state not in ("Z", "X")
-
-
 def group_members(pgid: int) -> list[int]:
     """Live processes in process group `pgid` (from /proc)."""
     members = []
