@@ -10,6 +10,8 @@ from rampart.billing.routes import router as billing_router
 from rampart.config import get_settings
 from rampart.evidence.routes import OWN_BODY_LIMIT as EVIDENCE_UPLOAD
 from rampart.evidence.routes import router as evidence_router
+from rampart.incidents.routes import ALERT_WEBHOOK_PATH
+from rampart.incidents.routes import router as incidents_router
 from rampart.kit import metrics_export
 from rampart.kit.errors import install_error_handlers
 from rampart.kit.health import router as health_router
@@ -47,8 +49,11 @@ def create_app() -> FastAPI:
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, exempt=(EVIDENCE_UPLOAD,)
     )
-    app.add_middleware(ReadOnlyGate)
-    app.add_middleware(RateLimitMiddleware)
+    # The incident webhook (Alertmanager) is exempt from read-only mode (alerts matter most
+    # during maintenance) and from the per-IP limit (it counts failed tokens instead).
+    machine_paths = frozenset({ALERT_WEBHOOK_PATH})
+    app.add_middleware(ReadOnlyGate, exempt_paths=machine_paths)
+    app.add_middleware(RateLimitMiddleware, exempt=machine_paths)
     app.add_middleware(
         CorsMiddleware,
         origins=settings.cors_origin_list,
@@ -64,6 +69,7 @@ def create_app() -> FastAPI:
         evidence_router,
         roadmaps_router,
         billing_router,
+        incidents_router,
     ):
         app.include_router(router)
 

@@ -1,4 +1,5 @@
-"""The `rampart` command: up, api, worker, relay, migrate, config-docs, trace."""
+"""The `rampart` command: up, api, worker, relay, migrate, config-docs, trace, and the
+operator commands of ops_cli.py (dlq, maintenance, incidents, alertmanager-config)."""
 
 from __future__ import annotations
 
@@ -329,10 +330,17 @@ def up() -> None:
         console.print("stopped.")
 
 
-from rampart.ops_cli import dlq_app, maintenance_app  # noqa: E402 - sub-commands
+from rampart.ops_cli import (  # noqa: E402 - sub-commands
+    alertmanager_config,
+    dlq_app,
+    incidents,
+    maintenance_app,
+)
 
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(maintenance_app, name="maintenance")
+app.command("incidents")(incidents)
+app.command("alertmanager-config")(alertmanager_config)
 
 if __name__ == "__main__":
     app()

@@ -230,8 +230,9 @@ class Settings(BaseSettings):
     )
     rate_limit_default_per_ip: str = Field(
         "60/minute",
-        description="Base limit per client IP on every route except /health, /ready and "
-        "/metrics (`limits` notation: `N/minute`, `N per 15 minutes`, ...).",
+        description="Base limit per client IP on every route except /health, /ready, "
+        "/metrics and the incident webhook, where only failed token attempts count "
+        "(`limits` notation: `N/minute`, `N per 15 minutes`, ...).",
     )
     rate_limit_login_per_ip_email: str = Field(
         "5/15 minutes", description="Login attempts per client IP and email."
@@ -381,6 +382,39 @@ class Settings(BaseSettings):
         None, description="Sentry release; unset: the value of VERSION."
     )
 
+    # --- alerting: incident webhook and Alertmanager ------------------------------------
+    alert_webhook_token: SecretStr | None = Field(
+        None,
+        description="Bearer token Alertmanager sends to the incident webhook "
+        "(`POST /api/v1/internal/alerts`). Unset: the webhook answers 503 "
+        "`alert_webhook_disabled`. Outside dev/test, when set, >= 32 characters. "
+        "`rampart alertmanager-config` points Alertmanager at a file holding it.",
+    )
+    alert_webhook_url: str = Field(
+        "http://rampart:8000/api/v1/internal/alerts",
+        description="Where Alertmanager reaches the incident webhook, for "
+        "`rampart alertmanager-config` (the default suits ops/docker-compose.yml).",
+    )
+    alert_webhook_token_file: str = Field(
+        "/etc/alertmanager/secrets/alert-webhook-token",
+        description="Path, as Alertmanager sees it, of a file holding ALERT_WEBHOOK_TOKEN; "
+        "the rendered alertmanager.yml names this file (`credentials_file`) instead of "
+        "holding the token.",
+    )
+    alert_slack_webhook_url: SecretStr | None = Field(
+        None,
+        description="Slack incoming-webhook URL; set: warning and critical alerts also go "
+        "to Slack (rendered into alertmanager.yml).",
+    )
+    alert_slack_channel: str = Field(
+        "#rampart-alerts", description="Slack channel of the alert messages."
+    )
+    alert_pagerduty_routing_key: SecretStr | None = Field(
+        None,
+        description="PagerDuty Events API v2 routing (integration) key; set: critical "
+        "alerts also page (rendered into alertmanager.yml).",
+    )
+
     # --- evidence uploads ---------------------------------------------------------------
     evidence_dir: str | None = Field(
         None,
@@ -460,6 +494,9 @@ class Settings(BaseSettings):
             problems.append("STRIPE_WEBHOOK_SECRET: not set (the dev default is refused)")
         elif not stripe_secret.startswith("whsec_"):
             problems.append("STRIPE_WEBHOOK_SECRET: not a webhook signing secret (whsec_...)")
+        alert_token = self.alert_webhook_token
+        if alert_token is not None and len(alert_token.get_secret_value()) < MIN_SECRET_LENGTH:
+            problems.append(f"ALERT_WEBHOOK_TOKEN: shorter than {MIN_SECRET_LENGTH} characters")
         if self.database_url is None:
             problems.append("DATABASE_URL: not set (no embedded Postgres outside dev)")
         if self.redis_url is None:

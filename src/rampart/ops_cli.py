@@ -1,8 +1,11 @@
-"""Operator commands: `rampart dlq ...` (quarantine) and `rampart maintenance ...`."""
+"""Operator commands: `rampart dlq ...` (quarantine), `rampart maintenance ...`,
+`rampart incidents` and `rampart alertmanager-config`."""
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -107,3 +110,78 @@ def read_only(
         f"read-only: {'ON' if flag or setting else 'off'} "
         f"(runtime flag {'on' if flag else 'off'}, READ_ONLY setting {setting})"
     )
+
+
+def incidents(
+    all_: Annotated[bool, typer.Option("--all", help="Include resolved incidents.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per incident.")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 200,
+) -> None:
+    """Incidents received from Alertmanager: firing ones (with --all, resolved ones too),
+    newest first. Uses DATABASE_URL."""
+    from rampart.incidents.service import list_incidents
+
+    rows = list_incidents(include_resolved=all_, limit=limit)
+    if as_json:
+        for row in rows:
+            console.print_json(json.dumps(row.as_json()), indent=None)
+        return
+    kind = "incident(s)" if all_ else "firing incident(s)"
+    table = Table(title=f"{len(rows)} {kind}")
+    columns = ("id", "started", "status", "severity", "alert", "service", "summary", "notes")
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("id", "started", "alert"))
+    for row in rows:
+        ended = row.resolved_at.strftime("%H:%M:%S") if row.resolved_at else ""
+        table.add_row(
+            str(row.id),
+            row.starts_at.strftime("%Y-%m-%d %H:%M:%S"),
+            row.status + (f" {ended}" if ended else ""),
+            row.severity or "",
+            row.alertname,
+            row.service or "",
+            (row.summary or "")[:80],
+            str(row.notifications),
+        )
+    console.print(table)
+
+
+def alertmanager_config(
+    webhook_url: Annotated[
+        str | None, typer.Option(help="Incident webhook URL (default: ALERT_WEBHOOK_URL).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (mode 0600), not stdout.")
+    ] = None,
+    inline_token: Annotated[
+        bool,
+        typer.Option(
+            help="Put ALERT_WEBHOOK_TOKEN itself in the file (`credentials`) instead of "
+            "naming ALERT_WEBHOOK_TOKEN_FILE (`credentials_file`)."
+        ),
+    ] = False,
+    group_wait: Annotated[str, typer.Option(help="Alertmanager group_wait.")] = "30s",
+    group_interval: Annotated[str, typer.Option(help="Alertmanager group_interval.")] = "5m",
+    repeat_interval: Annotated[str, typer.Option(help="Alertmanager repeat_interval.")] = "4h",
+    resolve_timeout: Annotated[str, typer.Option(help="Alertmanager resolve_timeout.")] = "5m",
+) -> None:
+    """Render alertmanager.yml from the settings: routes by severity, inhibition, the
+    incident webhook, Slack and PagerDuty when their settings are set."""
+    from rampart.config import get_settings
+    from rampart.kit.alertmanager_config import Timing, render
+
+    try:
+        timing = Timing(group_wait, group_interval, repeat_interval, resolve_timeout)
+        text = render(
+            get_settings(), webhook_url=webhook_url, inline_token=inline_token, timing=timing
+        )
+    except ValueError as exc:
+        Console(stderr=True).print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if output is None:
+        print(text, end="")
+        return
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    Console(stderr=True).print(f"wrote {output}")

@@ -49,6 +49,7 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/invitations/accept"): "the one-time invitation token is the credential",
     # Machine-to-machine: authenticated by a signature, not by a user.
     ("POST", "/api/v1/webhooks/stripe"): "Stripe-Signature (HMAC) is the authentication",
+    ("POST", "/api/v1/internal/alerts"): "Alertmanager: bearer ALERT_WEBHOOK_TOKEN, not a user",
 }
 
 # Writes that no cookie session authenticates, so there is no session whose CSRF token
@@ -60,6 +61,7 @@ CSRF_EXEMPT: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/auth/session"): "no session exists yet; it creates one (new id)",
     ("POST", "/api/v1/invitations/accept"): "the body's one-time token, not a cookie",
     ("POST", "/api/v1/webhooks/stripe"): "called by Stripe, never by a browser",
+    ("POST", "/api/v1/internal/alerts"): "called by Alertmanager; a cookie never authenticates it",
 }
 
 Route = tuple[str, str]  # (method, path template)

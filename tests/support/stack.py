@@ -62,10 +62,20 @@ GENEROUS_RATE_LIMITS = {
 }
 
 
+# The incident webhook's bearer token (what Alertmanager sends): set, so the route is on.
+ALERT_WEBHOOK_TOKEN = "test-alert-webhook-token-0123456789abcdef"  # pragma: allowlist secret
+
+
 def start_test_stack(home: Path) -> TestStack:
     local = LocalStack(home, fast=True)
     env = local.start()
-    env = {**env, "ENV": "test", "RAMPART_HOME": str(home), **GENEROUS_RATE_LIMITS}
+    env = {
+        **env,
+        "ENV": "test",
+        "RAMPART_HOME": str(home),
+        "ALERT_WEBHOOK_TOKEN": ALERT_WEBHOOK_TOKEN,
+        **GENEROUS_RATE_LIMITS,
+    }
     os.environ.update(env)
     reset_caches()
     return TestStack(local=local, env=env, home=home)

@@ -53,6 +53,14 @@ CIRCUIT_BREAKER_STATE = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+# --- incidents (Alertmanager's webhook) -------------------------------------------------------
+INCIDENT_NOTIFICATIONS = Counter(
+    "rampart_incident_notifications_total",
+    "Alerts received from Alertmanager on the incident webhook, by status (firing, resolved) "
+    "and severity (critical, warning, info, none, other).",
+    ["status", "severity"],
+)
+
 # --- billing and webhooks --------------------------------------------------------------------
 PLAN_CHANGES = Counter(
     "rampart_plan_changes_total",

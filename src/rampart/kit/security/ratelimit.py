@@ -8,8 +8,11 @@ exactly when the oldest one leaves, which is our `Retry-After`. It keeps one tim
 hit, so its Redis cost is O(limit) per bucket: trivial for limits of tens.
 
 Where each limit applies:
-- `RateLimitMiddleware`: the base limit per client IP on every request except the probes
-  and /metrics (routes with their own limit count against it too).
+- `RateLimitMiddleware`: the base limit per client IP on every request except the probes,
+  /metrics and the paths the app exempts (routes with their own limit count against it too).
+  An exempt machine endpoint (the incident webhook: one Alertmanager may send bursts, and
+  it does not retry a 429) counts only its failed authentications, with
+  `limit_failed_attempts`, against the same per-IP limit.
 - Route dependencies: `login_rate_limit`, `signup_rate_limit`, `assessment_rate_limit`,
   `upload_rate_limit`.
 
@@ -149,16 +152,17 @@ class RateLimitMiddleware:
     """Pure ASGI: the base limit per client IP, and the limiter the route dependencies use
     (put in the request state, so each app, and its event loop, has its own client)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, exempt: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.limiter = RateLimiter.from_settings(get_settings())
+        self.exempt = EXEMPT_PATHS | exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})[_STATE_KEY] = self.limiter
-        if scope["path"] not in EXEMPT_PATHS:
+        if scope["path"] not in self.exempt:
             wait = await self.limiter.retry_after(
                 "default", self.limiter.limits.default_per_ip, ip_bucket(client_ip(scope))
             )
@@ -183,6 +187,13 @@ def _limiter(request: Request) -> RateLimiter:
 
 def _ip(request: Request) -> str:
     return ip_bucket(client_ip(request.scope))
+
+
+async def limit_failed_attempts(request: Request, name: str) -> None:
+    """Count one failed authentication on a path exempt from the base limit, against that
+    limit per client IP; 429 when over (guessing a token costs what any request costs)."""
+    limiter = _limiter(request)
+    await limiter.check(name, limiter.limits.default_per_ip, _ip(request))
 
 
 async def _login_email(request: Request) -> str:

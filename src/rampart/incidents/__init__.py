@@ -1,0 +1,2 @@
+"""Incidents: Alertmanager's notifications, received on an authenticated webhook, stored one
+row per alert firing, listed by `rampart incidents`."""
