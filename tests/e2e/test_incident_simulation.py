@@ -142,7 +142,6 @@ def sim(stack: TestStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 "rampart-worker": f"127.0.0.1:{worker_port}",
                 "rampart-relay": f"127.0.0.1:{relay_port}",
             },
-            rule_files=repo_rule_files(),
             alertmanager_config=render_alertmanager_config(
                 f"{api.url}{WEBHOOK_PATH}", token, base / "alertmanager.yml"
             ),

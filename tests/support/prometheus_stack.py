@@ -5,7 +5,6 @@ processes, evaluating the repository's own rule files and delivering to a real r
     stack = PrometheusStack(
         workdir,
         targets={"rampart-api": "127.0.0.1:8000", "rampart-worker": "127.0.0.1:9101", ...},
-        rule_files=repo_rule_files(),
         alertmanager_config=render_alertmanager_config(webhook_url, token, workdir / "am.yml"),
     )
     with stack:
@@ -17,8 +16,9 @@ processes, evaluating the repository's own rule files and delivering to a real r
 
 What is generated here is only what a test must differ in from production: the scrape
 targets (loopback ports of the processes under test) and the timings (1 s scrape and
-evaluation, a few seconds of Alertmanager grouping instead of minutes). The rule files are
-the repository's files, passed unchanged; the Alertmanager configuration is what
+evaluation, a few seconds of Alertmanager grouping instead of minutes). The rest comes from
+the production ops/prometheus/prometheus.yml: its job names and its rule files (the
+repository's ops/prometheus/rules/*.yml, unchanged); the Alertmanager configuration is what
 `rampart alertmanager-config` renders (routes by severity, inhibition, the incident
 webhook), asked for short grouping timings and the token inline.
 """
@@ -44,6 +44,7 @@ from rampart.devstack.prometheus_tools import ensure_binary
 
 REPO = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO / "ops" / "prometheus" / "rules"
+PRODUCTION_CONFIG = REPO / "ops" / "prometheus" / "prometheus.yml"
 JOBS = ("rampart-api", "rampart-worker", "rampart-relay")
 WEBHOOK_PATH = "/api/v1/internal/alerts"
 
@@ -131,7 +132,7 @@ class PrometheusStack:
         self,
         workdir: Path,
         targets: Mapping[str, str | list[str]],
-        rule_files: list[Path] | None = None,
+        production_config: Path | None = PRODUCTION_CONFIG,
         alertmanager_config: Path | None = None,
         interval: str = "1s",
     ) -> None:
@@ -140,7 +141,7 @@ class PrometheusStack:
             job: [value] if isinstance(value, str) else list(value)
             for job, value in targets.items()
         }
-        self.rule_files = [Path(p).resolve() for p in (rule_files or [])]
+        self.production_config = production_config
         self.alertmanager_config = alertmanager_config
         self.interval = interval
         self.prometheus_port = free_port()
@@ -161,21 +162,39 @@ class PrometheusStack:
     # --- configuration -----------------------------------------------------------------------
 
     def prometheus_config(self) -> dict[str, Any]:
+        """The production configuration (ops/prometheus/prometheus.yml) made local: its rule
+        files (globs resolved against its directory, as Prometheus does) and its scrape
+        jobs for which a target is given, each pointed at that target; shorter intervals;
+        our Alertmanager. Jobs without a target here (node, prometheus) are left out."""
+        if self.production_config is None:
+            base: dict[str, Any] = {
+                "rule_files": [],
+                "scrape_configs": [{"job_name": job} for job in self.targets],
+            }
+            here = REPO
+        else:
+            base = yaml.safe_load(self.production_config.read_text())
+            here = self.production_config.parent
+        jobs = {scrape["job_name"]: scrape for scrape in base.get("scrape_configs") or []}
+        missing = sorted(set(self.targets) - set(jobs))
+        assert not missing, f"{self.production_config} has no scrape job {missing}"
+        scrape_configs = []
+        for job, targets in self.targets.items():
+            scrape = {
+                key: value
+                for key, value in jobs[job].items()
+                if key not in ("static_configs", "scrape_interval", "scrape_timeout")
+            }
+            scrape["static_configs"] = [{"targets": targets}]
+            scrape_configs.append(scrape)
         config: dict[str, Any] = {
             "global": {
                 "scrape_interval": self.interval,
                 "scrape_timeout": self.interval,
                 "evaluation_interval": self.interval,
             },
-            "rule_files": [str(p) for p in self.rule_files],
-            "scrape_configs": [
-                {
-                    "job_name": job,
-                    "metrics_path": "/metrics",
-                    "static_configs": [{"targets": targets}],
-                }
-                for job, targets in self.targets.items()
-            ],
+            "rule_files": [str(here / pattern) for pattern in base.get("rule_files") or []],
+            "scrape_configs": scrape_configs,
         }
         if self.alertmanager_port is not None:
             config["alerting"] = {
