@@ -8,6 +8,7 @@ import time
 
 import httpx
 import uvicorn
+from prometheus_client import REGISTRY
 from tests.support.users import signup
 
 from rampart.devstack.ports import free_port
@@ -89,6 +90,9 @@ def test_unhandled_exception_is_a_500_envelope_and_the_traceback_is_logged(stack
         raise RuntimeError("kaboom")
 
     app.add_api_route("/explode", explode)  # the real middleware stack, one failing route
+    counted = REGISTRY.get_sample_value(
+        "rampart_http_errors_total", {"status": "500", "code": "internal_error"}
+    )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -105,6 +109,12 @@ def test_unhandled_exception_is_a_500_envelope_and_the_traceback_is_logged(stack
     assert response.status_code == 500
     body = response.json()
     assert body["error"]["code"] == "internal_error"
+    assert (
+        REGISTRY.get_sample_value(
+            "rampart_http_errors_total", {"status": "500", "code": "internal_error"}
+        )
+        == (counted or 0) + 1
+    )
     assert "kaboom" not in response.text  # no internals leak to the client
     assert body["error"]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     lines = [

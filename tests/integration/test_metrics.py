@@ -202,6 +202,25 @@ def test_the_relay_collector_says_redis_is_down_instead_of_reporting_zero(stack)
     assert ("rampart_queue_length", (("queue", "outbox"),)) in samples
 
 
+def test_every_error_envelope_is_counted_by_status_and_code(client):
+    account = signup(client, "Error Codes")
+    missing = value("rampart_http_errors_total", status="404", code="not_found")
+    invalid = value("rampart_http_errors_total", status="422", code="validation_error")
+    unauthorized = value("rampart_http_errors_total", status="401", code="unauthorized")
+
+    path = f"/api/v1/assessments/{uuid.uuid4()}"
+    assert client.get(path, headers=account.headers).status_code == 404
+    bad = client.post("/api/v1/assessments", json={"answers": {}}, headers=account.headers)
+    assert bad.status_code == 422
+    assert client.get("/api/v1/me").status_code == 401
+
+    assert value("rampart_http_errors_total", status="404", code="not_found") == missing + 1
+    assert value("rampart_http_errors_total", status="422", code="validation_error") == invalid + 1
+    assert value("rampart_http_errors_total", status="401", code="unauthorized") == (
+        unauthorized + 1
+    )
+
+
 def test_metrics_endpoint_reports_the_build(client):
     body = client.get("/metrics").text
     match = re.search(r'rampart_build_info\{commit="([^"]+)",version="([^"]+)"\} 1\.0', body)

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rampart.kit import context
 from rampart.kit.logging import get_logger
+from rampart.kit.metrics import HTTP_ERRORS
 
 log = get_logger(__name__)
 
@@ -102,6 +103,7 @@ def envelope(
     if details is not None:
         body["details"] = details
     body["trace_id"] = context.current("trace_id")
+    HTTP_ERRORS.labels(str(status), code).inc()
     return _EnvelopeResponse({"error": body}, status_code=status, headers=headers)
 
 

@@ -13,6 +13,12 @@ HTTP_DURATION = Histogram(
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0),
 )
+HTTP_ERRORS = Counter(
+    "rampart_http_errors_total",
+    "Error envelopes answered, by HTTP status and the envelope's error code: 5xx by cause "
+    "(db_unavailable, read_only, internal_error, ...), 4xx by why the request was refused.",
+    ["status", "code"],
+)
 JOB_DURATION = Histogram(
     "rampart_job_duration_seconds",
     "Background job run time.",
