@@ -43,6 +43,7 @@ INHERITED = (
     "LOG_FILE",
     "JWT_SECRET",
     "SESSION_SECRET",
+    "ALERT_WEBHOOK_TOKEN",
     "RAMPART_HOME",
     "PORT",
     "HOST",

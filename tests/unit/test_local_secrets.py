@@ -10,7 +10,13 @@ from rampart.devstack.stack import _local_secrets
 
 def test_every_secret_is_generated_once_and_private(tmp_path):
     first = _local_secrets(tmp_path)
-    assert set(first) == {"migration_password", "app_password", "jwt_secret", "session_secret"}
+    assert set(first) == {
+        "migration_password",
+        "app_password",
+        "jwt_secret",
+        "session_secret",
+        "alert_webhook_token",
+    }
     assert first["jwt_secret"] != first["session_secret"]
     assert len(first["session_secret"]) >= 32
     assert stat.S_IMODE((tmp_path / "secrets.json").stat().st_mode) == 0o600
@@ -22,5 +28,5 @@ def test_a_key_missing_from_an_older_file_is_added_and_the_others_kept(tmp_path)
     (tmp_path / "secrets.json").write_text(json.dumps(old))
     values = _local_secrets(tmp_path)
     assert {k: values[k] for k in old} == old
-    assert len(values["session_secret"]) >= 32
+    assert len(values["session_secret"]) >= 32 and len(values["alert_webhook_token"]) >= 32
     assert json.loads((tmp_path / "secrets.json").read_text()) == values

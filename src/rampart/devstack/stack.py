@@ -30,6 +30,7 @@ def _local_secrets(home: Path) -> dict[str, str]:
         "app_password": lambda: secrets.token_urlsafe(24),
         "jwt_secret": lambda: secrets.token_urlsafe(48),
         "session_secret": lambda: secrets.token_urlsafe(48),
+        "alert_webhook_token": lambda: secrets.token_urlsafe(32),
     }
     missing = {key: make() for key, make in generate.items() if key not in values}
     if missing:
@@ -67,6 +68,9 @@ class LocalStack:
         env = {
             "JWT_SECRET": os.environ.get("JWT_SECRET") or local["jwt_secret"],
             "SESSION_SECRET": os.environ.get("SESSION_SECRET") or local["session_secret"],
+            "ALERT_WEBHOOK_TOKEN": (
+                os.environ.get("ALERT_WEBHOOK_TOKEN") or local["alert_webhook_token"]
+            ),
         }
         if os.environ.get("DATABASE_URL"):
             env["DATABASE_URL"] = os.environ["DATABASE_URL"]
