@@ -14,15 +14,10 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import yaml
-
-from tests.support.prometheus_stack import REPO, repo_rule_files
+from tests.support.metric_names import code_metrics, recording_rules
+from tests.support.prometheus_stack import REPO
 
 DASHBOARDS = REPO / "ops" / "grafana" / "dashboards"
-METRIC_SOURCES = (
-    REPO / "src" / "rampart" / "kit" / "metrics.py",
-    REPO / "src" / "rampart" / "kit" / "ops_metrics.py",
-)
 
 # Grafana's built-in variables, as a 1 s-scrape Prometheus can answer them.
 BUILTIN_VARIABLES = {
@@ -108,18 +103,9 @@ def metric_names_in(expr: str) -> set[str]:
 
 
 def defined_metric_names() -> set[str]:
-    """Every series name Rampart's code can expose (metrics.py and the relay's scrape-time
-    collector) and every recording rule in ops/prometheus/rules."""
-    names: set[str] = {"up", "ALERTS", "ALERTS_FOR_STATE"}
-    for source in METRIC_SOURCES:
-        for base in re.findall(r"[\"'](rampart_[a-z0-9_]+)[\"']", source.read_text()):
-            stem = base.removesuffix("_total")
-            names |= {base, f"{stem}_total", f"{stem}_created"}
-            names |= {f"{base}_{suffix}" for suffix in ("bucket", "count", "sum")}
-    for rule_file in repo_rule_files():
-        for group in yaml.safe_load(rule_file.read_text())["groups"]:
-            names |= {rule["record"] for rule in group["rules"] if "record" in rule}
-    return names
+    """Every series name Rampart's code can expose and every recording rule, plus the
+    series Prometheus makes itself."""
+    return {"up", "ALERTS", "ALERTS_FOR_STATE"} | code_metrics() | recording_rules()
 
 
 def dashboard_queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.metric_names import code_metrics
 
 from rampart.devstack.prometheus_tools import ensure_binary
 
@@ -22,11 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "ops" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROMETHEUS / "tests").glob("*.yml"))
-METRIC_SOURCES = [
-    ROOT / "src" / "rampart" / "kit" / "metrics.py",
-    ROOT / "src" / "rampart" / "kit" / "ops_metrics.py",
-]
-HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
 # Recording-rule names (level:metric:operations) contain colons; metric names never do.
 RECORDED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*:[A-Za-z0-9_:]*")
 
@@ -155,15 +151,8 @@ def test_cases_name_only_alerts_that_exist():
     assert not unknown, f"cases for alerts no rule defines: {unknown}"
 
 
-def defined_metric_names() -> set[str]:
-    names: set[str] = set()
-    for source in METRIC_SOURCES:
-        names.update(re.findall(r"\"(rampart_[a-z0-9_]+)\"", source.read_text()))
-    return names | {name + suffix for name in names for suffix in HISTOGRAM_SUFFIXES}
-
-
 def test_rules_use_only_metric_names_the_code_exports():
-    defined = defined_metric_names()
+    defined = code_metrics()
     assert "rampart_http_requests_total" in defined and "rampart_jobs" in defined
     unknown = set()
     for rule in rules():
