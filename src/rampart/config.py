@@ -111,6 +111,18 @@ class Settings(BaseSettings):
     job_retry_max_seconds: float = Field(
         60.0, gt=0, description="Longest delay between job retries (before jitter)."
     )
+    job_stale_after_seconds: int = Field(
+        7200,
+        ge=1,
+        description="A pending or processing job whose row has not changed for this long, "
+        "and whose outbox row was already published, is published again by the relay (its "
+        "message was lost: Redis restarted empty, or Celery dropped it). Must exceed "
+        "CELERY_VISIBILITY_TIMEOUT_SECONDS, so Redis' own redelivery comes first and a "
+        "running task is never republished.",
+    )
+    job_sweep_interval_seconds: float = Field(
+        60.0, gt=0, description="How often the relay looks for stale jobs to republish."
+    )
     read_only: bool = Field(
         False,
         description="Start in read-only mode: writes get 503 `read_only`. Operators can also "
@@ -468,6 +480,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "JOB_RETRY_MAX_SECONDS must be below CELERY_VISIBILITY_TIMEOUT_SECONDS, "
                 "or a waiting retry is delivered twice"
+            )
+        if self.job_stale_after_seconds <= self.celery_visibility_timeout_seconds:
+            raise ValueError(
+                "JOB_STALE_AFTER_SECONDS must exceed CELERY_VISIBILITY_TIMEOUT_SECONDS, "
+                "or a job whose message Redis still holds (or a running task) is republished"
             )
         if self.cors_allow_credentials and "*" in self.cors_origin_list:
             raise ValueError(

@@ -871,3 +871,86 @@ def test_8_read_only_refuses_writes_serves_reads_drains_workers_and_switches_bac
     assert_exactly_once(figures, scene.tenant, accepted)
     for assessment_id in accepted:
         seen_by_user(client, account, assessment_id)
+
+
+# --- 9. Redis restarts without its data -------------------------------------------------------
+
+
+def test_9_redis_loses_its_data_the_sweeper_republishes_every_lost_job_exactly_once(scene: Scene):
+    """The relay has published N jobs while no worker runs; then Redis loses everything
+    (FLUSHALL: a broker that restarts without its data). The jobs' rows still say `pending`
+    and their outbox rows `sent`: only the relay's stale-job sweeper (migration 0008) can
+    bring them back. A relay with JOB_STALE_AFTER_SECONDS=12 (> the visibility timeout, 10)
+    sweeping every second republishes each lost job once; a new worker runs them, and every
+    accepted assessment completes exactly once.
+
+    The module's relay (default settings: it sweeps only after 2 hours) keeps running beside
+    the sweeping one: two relays at once is the supported way to scale it (SKIP LOCKED)."""
+    stale_after = 12
+    env = {
+        "TASK_TIME_LIMIT_SECONDS": "8",
+        "CELERY_VISIBILITY_TIMEOUT_SECONDS": "10",
+        "JOB_RETRY_MAX_SECONDS": "2",
+        "JOB_STALE_AFTER_SECONDS": str(stale_after),
+        "JOB_SWEEP_INTERVAL_SECONDS": "1",
+    }
+    # The pipeline works; then the worker stops.
+    worker = scene.worker(**env)
+    warmup = accept(scene.client, scene.account, 1)
+    wait_completed(scene.tenant, warmup)
+    scene.settle()
+    worker.stop()
+
+    lost = accept(scene.client, scene.account, 6)
+    wait_until(
+        lambda: outbox_pending() == 0 and scene.broker.llen(QUEUE) == len(lost),
+        30,
+        0.1,
+        message=lambda: f"the relay to publish {len(lost)} jobs (queue {scene.broker.llen(QUEUE)})",
+    )
+    scene.broker.flushall()  # the broker "restarts without its data"
+    flushed_at = time.monotonic()
+    assert scene.broker.llen(QUEUE) == 0
+    pending = as_tenant(scene.tenant, "SELECT status FROM jobs WHERE status <> 'succeeded'")
+    assert [row.status for row in pending] == ["pending"] * len(lost)
+
+    scene.procs.spawn("relay", **env).wait_ready()
+    scene.worker(**env)
+    wait_completed(scene.tenant, lost, timeout=90)
+    recovered = time.monotonic() - flushed_at
+    scene.settle()
+
+    republished = [
+        line
+        for line in scene.procs.log_lines()
+        if line.get("service") == "relay"
+        and line.get("event") == "job_republished"
+        and line.get("tenant_id") == scene.tenant
+    ]
+    lost_jobs = {
+        row.id
+        for row in as_tenant(
+            scene.tenant,
+            "SELECT j.id::text AS id FROM jobs j JOIN assessments a"
+            " ON a.id::text = j.payload ->> 'assessment_id'"
+            " WHERE j.type = 'score_assessment' AND a.id = ANY(CAST(:ids AS uuid[]))",
+            ids=lost,
+        )
+    }
+    accepted = warmup + lost
+    figures = book(
+        "9-redis-lost-its-data",
+        scene.tenant,
+        accepted,
+        scene.procs,
+        lost_messages=len(lost),
+        republished=len(republished),
+        stale_after_s=stale_after,
+        all_done_after_s=round(recovered, 1),
+    )
+    assert sorted(line["job_id"] for line in republished) == sorted(lost_jobs)
+    assert all(line["trace_id"] for line in republished)
+    assert figures.job_attempts == figures.jobs  # each job ran once: nothing twice
+    assert_exactly_once(figures, scene.tenant, accepted)
+    for assessment_id in lost:
+        seen_by_user(scene.client, scene.account, assessment_id)

@@ -33,6 +33,12 @@ JOBS_QUARANTINED = Counter(
     "rampart_jobs_quarantined_total", "Jobs moved to quarantine (dead letters).", ["type"]
 )
 JOB_RETRIES = Counter("rampart_job_retries_total", "Job retries scheduled.", ["type"])
+JOBS_REPUBLISHED = Counter(
+    "rampart_jobs_republished_total",
+    "Stale jobs (pending/processing, published, unchanged for JOB_STALE_AFTER_SECONDS) "
+    "published again by the relay's sweeper: their broker message was lost.",
+    ["type"],
+)
 
 # --- LLM providers and circuit breakers ------------------------------------------------------
 LLM_REQUESTS = Counter(

@@ -3,7 +3,8 @@
 Transient errors are retried by Celery with exponential backoff and full jitter, bounded by
 JOB_MAX_ATTEMPTS deliveries (the runner quarantines after that). A task that still raises
 (the database was down even for the quarantine write) is rejected by Celery 5.7 without
-requeue: its job row stays pending/processing (docs/resilience.md, "Known gaps").
+requeue: its job row stays pending/processing until the relay's stale-job sweeper
+publishes it again (docs/resilience.md, "Stale-job sweeper" and "Known gaps").
 """
 
 from __future__ import annotations
