@@ -95,7 +95,7 @@ def llm_env(fake: FakeLLMServer) -> dict[str, str]:
     return {
         "LLM_PROVIDERS": "openai,offline",
         "OPENAI_BASE_URL": f"{fake.url}/v1",
-        "OPENAI_API_KEY": "sk-sim-0123456789abcdef",
+        "OPENAI_API_KEY": "sk-sim-0123456789abcdef",  # pragma: allowlist secret
         "OPENAI_MODEL": "gpt-sim",
         "LLM_TIMEOUT_SECONDS": "2",
         "LLM_RETRY_ATTEMPTS": "2",
