@@ -13,7 +13,7 @@ from rampart.evidence.routes import router as evidence_router
 from rampart.incidents.routes import ALERT_WEBHOOK_PATH
 from rampart.incidents.routes import router as incidents_router
 from rampart.kit import metrics_export
-from rampart.kit.errors import install_error_handlers
+from rampart.kit.errors import document_error_envelope, install_error_handlers
 from rampart.kit.health import router as health_router
 from rampart.kit.logging import configure_logging
 from rampart.kit.maintenance import ReadOnlyGate
@@ -42,6 +42,7 @@ def create_app() -> FastAPI:
         title="Rampart", version=settings.version, docs_url="/docs", telemetry={"tracing": False}
     )
     install_error_handlers(app)
+    document_error_envelope(app)
     # Added last = outermost: the request context wraps everything, including 413s.
     # Outermost first: security headers (on every response, even the request context's
     # last-resort 500) → request context (trace_id) → client IP (trusted proxies) → CORS

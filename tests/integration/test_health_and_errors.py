@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+import jsonschema_rs
 import uvicorn
 from prometheus_client import REGISTRY
 from tests.support.users import signup
@@ -124,3 +125,21 @@ def test_unhandled_exception_is_a_500_envelope_and_the_traceback_is_logged(stack
     assert logged, "the traceback was not logged"
     assert logged[0]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert "RuntimeError: kaboom" in logged[0]["exception"]
+
+
+def test_openapi_documents_422_as_the_envelope_a_real_422_has(client):
+    spec = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in json.dumps(spec)
+    documented = [
+        response["content"]["application/json"]["schema"]
+        for path in spec["paths"].values()
+        for operation in path.values()
+        if isinstance(operation, dict) and (response := operation.get("responses", {}).get("422"))
+    ]
+    assert documented and all(
+        schema == {"$ref": "#/components/schemas/ErrorEnvelope"} for schema in documented
+    )
+    account = signup(client, "OpenAPI 422")
+    bad = client.post("/api/v1/assessments", json={"answers": {}}, headers=account.headers)
+    assert bad.status_code == 422
+    jsonschema_rs.validate(spec["components"]["schemas"]["ErrorEnvelope"], bad.json())

@@ -107,6 +107,65 @@ def envelope(
     return _EnvelopeResponse({"error": body}, status_code=status, headers=headers)
 
 
+# The envelope as an OpenAPI schema: what every error response really is.
+ERROR_ENVELOPE_SCHEMA: dict[str, Any] = {
+    "title": "ErrorEnvelope",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "trace_id"],
+            "properties": {
+                "code": {"type": "string", "examples": ["validation_error"]},
+                "message": {"type": "string"},
+                "details": {"description": "For validation errors: [{field, problem}, ...]."},
+                "trace_id": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            },
+        }
+    },
+}
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+_ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
+
+
+def document_error_envelope(app: FastAPI) -> None:
+    """FastAPI documents every 422 as its own `HTTPValidationError`, a shape we never send,
+    and an error a route lists by description only has no body at all. Rewrite the
+    generated OpenAPI once, so clients and fuzzers see the envelope for every error."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = _swap_refs(generate(), _FASTAPI_422, _ENVELOPE_REF)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    for status, response in operation.get("responses", {}).items():
+                        if status[:1] in ("4", "5") and "content" not in response:
+                            response["content"] = {
+                                "application/json": {"schema": {"$ref": _ENVELOPE_REF}}
+                            }
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.pop("HTTPValidationError", None)
+            components["ErrorEnvelope"] = ERROR_ENVELOPE_SCHEMA
+            if '"#/components/schemas/ValidationError"' not in json.dumps(schema):
+                components.pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _swap_refs(node: Any, old: str, new: str) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: new if k == "$ref" and v == old else _swap_refs(v, old, new) for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_swap_refs(item, old, new) for item in node]
+    return node
+
+
 def _validation_details(exc: RequestValidationError) -> tuple[str, str, list[dict]]:
     details = []
     for err in exc.errors():
