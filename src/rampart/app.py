@@ -13,6 +13,7 @@ from rampart.evidence.routes import router as evidence_router
 from rampart.incidents.routes import ALERT_WEBHOOK_PATH
 from rampart.incidents.routes import router as incidents_router
 from rampart.kit import metrics_export
+from rampart.kit.db.admission import DbAdmissionMiddleware
 from rampart.kit.errors import document_error_envelope, install_error_handlers
 from rampart.kit.health import router as health_router
 from rampart.kit.logging import configure_logging
@@ -46,7 +47,13 @@ def create_app() -> FastAPI:
     # Added last = outermost: the request context wraps everything, including 413s.
     # Outermost first: security headers (on every response, even the request context's
     # last-resort 500) → request context (trace_id) → client IP (trusted proxies) → CORS
-    # (so 429s reach the browser) → rate limit → read-only gate → body limit.
+    # (so 429s reach the browser) → rate limit → read-only gate → body limit → admission
+    # (only requests that will run queue for a connection).
+    app.add_middleware(
+        DbAdmissionMiddleware,
+        capacity=settings.db_pool_size + settings.db_max_overflow,
+        wait_seconds=settings.db_pool_timeout_seconds,
+    )
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, exempt=(EVIDENCE_UPLOAD,)
     )

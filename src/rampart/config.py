@@ -64,7 +64,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, description="SQLAlchemy pool size per process.")
     db_max_overflow: int = Field(5, ge=0, description="Extra connections beyond the pool.")
     db_pool_timeout_seconds: float = Field(
-        2.0, gt=0, description="Wait at most this long for a pooled connection."
+        2.0,
+        gt=0,
+        description="Wait at most this long for a pooled connection; in the API also the "
+        "longest a request queues for admission (one request per pooled connection, "
+        "DB_POOL_SIZE + DB_MAX_OVERFLOW) before 503 `overloaded`.",
     )
     db_statement_timeout_ms: int = Field(
         10_000, ge=0, description="Postgres statement_timeout for the runtime role's sessions."

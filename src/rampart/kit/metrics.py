@@ -145,6 +145,12 @@ DB_POOL_SIZE = Gauge(
     "its live processes.",
     multiprocess_mode="livesum",
 )
+DB_ADMISSION_WAITING = Gauge(
+    "rampart_db_admission_waiting",
+    "API requests queued for admission to the database path (more in flight than the pool "
+    "has connections), summed over live processes.",
+    multiprocess_mode="livesum",
+)
 BUILD_INFO = Gauge(
     "rampart_build_info",
     "Always 1; the labels say which version and commit this service runs.",
