@@ -42,7 +42,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
     parser.add_argument(
         "--overload", type=int, default=60, metavar="N",
-        help="also GET at N connections, past the API's 40 threads + 15 DB connections "
+        help="also GET at N connections, past the API's 15 DB connections (requests queue) "
         "(0: skip)",
     )
     parser.add_argument(
