@@ -446,10 +446,13 @@ def test_concurrent_deliveries_of_one_event_apply_it_exactly_once(api, secret, s
         account = signup(http, "Concurrent")
     payload = checkout(account, customer_id())
     outcomes: list[str] = []
+    # One clock reading for all: read per thread, a second boundary between two threads
+    # can give two of them the same timestamp, i.e. the same signed delivery (a 409 replay).
+    now = int(time.time())
 
     def send(offset: int) -> None:
         with httpx.Client(base_url=api, timeout=30) as http:
-            response = deliver(http, payload, secret, timestamp=int(time.time()) - offset)
+            response = deliver(http, payload, secret, timestamp=now - offset)
             outcomes.append(response.json().get("outcome", str(response.status_code)))
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
