@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from rampart.billing import repository
 from rampart.billing.repository import TenantBilling
 from rampart.billing.schemas import CheckoutSession, Invoice, StripeEvent, Subscription, WebhookAck
-from rampart.billing.webhooks import PROVIDER, MalformedEvent
+from rampart.billing.webhooks import PROVIDER, MalformedEvent, problems
 from rampart.kit import context
 from rampart.kit.db.transaction import Claims, set_claims
 from rampart.kit.logging import get_logger
@@ -90,12 +90,9 @@ def intent_of(event: StripeEvent) -> Intent | None:
             failed = event.type == "invoice.payment_failed"
             return Intent("payment", customer_id=invoice.customer, payment_failed=failed)
     except ValidationError as exc:
-        problems = [
-            {"field": "data.object." + ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
         WEBHOOK_DELIVERIES.labels(PROVIDER, "malformed").inc()
-        raise MalformedEvent(f"Not a valid {event.type} event.", details=problems) from exc
+        details = problems(exc, ("data", "object"))
+        raise MalformedEvent(f"Not a valid {event.type} event.", details=details) from exc
     return None
 
 

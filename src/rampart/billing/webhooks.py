@@ -102,11 +102,16 @@ def parse_event(payload: bytes) -> tuple[StripeEvent, dict]:
     try:
         return StripeEvent.model_validate(document), document
     except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        _reject(MalformedEvent(details=problems), "malformed")
+        _reject(MalformedEvent(details=problems(exc)), "malformed")
+
+
+def problems(exc: ValidationError, under: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """The `[{field, problem}]` details of a failed validation; fields are dotted paths
+    below `under` (the part of the event that was validated)."""
+    return [
+        {"field": ".".join([*under, *(str(p) for p in e["loc"])]) or "body", "problem": e["msg"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
 
 
 @lru_cache
