@@ -23,6 +23,11 @@ MIN_SECRET_LENGTH = 32
 _ORIGIN = re.compile(r"https?://[^/\s:]+(:\d{1,5})?")
 
 
+def _csv(value: str) -> list[str]:
+    """The non-empty, stripped items of a comma-separated setting."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 class InsecureSettingsError(ValueError):
     """Raised at startup when a secret is missing, weak or a known default outside dev."""
 
@@ -315,7 +320,7 @@ class Settings(BaseSettings):
     @field_validator("cors_origins")
     @classmethod
     def _origins_are_exact(cls, value: str) -> str:
-        for origin in (o.strip() for o in value.split(",") if o.strip()):
+        for origin in _csv(value):
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(
                     f"CORS_ORIGINS: {origin!r} is not an exact origin (scheme://host[:port], "
@@ -325,11 +330,11 @@ class Settings(BaseSettings):
 
     @property
     def cors_origin_list(self) -> list[str]:
-        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+        return _csv(self.cors_origins)
 
     @property
     def trusted_proxy_list(self) -> list[str]:
-        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+        return _csv(self.trusted_proxies)
 
     # --- RBAC and invitations ----------------------------------------------------------
     invitation_ttl_seconds: int = Field(
@@ -538,7 +543,7 @@ class Settings(BaseSettings):
 
     @property
     def provider_chain(self) -> list[str]:
-        return [p.strip() for p in self.llm_providers.split(",") if p.strip()]
+        return _csv(self.llm_providers)
 
     def require(self, name: str) -> str:
         """The secret value of a URL setting, or a clear error naming the variable."""
