@@ -34,6 +34,7 @@ from functools import lru_cache
 from typing import Generic, TypeVar
 
 import redis
+from prometheus_client import Histogram
 
 from rampart.config import Settings, get_settings
 from rampart.kit import metrics, tracing
@@ -235,7 +236,10 @@ def provider_chain() -> tuple[LLMProvider, ...]:
     return tuple(_build(name, settings, client) for name in names)
 
 
-def _first_success(call: Callable[[LLMProvider], T]) -> Generated[T]:
+def _first_success(call: Callable[[LLMProvider], T], duration: Histogram) -> Generated[T]:
+    """The first provider's answer down the chain; the whole chain's time is observed in
+    `duration`, labelled by the provider that answered."""
+    started = time.perf_counter()
     chain = provider_chain()
     for position, provider in enumerate(chain):
         t0 = time.perf_counter()
@@ -253,6 +257,7 @@ def _first_success(call: Callable[[LLMProvider], T]) -> Generated[T]:
                 next_provider=chain[position + 1].name if position + 1 < len(chain) else None,
             )
             continue
+        duration.labels(provider.name).observe(time.perf_counter() - started)
         return Generated(
             result=result,
             provider=provider.name,
@@ -277,16 +282,12 @@ def _measured_plain(provider: LLMProvider, call: Callable[[LLMProvider], T]) -> 
 
 
 def score(answers: dict[str, int], context: str | None) -> Generated[ScoreResult]:
-    t0 = time.perf_counter()
-    generated = _first_success(lambda provider: provider.score(answers, context))
-    metrics.SCORE_DURATION.labels(generated.provider).observe(time.perf_counter() - t0)
-    return generated
+    return _first_success(lambda provider: provider.score(answers, context), metrics.SCORE_DURATION)
 
 
 def roadmap(
     answers: dict[str, int], scored: ScoreResult, context: str | None
 ) -> Generated[RoadmapResult]:
-    t0 = time.perf_counter()
-    generated = _first_success(lambda provider: provider.roadmap(answers, scored, context))
-    metrics.ROADMAP_DURATION.labels(generated.provider).observe(time.perf_counter() - t0)
-    return generated
+    return _first_success(
+        lambda provider: provider.roadmap(answers, scored, context), metrics.ROADMAP_DURATION
+    )
