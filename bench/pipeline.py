@@ -12,7 +12,6 @@ broker and a worker with the same concurrency.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ import redis
 
 from bench.load import CpuWatch, percentile
 from bench.procs import Procs
+from rampart.kit.db.transaction import Claims
 
 POLL_S = 0.02
 
@@ -38,9 +38,7 @@ class Account:
 
 
 def _claims(account: Account) -> str:
-    return json.dumps(
-        {"tenant_id": account.tenant_id, "sub": account.user_id, "role": "authenticated"}
-    )
+    return Claims(tenant_id=account.tenant_id, sub=account.user_id).as_json()
 
 
 def _counts(conn: psycopg.Connection, account: Account, ids: list[str]) -> tuple[int, int]:
