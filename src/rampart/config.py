@@ -28,6 +28,15 @@ def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _key_problem(value: str, dev_default: str) -> str | None:
+    """What is wrong with a signing key outside dev, if anything."""
+    if value == dev_default:
+        return "not set (the dev default is refused)"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"shorter than {MIN_SECRET_LENGTH} characters"
+    return None
+
+
 class InsecureSettingsError(ValueError):
     """Raised at startup when a secret is missing, weak or a known default outside dev."""
 
@@ -504,15 +513,11 @@ class Settings(BaseSettings):
             return self
         problems = []
         jwt = self.jwt_secret.get_secret_value()
-        if jwt == DEV_JWT_SECRET:
-            problems.append("JWT_SECRET: not set (the dev default is refused)")
-        elif len(jwt) < MIN_SECRET_LENGTH:
-            problems.append(f"JWT_SECRET: shorter than {MIN_SECRET_LENGTH} characters")
+        if problem := _key_problem(jwt, DEV_JWT_SECRET):
+            problems.append(f"JWT_SECRET: {problem}")
         session_secret = self.session_secret.get_secret_value()
-        if session_secret == DEV_SESSION_SECRET:
-            problems.append("SESSION_SECRET: not set (the dev default is refused)")
-        elif len(session_secret) < MIN_SECRET_LENGTH:
-            problems.append(f"SESSION_SECRET: shorter than {MIN_SECRET_LENGTH} characters")
+        if problem := _key_problem(session_secret, DEV_SESSION_SECRET):
+            problems.append(f"SESSION_SECRET: {problem}")
         elif session_secret == jwt:
             problems.append("SESSION_SECRET: the same as JWT_SECRET (use separate keys)")
         stripe_secret = self.stripe_webhook_secret.get_secret_value()
