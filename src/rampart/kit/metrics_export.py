@@ -38,24 +38,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from rampart.kit.processes import pid_alive
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _MARKER = "RAMPART_METRICS_DIR"  # set with ENV by prepare: "this dir was made for us"
 _LIVE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
 _SERVICE_DIR = re.compile(r"^([a-z]+)-(\d+)$")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
 
 
 def prepare_multiprocess_dir(service: str, base: str | None = None) -> Path:
@@ -76,7 +64,7 @@ def prepare_multiprocess_dir(service: str, base: str | None = None) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         for old in root.iterdir():  # directories of services that died without cleaning up
             match = _SERVICE_DIR.match(old.name)
-            if match and old.is_dir() and not _alive(int(match.group(2))):
+            if match and old.is_dir() and not pid_alive(int(match.group(2))):
                 shutil.rmtree(old, ignore_errors=True)
         directory = root / f"{service}-{os.getpid()}"
         shutil.rmtree(directory, ignore_errors=True)
@@ -119,7 +107,7 @@ def reap_dead_processes(path: str) -> list[int]:
             match = _LIVE_FILE.match(name)
             if match:
                 pids.add(int(match.group(1)))
-    dead = sorted(pid for pid in pids if pid != os.getpid() and not _alive(pid))
+    dead = sorted(pid for pid in pids if pid != os.getpid() and not pid_alive(pid))
     if dead:
         from prometheus_client import multiprocess
 
