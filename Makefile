@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+# uv trusts only its bundled roots by default; pip, git and curl trust the system store.
+# Behind a TLS-inspecting proxy (its CA in the system store) uv must use the store too.
+export UV_SYSTEM_CERTS := 1
 
 .PHONY: install up test test-fast lint bench lock config-docs clean
 
