@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Response
 
 from rampart.accounts.routes import router as accounts_router
+from rampart.accounts.service import load_actor
 from rampart.assessments.routes import router as assessments_router
 from rampart.billing.routes import router as billing_router
 from rampart.config import get_settings
-from rampart.evidence.routes import OWN_BODY_LIMIT as EVIDENCE_UPLOAD
+from rampart.evidence.routes import UPLOAD_ROUTE
 from rampart.evidence.routes import router as evidence_router
 from rampart.incidents.routes import ALERT_WEBHOOK_PATH
 from rampart.incidents.routes import router as incidents_router
 from rampart.kit import metrics_export
-from rampart.kit.db.admission import DbAdmissionMiddleware
+from rampart.kit.db.pool import close_pool
 from rampart.kit.errors import document_error_envelope, install_error_handlers
 from rampart.kit.health import router as health_router
 from rampart.kit.logging import configure_logging
 from rampart.kit.maintenance import ReadOnlyGate
-from rampart.kit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from rampart.kit.middleware import BodyGuardMiddleware, RequestContextMiddleware
 from rampart.kit.observability import setup_process
+from rampart.kit.security.auth import set_actor_loader
 from rampart.kit.security.client_ip import TrustedProxyMiddleware
 from rampart.kit.security.cors import CorsMiddleware
 from rampart.kit.security.headers import SecurityHeadersMiddleware
 from rampart.kit.security.ratelimit import RateLimitMiddleware
 from rampart.roadmaps.routes import router as roadmaps_router
+
+
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await close_pool()  # this process's (this event loop's) database connections
 
 
 def create_app() -> FastAPI:
@@ -37,25 +48,30 @@ def create_app() -> FastAPI:
         log_file=settings.log_file,
     )
     setup_process("api")  # OpenTelemetry, Sentry, rampart_build_info
+    set_actor_loader(load_actor)  # who a token or session is now: the accounts domain
     # telemetry: FastAPI's native OpenTelemetry server span is off; RequestContextMiddleware
     # opens the one server span, whose trace id is also the log trace_id (kit/tracing.py).
     app = FastAPI(
-        title="Rampart", version=settings.version, docs_url="/docs", telemetry={"tracing": False}
+        title="Rampart",
+        version=settings.version,
+        docs_url="/docs",
+        telemetry={"tracing": False},
+        lifespan=_lifespan,
     )
     install_error_handlers(app)
     document_error_envelope(app)
     # Added last = outermost: the request context wraps everything, including 413s.
     # Outermost first: security headers (on every response, even the request context's
     # last-resort 500) → request context (trace_id) → client IP (trusted proxies) → CORS
-    # (so 429s reach the browser) → rate limit → read-only gate → body limit → admission
-    # (only requests that will run queue for a connection).
+    # (so 429s reach the browser) → rate limit → read-only gate → body guard. Database
+    # connections are taken later, by the request's transaction (kit/db/dependency.py).
     app.add_middleware(
-        DbAdmissionMiddleware,
-        capacity=settings.db_pool_size + settings.db_max_overflow,
-        wait_seconds=settings.db_pool_timeout_seconds,
-    )
-    app.add_middleware(
-        BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, exempt=(EVIDENCE_UPLOAD,)
+        BodyGuardMiddleware,
+        max_bytes=settings.max_body_bytes,
+        timeout=settings.body_timeout_seconds,
+        per_client=settings.max_pending_bodies_per_client,
+        # The upload streams and enforces EVIDENCE_MAX_BYTES itself.
+        own_limits={UPLOAD_ROUTE: (None, settings.evidence_upload_timeout_seconds)},
     )
     # The incident webhook (Alertmanager) is exempt from read-only mode (alerts matter most
     # during maintenance) and from the per-IP limit (it counts failed tokens instead).

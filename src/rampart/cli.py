@@ -73,9 +73,12 @@ def api(
 
 @app.command()
 def worker(
-    concurrency: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Jobs at once (default: WORKER_CONCURRENCY).")
+    ] = None,
 ) -> None:
-    """Run a Celery worker (prefork) for the background jobs."""
+    """Run a Celery worker for the background jobs: a threads pool whose jobs share one
+    event loop (kit/jobs/loop.py), so one process holds many LLM calls in flight."""
     _prepare_metrics("worker")
     from rampart.worker import celery_app
 
@@ -88,7 +91,7 @@ def worker(
             "--concurrency",
             str(concurrency or settings.worker_concurrency),
             "--pool",
-            "prefork",
+            "threads",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
@@ -100,9 +103,8 @@ def worker(
 def relay() -> None:
     """Publish committed outbox rows to the broker, until SIGTERM."""
     _prepare_metrics("relay")
-    import threading
-
     from rampart.kit import metrics_export
+    from rampart.kit.db.pool import close_pool
     from rampart.kit.jobs.celery_app import get_celery
     from rampart.kit.jobs.relay import run_relay
     from rampart.kit.logging import configure_logging, get_logger
@@ -122,10 +124,21 @@ def relay() -> None:
     port = settings.relay_metrics_port
     if metrics_export.serve(port, settings.metrics_host, [OpsCollector()]) is not None:
         get_logger("rampart.metrics").info("metrics_serving", host=settings.metrics_host, port=port)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    run_relay(get_celery(), stop)
+    import asyncio
+
+    import uvloop
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await run_relay(get_celery(), stop)
+        finally:
+            await close_pool()
+
+    uvloop.run(main())
 
 
 @app.command()
@@ -137,7 +150,12 @@ def migrate() -> None:
     settings = _settings()
     url = settings.require("migration_database_url")
     runtime = settings.database_url.get_secret_value() if settings.database_url else None
-    run_migrations(url, runtime)
+    operator = (
+        settings.operator_database_url.get_secret_value()
+        if settings.operator_database_url
+        else None
+    )
+    run_migrations(url, runtime, operator)
     console.print(f"[green]migrated[/green] to revision {current_revision(url)}")
 
 

@@ -72,22 +72,49 @@ class Settings(BaseSettings):
         description="Postgres URL of the migration role (migration_admin); used only by "
         "`rampart migrate`.",
     )
+    operator_database_url: SecretStr | None = Field(
+        None,
+        description="Postgres URL of the operator role (rampart_operator), the only role "
+        "that may run the operator functions: `rampart dlq`, `rampart incidents`, `rampart "
+        "trace`. Never given to the API. `rampart migrate` sets the role's password from it.",
+    )
     redis_url: SecretStr | None = Field(
         None, description="Redis URL (Celery broker). Unset in dev: the embedded Redis is used."
     )
-    db_pool_size: int = Field(10, ge=1, description="SQLAlchemy pool size per process.")
-    db_max_overflow: int = Field(5, ge=0, description="Extra connections beyond the pool.")
+    db_pool_size: int = Field(
+        10, ge=1, description="Connections per process kept open in the pool."
+    )
+    db_max_overflow: int = Field(
+        5, ge=0, description="Extra connections beyond DB_POOL_SIZE, closed again when idle."
+    )
     db_pool_timeout_seconds: float = Field(
         2.0,
         gt=0,
-        description="Wait at most this long for a pooled connection; in the API also the "
-        "longest a request queues for admission (one request per pooled connection, "
-        "DB_POOL_SIZE + DB_MAX_OVERFLOW) before 503 `overloaded`.",
+        description="Wait at most this long for a pooled connection, then 503 `overloaded` "
+        "(transactions queue for the DB_POOL_SIZE + DB_MAX_OVERFLOW connections in order).",
     )
     db_statement_timeout_ms: int = Field(
-        10_000, ge=0, description="Postgres statement_timeout for the runtime role's sessions."
+        5_000,
+        ge=0,
+        description="Postgres statement_timeout for the runtime role's sessions: the server "
+        "ends a slow statement cleanly (503 `db_unavailable`).",
     )
-    db_connect_timeout_seconds: int = Field(3, ge=1, description="Postgres connect timeout.")
+    db_command_timeout_seconds: float = Field(
+        6.0,
+        gt=0,
+        description="The most any one database round trip may take on the client side, "
+        "whatever the server does (frozen, unreachable): then the connection is dropped and "
+        "the request gets 503 `db_unavailable`. Above DB_STATEMENT_TIMEOUT_MS, so a merely "
+        "slow statement is ended by the server first.",
+    )
+    db_connect_timeout_seconds: float = Field(3, gt=0, description="Postgres connect timeout.")
+    db_statement_cache_size: int = Field(
+        100,
+        ge=0,
+        description="Prepared statements cached per connection. Set 0 behind a PgBouncer "
+        "older than 1.21 (or any pooler without prepared-statement support) in transaction "
+        "mode.",
+    )
 
     # --- auth ----------------------------------------------------------------------------
     jwt_secret: SecretStr = Field(
@@ -101,6 +128,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest accepted request body (413 beyond)."
     )
+    body_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A request body must arrive whole within this long of the request's "
+        "start (408 `request_timeout` beyond); evidence uploads get EVIDENCE_UPLOAD_TIMEOUT_"
+        "SECONDS instead.",
+    )
+    max_pending_bodies_per_client: int = Field(
+        8,
+        ge=1,
+        description="Requests one client IP may have still sending their body at once; more "
+        "get 429 `too_many_pending_bodies` (slow-body attacks).",
+    )
 
     # --- jobs ----------------------------------------------------------------------------
     task_time_limit_seconds: int = Field(
@@ -112,9 +152,17 @@ class Settings(BaseSettings):
         description="Redis visibility timeout: an unacked task is redelivered after this. "
         "Must exceed the task time limit.",
     )
-    worker_concurrency: int = Field(2, ge=1, description="Celery worker processes.")
+    worker_concurrency: int = Field(
+        128,
+        ge=1,
+        description="Jobs one worker process runs at once. Their work shares one event loop "
+        "(I/O-bound: LLM calls, database), so this bounds LLM calls in flight per process.",
+    )
     relay_poll_interval_seconds: float = Field(
-        0.2, gt=0, description="How often the outbox relay looks for committed jobs."
+        1.0,
+        gt=0,
+        description="How often the outbox relay looks for committed jobs without being "
+        "woken (a commit wakes it at once through NOTIFY).",
     )
     relay_batch_size: int = Field(100, ge=1, description="Outbox rows published per round.")
     job_max_attempts: int = Field(
@@ -459,6 +507,11 @@ class Settings(BaseSettings):
         "refused with 413 while it streams. The upload route has this limit instead of "
         "MAX_BODY_BYTES.",
     )
+    evidence_upload_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="An evidence upload must arrive whole within this long (408 beyond).",
+    )
     evidence_max_image_side: int = Field(
         2048,
         ge=16,
@@ -489,6 +542,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:
+        if self.db_command_timeout_seconds * 1000 <= self.db_statement_timeout_ms:
+            raise ValueError(
+                "DB_COMMAND_TIMEOUT_SECONDS must exceed DB_STATEMENT_TIMEOUT_MS, so the server "
+                "ends a slow statement before the client gives up on the connection"
+            )
         if self.celery_visibility_timeout_seconds <= self.task_time_limit_seconds:
             raise ValueError(
                 "CELERY_VISIBILITY_TIMEOUT_SECONDS must exceed TASK_TIME_LIMIT_SECONDS, "

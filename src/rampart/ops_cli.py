@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -24,19 +25,19 @@ def dlq_list(
     """Quarantined jobs, oldest first."""
     from rampart.kit.jobs.quarantine import list_dead_letters
 
-    rows = list_dead_letters(include_closed=all_)
+    rows = asyncio.run(list_dead_letters(include_closed=all_))
     table = Table(title=f"{len(rows)} dead letter(s)")
     for column in ("id", "quarantined", "type", "error", "attempts", "trace_id", "state"):
         table.add_column(column, no_wrap=column in ("id", "trace_id"))
     for row in rows:
-        state = "replayed" if row.replayed_at else "discarded" if row.discarded_at else "open"
+        state = "replayed" if row["replayed_at"] else "discarded" if row["discarded_at"] else "open"
         table.add_row(
-            str(row.id),
-            row.quarantined_at.strftime("%Y-%m-%d %H:%M:%S"),
-            row.job_type,
-            f"{row.error_class}: {row.error_message}"[:60],
-            str(row.attempts),
-            row.trace_id or "",
+            str(row["id"]),
+            row["quarantined_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            row["job_type"],
+            f"{row['error_class']}: {row['error_message']}"[:60],
+            str(row["attempts"]),
+            row["trace_id"] or "",
             state,
         )
     console.print(table)
@@ -47,16 +48,16 @@ def dlq_show(dead_letter_id: int) -> None:
     """Everything kept about one quarantined job: error, traceback, payload, trace id."""
     from rampart.kit.jobs.quarantine import show_dead_letter
 
-    row = show_dead_letter(dead_letter_id)
+    row = asyncio.run(show_dead_letter(dead_letter_id))
     if row is None:
         console.print(f"[red]no dead letter {dead_letter_id}[/red]")
         raise typer.Exit(1)
-    for key, value in row._mapping.items():
+    for key, value in row.items():
         if key in ("traceback", "payload"):
             continue
         console.print(f"[bold]{key}[/bold]: {value}")
-    console.print("[bold]payload[/bold]:", json.dumps(row.payload, indent=2))
-    console.print("[bold]traceback[/bold]:\n" + (row.traceback or "(none)"))
+    console.print("[bold]payload[/bold]:", json.dumps(row["payload"], indent=2))
+    console.print("[bold]traceback[/bold]:\n" + (row["traceback"] or "(none)"))
 
 
 @dlq_app.command("replay")
@@ -71,8 +72,8 @@ def dlq_replay(
     if (dead_letter_id is None) == (not all_):
         console.print("[red]give one ID or --all[/red]")
         raise typer.Exit(2)
-    ids = [row.id for row in list_dead_letters()] if all_ else [dead_letter_id]
-    replayed = [i for i in ids if replay(i)]
+    ids = [row["id"] for row in asyncio.run(list_dead_letters())] if all_ else [dead_letter_id]
+    replayed = [i for i in ids if asyncio.run(replay(i))]
     for i in set(ids) - set(replayed):
         console.print(f"[yellow]dead letter {i}: not found, or already replayed/discarded[/yellow]")
     console.print(f"replayed {len(replayed)} job(s)")
@@ -85,7 +86,7 @@ def dlq_discard(dead_letter_id: int) -> None:
     """Close a dead letter without running it again (it stays for the record)."""
     from rampart.kit.jobs.quarantine import discard
 
-    if not discard(dead_letter_id):
+    if not asyncio.run(discard(dead_letter_id)):
         console.print(f"[red]dead letter {dead_letter_id}: not found or already closed[/red]")
         raise typer.Exit(1)
     console.print(f"discarded {dead_letter_id}")
@@ -118,10 +119,10 @@ def incidents(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 200,
 ) -> None:
     """Incidents received from Alertmanager: firing ones (with --all, resolved ones too),
-    newest first. Uses DATABASE_URL."""
+    newest first. Uses OPERATOR_DATABASE_URL."""
     from rampart.incidents.service import list_incidents
 
-    rows = list_incidents(include_resolved=all_, limit=limit)
+    rows = asyncio.run(list_incidents(include_resolved=all_, limit=limit))
     if as_json:
         for row in rows:
             console.print_json(json.dumps(row.as_json()), indent=None)

@@ -1,24 +1,21 @@
 """The Celery worker's composition root: the app plus every domain's tasks.
 
-Observability (docs/observability.md): the main process starts Sentry (`celeryd_init`,
-before the pool forks, as Sentry's Celery integration wants) and serves the metrics of
-every pool process on WORKER_METRICS_PORT (`worker_init`); each pool process sets up its
-own OpenTelemetry provider (`worker_process_init`) and, on its way out, flushes its spans
-and drops its live gauges (`worker_process_shutdown`).
+The pool is Celery's threads pool: every job's work runs on the process's one event loop
+(kit/jobs/loop.py), started with the first job and stopped, its database pool closed, when
+the worker shuts down (`worker_shutdown`).
+
+Observability (docs/observability.md): the process starts Sentry (`celeryd_init`, as
+Sentry's Celery integration wants), its OpenTelemetry provider and the metrics endpoint on
+WORKER_METRICS_PORT (`worker_init`), and flushes its spans on the way out.
 """
 
 from __future__ import annotations
 
-from celery.signals import (
-    after_setup_logger,
-    celeryd_init,
-    worker_init,
-    worker_process_init,
-    worker_process_shutdown,
-)
+from celery.signals import after_setup_logger, celeryd_init, worker_init, worker_shutdown
 
 from rampart.config import get_settings
 from rampart.kit import metrics_export, tracing
+from rampart.kit.jobs import loop
 from rampart.kit.jobs.celery_app import get_celery
 from rampart.kit.logging import configure_logging, get_logger
 from rampart.kit.observability import setup_process
@@ -43,27 +40,21 @@ def _start_sentry(**_kwargs: object) -> None:
     init_sentry("worker")
 
 
-def _serve_metrics(**_kwargs: object) -> None:
+def _start(**_kwargs: object) -> None:
+    setup_process("worker", sentry=False)  # OpenTelemetry, rampart_build_info
     settings = get_settings()
     if metrics_export.serve(settings.worker_metrics_port, settings.metrics_host) is not None:
         get_logger("rampart.metrics").info(
             "metrics_serving", host=settings.metrics_host, port=settings.worker_metrics_port
         )
-    metrics_export.record_build_info()
 
 
-def _pool_process_started(**_kwargs: object) -> None:
-    setup_process("worker", sentry=False)  # Sentry came with the fork
-
-
-def _pool_process_stopping(**_kwargs: object) -> None:
+def _stop(**_kwargs: object) -> None:
+    loop.stop()
     tracing.shutdown()
-    metrics_export.mark_dead()
 
 
 after_setup_logger.connect(_configure_logging, weak=False)
-worker_process_init.connect(_configure_logging, weak=False)
 celeryd_init.connect(_start_sentry, weak=False)
-worker_init.connect(_serve_metrics, weak=False)
-worker_process_init.connect(_pool_process_started, weak=False)
-worker_process_shutdown.connect(_pool_process_stopping, weak=False)
+worker_init.connect(_start, weak=False)
+worker_shutdown.connect(_stop, weak=False)

@@ -20,9 +20,9 @@ from rampart.accounts.schemas import (
     UserList,
     UserOut,
 )
-from rampart.kit.db.dependency import AnonymousSession, TenantSession
+from rampart.kit.db.dependency import AnonymousTx, TenantTx
 from rampart.kit.security import sessions
-from rampart.kit.security.auth import CurrentBrowserSession, CurrentPrincipal
+from rampart.kit.security.auth import CurrentBrowserSession
 from rampart.kit.security.permissions import CurrentActor
 from rampart.kit.security.ratelimit import login_rate_limit, signup_rate_limit
 
@@ -35,44 +35,57 @@ router = APIRouter(prefix="/api/v1", tags=["accounts"])
     response_model=SignupOut,
     dependencies=[Depends(signup_rate_limit)],
 )
-def signup(data: SignupIn, session: AnonymousSession) -> SignupOut:
-    return service.signup(session, data)
+async def signup(data: SignupIn, tx: AnonymousTx) -> SignupOut:
+    return await service.signup(tx, data)
 
 
 @router.post("/auth/login", response_model=TokenOut, dependencies=[Depends(login_rate_limit)])
-def login(data: LoginIn, session: AnonymousSession) -> TokenOut:
-    return service.login(session, data)
+async def login(data: LoginIn, tx: AnonymousTx) -> TokenOut:
+    return await service.login(tx, data)
 
 
 @router.get("/me", response_model=MeOut)
-def me(principal: CurrentPrincipal, session: TenantSession) -> MeOut:
-    return service.me(session, principal)
+async def me(actor: CurrentActor, tx: TenantTx) -> MeOut:
+    return await service.me(tx, actor)
 
 
 # --- users, roles and invitations (permission checks in the service) ----------------------
 
 
 @router.get("/users", response_model=UserList)
-def list_users(actor: CurrentActor, session: TenantSession) -> UserList:
-    return service.list_users(session, actor)
+async def list_users(actor: CurrentActor, tx: TenantTx) -> UserList:
+    return await service.list_users(tx, actor)
 
 
 @router.patch("/users/{user_id}/role", response_model=UserOut)
-def change_role(
-    user_id: uuid.UUID, data: RoleIn, actor: CurrentActor, session: TenantSession
-) -> UserOut:
-    return service.change_role(session, actor, user_id, data)
+async def change_role(user_id: uuid.UUID, data: RoleIn, tx: TenantTx) -> UserOut:
+    return await service.change_role(tx, user_id, data)
+
+
+@router.delete(
+    "/users/{user_id}",
+    status_code=204,
+    responses={
+        404: {"description": "No such user in the tenant."},
+        409: {"description": "The last owner cannot be removed (`last_owner`)."},
+    },
+)
+async def remove_user(user_id: uuid.UUID, tx: TenantTx) -> Response:
+    """Remove a member (owners and admins; only an owner removes an owner; never the last
+    owner). Their tokens and sessions stop working at once."""
+    await service.remove_user(tx, user_id)
+    return Response(status_code=204)
 
 
 @router.post("/invitations", status_code=201, response_model=InvitationOut)
-def invite(data: InvitationIn, actor: CurrentActor, session: TenantSession) -> InvitationOut:
-    return service.invite(session, actor, data)
+async def invite(data: InvitationIn, actor: CurrentActor, tx: TenantTx) -> InvitationOut:
+    return await service.invite(tx, actor, data)
 
 
 # Public: the invitee has no account yet; the one-time token in the body is the credential.
 @router.post("/invitations/accept", status_code=201, response_model=InvitationAcceptedOut)
-def accept_invitation(data: InvitationAcceptIn, session: AnonymousSession) -> InvitationAcceptedOut:
-    return service.accept_invitation(session, data)
+async def accept_invitation(data: InvitationAcceptIn, tx: AnonymousTx) -> InvitationAcceptedOut:
+    return await service.accept_invitation(tx, data)
 
 
 # --- browser sessions: cookie + CSRF token instead of a bearer token ----------------------
@@ -86,22 +99,24 @@ def accept_invitation(data: InvitationAcceptIn, session: AnonymousSession) -> In
     response_model=SessionOut,
     dependencies=[Depends(login_rate_limit)],
 )
-def create_session(data: LoginIn, session: AnonymousSession, response: Response) -> SessionOut:
-    browser = service.start_session(session, data)
+async def create_session(data: LoginIn, tx: AnonymousTx, response: Response) -> SessionOut:
+    browser = await service.start_session(tx, data)
     sessions.set_cookies(response, browser)
-    return service.session_info(browser)
+    return service.session_info(browser, browser.role)
 
 
 @router.get("/auth/session", response_model=SessionOut)
-def get_session(browser: CurrentBrowserSession) -> SessionOut:
+async def get_session(
+    browser: CurrentBrowserSession, actor: CurrentActor, _tx: TenantTx
+) -> SessionOut:
     """The current session's CSRF token again (a frontend on another site cannot read the
     `__Host-csrf` cookie after a reload); CORS keeps other sites from reading it."""
-    return service.session_info(browser)
+    return service.session_info(browser, actor.role)
 
 
 @router.post("/auth/logout", status_code=204)
-def logout(browser: CurrentBrowserSession, session: TenantSession) -> Response:
-    service.end_session(session, browser)
+async def logout(browser: CurrentBrowserSession, tx: TenantTx) -> Response:
+    await service.end_session(tx, browser)
     response = Response(status_code=204)
     sessions.clear_cookies(response)
     return response

@@ -13,7 +13,7 @@ from rampart.assessments.schemas import (
     AssessmentOut,
     AssessmentPage,
 )
-from rampart.kit.db.dependency import TenantSession
+from rampart.kit.db.dependency import TenantTx
 from rampart.kit.security.permissions import CurrentActor
 from rampart.kit.security.ratelimit import assessment_rate_limit
 
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/api/v1/assessments", tags=["assessments"])
 
 
 @router.get("/questionnaire", response_model=Questionnaire)
-def questionnaire() -> Questionnaire:
+async def questionnaire() -> Questionnaire:
     return QUESTIONNAIRE
 
 
@@ -31,31 +31,31 @@ def questionnaire() -> Questionnaire:
     response_model=AssessmentAccepted,
     dependencies=[Depends(assessment_rate_limit)],
 )
-def create_assessment(
-    data: AssessmentIn, principal: CurrentActor, session: TenantSession, response: Response
+async def create_assessment(
+    data: AssessmentIn, actor: CurrentActor, tx: TenantTx, response: Response
 ) -> AssessmentAccepted:
-    accepted = service.create(session, principal, data)
+    accepted = await service.create(tx, actor, data)
     response.headers["Location"] = f"/api/v1/assessments/{accepted.id}"
     return accepted
 
 
 @router.get("", response_model=AssessmentPage)
-def list_assessments(
-    session: TenantSession,
+async def list_assessments(
+    tx: TenantTx,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> AssessmentPage:
-    return service.list_page(session, limit=limit, cursor=cursor)
+    return await service.list_page(tx, limit=limit, cursor=cursor)
 
 
 @router.get("/{assessment_id}", response_model=AssessmentOut)
-def get_assessment(assessment_id: uuid.UUID, session: TenantSession) -> AssessmentOut:
-    return service.get(session, assessment_id)
+async def get_assessment(assessment_id: uuid.UUID, tx: TenantTx) -> AssessmentOut:
+    return await service.get(tx, assessment_id)
 
 
 @router.delete("/{assessment_id}", status_code=204)
-def delete_assessment(
-    assessment_id: uuid.UUID, actor: CurrentActor, session: TenantSession
+async def delete_assessment(
+    assessment_id: uuid.UUID, actor: CurrentActor, tx: TenantTx
 ) -> Response:
-    service.delete(session, actor, assessment_id)
+    await service.delete(tx, actor, assessment_id)
     return Response(status_code=204)

@@ -11,10 +11,9 @@ import base64
 import uuid
 from datetime import datetime
 
-from sqlalchemy.orm import Session
+from asyncpg import Record
 
 from rampart.assessments import repository
-from rampart.assessments.models import Assessment
 from rampart.assessments.questionnaire import AnswersError, validate_answers
 from rampart.assessments.schemas import (
     AssessmentAccepted,
@@ -23,6 +22,7 @@ from rampart.assessments.schemas import (
     AssessmentPage,
 )
 from rampart.kit import audit, context
+from rampart.kit.db.transaction import Tx
 from rampart.kit.errors import NotFound, ValidationFailed
 from rampart.kit.jobs.enqueue import enqueue
 from rampart.kit.jobs.runner import JobRun
@@ -47,12 +47,12 @@ def can_create_assessment(actor: Principal) -> bool:
     return permissions.can_create(actor.role)
 
 
-def can_delete_assessment(actor: Principal, assessment: Assessment) -> bool:
+def can_delete_assessment(actor: Principal, assessment: Record) -> bool:
     """Members delete their own; admins and owners anyone's in the tenant."""
-    return permissions.can_delete(actor.role, own=str(assessment.created_by) == actor.user_id)
+    return permissions.can_delete(actor.role, own=str(assessment["created_by"]) == actor.user_id)
 
 
-def create(session: Session, principal: Principal, data: AssessmentIn) -> AssessmentAccepted:
+async def create(tx: Tx, principal: Principal, data: AssessmentIn) -> AssessmentAccepted:
     permissions.require(
         can_create_assessment(principal), "Your role does not allow creating assessments."
     )
@@ -62,19 +62,17 @@ def create(session: Session, principal: Principal, data: AssessmentIn) -> Assess
         raise ValidationFailed("The answers are invalid.", details=exc.details) from exc
     assessment_id = uuid.uuid4()
     tenant_id = uuid.UUID(principal.tenant_id)
-    repository.insert_assessment(
-        session,
-        {
-            "id": assessment_id,
-            "tenant_id": tenant_id,
-            "created_by": uuid.UUID(principal.user_id),
-            "answers": data.answers,
-            "context": data.context,
-            "trace_id": context.current("trace_id"),
-        },
+    await repository.insert(
+        tx,
+        assessment_id=assessment_id,
+        tenant_id=tenant_id,
+        created_by=uuid.UUID(principal.user_id),
+        answers=data.answers,
+        context=data.context,
+        trace_id=context.current("trace_id"),  # type: ignore[arg-type]
     )
-    enqueue(
-        session,
+    await enqueue(
+        tx,
         tenant_id=tenant_id,
         job_type="score_assessment",
         task=SCORE_TASK,
@@ -86,55 +84,67 @@ def create(session: Session, principal: Principal, data: AssessmentIn) -> Assess
     return AssessmentAccepted(id=assessment_id, status="queued")
 
 
-def get(session: Session, assessment_id: uuid.UUID) -> AssessmentOut:
-    assessment = repository.get(session, assessment_id)
-    if assessment is None:  # another tenant's row is invisible under RLS: 404, not 403
+def _out(row: Record) -> AssessmentOut:
+    return AssessmentOut.model_validate(dict(row))
+
+
+async def get(tx: Tx, assessment_id: uuid.UUID) -> AssessmentOut:
+    row = await repository.get(tx, assessment_id)
+    if row is None:  # another tenant's row is invisible under RLS: 404, not 403
         raise NotFound("Assessment not found.")
-    return AssessmentOut.model_validate(assessment)
+    return _out(row)
 
 
-def delete(session: Session, actor: Principal, assessment_id: uuid.UUID) -> None:
+async def require_visible(tx: Tx, assessment_id: uuid.UUID) -> None:
+    """404 unless the caller can see this live assessment (for other domains' routes)."""
+    await get(tx, assessment_id)
+
+
+async def delete(tx: Tx, actor: Principal, assessment_id: uuid.UUID) -> None:
     """Soft delete: the row stays, marked; the API and the pipeline no longer see it."""
-    assessment = repository.get_for_update(session, assessment_id)
+    assessment = await repository.get_for_update(tx, assessment_id)
     if assessment is None:  # another tenant's (RLS) or deleted already: 404 either way
         raise NotFound("Assessment not found.")
     permissions.require(
         can_delete_assessment(actor, assessment),
         "Your role does not allow deleting this assessment.",
     )
-    repository.soft_delete(assessment)
-    audit.record(
-        session,
-        tenant_id=assessment.tenant_id,
-        actor_id=uuid.UUID(actor.user_id),
+    await repository.soft_delete(tx, assessment_id)
+    await audit.record(
+        tx,
+        tenant_id=assessment["tenant_id"],
+        actor_id=actor.user_id,
         action="assessment_deleted",
-        subject=f"assessment:{assessment.id}",
+        subject=f"assessment:{assessment_id}",
     )
-    context.bind(assessment_id=str(assessment.id))
+    context.bind(assessment_id=str(assessment_id))
     log.info("assessment_deleted")
 
 
-def _encode_cursor(assessment: Assessment) -> str:
-    raw = f"{assessment.created_at.isoformat()}|{assessment.id}"
+def _encode_cursor(row: Record) -> str:
+    raw = f"{row['created_at'].isoformat()}|{row['id']}"
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         created, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), uuid.UUID(ident)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return when, uuid.UUID(ident)
     except ValueError as exc:
         raise ValidationFailed(
             "The cursor is invalid.", details=[{"field": "cursor", "problem": "malformed"}]
         ) from exc
 
 
-def list_page(session: Session, *, limit: int, cursor: str | None) -> AssessmentPage:
+async def list_page(tx: Tx, *, limit: int, cursor: str | None) -> AssessmentPage:
     before = _decode_cursor(cursor) if cursor else None
-    rows = repository.list_recent(session, limit=limit + 1, before=before)
+    rows = await repository.list_recent(tx, limit=limit + 1, before=before)
     page, more = rows[:limit], len(rows) > limit
     return AssessmentPage(
-        items=[AssessmentOut.model_validate(a) for a in page],
+        items=[_out(row) for row in page],
         next_cursor=_encode_cursor(page[-1]) if more else None,
     )
 
@@ -142,94 +152,107 @@ def list_page(session: Session, *, limit: int, cursor: str | None) -> Assessment
 # --- background steps (called by tasks.py through the job runner) -------------------------
 
 
-def _locked(session: Session, run: JobRun) -> Assessment | None:
+async def _locked(tx: Tx, run: JobRun) -> Record | None:
     assessment_id = uuid.UUID(run.payload["assessment_id"])  # a bad payload is definitive
     context.bind(assessment_id=str(assessment_id))
-    return repository.get_for_update(session, assessment_id)
+    return await repository.get_for_update(tx, assessment_id)
 
 
-def _needs_score(assessment: Assessment) -> bool:
+def _needs_score(assessment: Record) -> bool:
     # `failed` with no score: a quarantined score job being replayed.
-    return assessment.status in ("queued", "scoring") or (
-        assessment.status == "failed" and assessment.overall_score is None
+    return assessment["status"] in ("queued", "scoring") or (
+        assessment["status"] == "failed" and assessment["overall_score"] is None
     )
 
 
-def _needs_roadmap(assessment: Assessment) -> bool:
-    return assessment.status in ("scored", "roadmapping") or (
-        assessment.status == "failed"
-        and assessment.overall_score is not None
-        and assessment.roadmap_id is None
+def _needs_roadmap(assessment: Record) -> bool:
+    return assessment["status"] in ("scored", "roadmapping") or (
+        assessment["status"] == "failed"
+        and assessment["overall_score"] is not None
+        and assessment["roadmap_id"] is None
     )
 
 
-def score_step(run: JobRun) -> None:
-    with run.transaction() as session:
-        assessment = _locked(session, run)
+async def score_step(run: JobRun) -> None:
+    async with run.transaction() as tx:
+        assessment = await _locked(tx, run)
         if assessment is None or not _needs_score(assessment):
-            run.succeed(session)  # already scored (or gone): nothing to do twice
+            await run.succeed(tx)  # already scored (or gone): nothing to do twice
             return
-        assessment.status, assessment.error = "scoring", None
-        answers, user_context = dict(assessment.answers), assessment.context
+        await repository.update(tx, assessment["id"], status="scoring", error=None)
+        answers, user_context = dict(assessment["answers"]), assessment["context"]
 
-    generated = llm.score(answers, user_context)
+    generated = await llm.score(answers, user_context)
 
-    with run.transaction() as session:
-        assessment = _locked(session, run)
-        if assessment is None or assessment.status != "scoring":
-            run.succeed(session)
+    async with run.transaction() as tx:
+        assessment = await _locked(tx, run)
+        if assessment is None or assessment["status"] != "scoring":
+            await run.succeed(tx)
             return
-        assessment.status = "scored"
-        assessment.overall_score = generated.result.overall
-        assessment.dimension_scores = generated.result.model_dump()["dimensions"]
-        assessment.provider = generated.provider
-        assessment.model = generated.model
-        assessment.degraded = generated.degraded
-        assessment.score_duration_ms = generated.duration_ms
-        enqueue(
-            session,
+        await repository.update(
+            tx,
+            assessment["id"],
+            status="scored",
+            overall_score=generated.result.overall,
+            dimension_scores=generated.result.model_dump()["dimensions"],
+            provider=generated.provider,
+            model=generated.model,
+            degraded=generated.degraded,
+            score_duration_ms=generated.duration_ms,
+        )
+        await enqueue(
+            tx,
             tenant_id=run.tenant_id,
             job_type="generate_roadmap",
             task=ROADMAP_TASK,
-            idempotency_key=f"roadmap:{assessment.id}",
-            payload={"assessment_id": str(assessment.id)},
+            idempotency_key=f"roadmap:{assessment['id']}",
+            payload={"assessment_id": str(assessment["id"])},
         )
-        run.succeed(session)
+        await run.succeed(tx)
     log.info("assessment_scored", provider=generated.provider, overall=generated.result.overall)
 
 
-def roadmap_step(run: JobRun) -> None:
-    with run.transaction() as session:
-        assessment = _locked(session, run)
+async def roadmap_step(run: JobRun) -> None:
+    async with run.transaction() as tx:
+        assessment = await _locked(tx, run)
         if assessment is None or not _needs_roadmap(assessment):
-            run.succeed(session)
+            await run.succeed(tx)
             return
-        assessment.status, assessment.error = "roadmapping", None
-        answers, user_context = dict(assessment.answers), assessment.context
+        await repository.update(tx, assessment["id"], status="roadmapping", error=None)
+        answers, user_context = dict(assessment["answers"]), assessment["context"]
         scored = ScoreResult.model_validate(
-            {"overall": assessment.overall_score, "dimensions": assessment.dimension_scores}
+            {"overall": assessment["overall_score"], "dimensions": assessment["dimension_scores"]}
         )
 
-    generated = llm.roadmap(answers, scored, user_context)
+    generated = await llm.roadmap(answers, scored, user_context)
 
-    with run.transaction() as session:
-        assessment = _locked(session, run)
-        if assessment is None or assessment.status != "roadmapping":
-            run.succeed(session)
+    async with run.transaction() as tx:
+        assessment = await _locked(tx, run)
+        if assessment is None or assessment["status"] != "roadmapping":
+            await run.succeed(tx)
             return
-        assessment.roadmap_id = roadmap_service.save(
-            session, tenant_id=run.tenant_id, assessment_id=assessment.id, generated=generated
+        roadmap_id = await roadmap_service.save(
+            tx, tenant_id=run.tenant_id, assessment_id=assessment["id"], generated=generated
         )
-        assessment.status = "completed"
-        assessment.degraded = assessment.degraded or generated.degraded
-        run.succeed(session)
+        await repository.update(
+            tx,
+            assessment["id"],
+            roadmap_id=roadmap_id,
+            status="completed",
+            degraded=assessment["degraded"] or generated.degraded,
+        )
+        await run.succeed(tx)
     log.info("assessment_completed", provider=generated.provider)
 
 
-def mark_failed(run: JobRun, exc: BaseException) -> None:
+async def mark_failed(run: JobRun, exc: BaseException) -> None:
     """The job failed for good: say so on the assessment (the job row keeps the detail)."""
-    with run.transaction() as session:
-        assessment = _locked(session, run)
-        if assessment is not None and assessment.status != "completed":
-            assessment.status = "failed"
-            assessment.error = "Processing failed; the team has been notified."
+    async with run.transaction() as tx:
+        assessment = await _locked(tx, run)
+        if assessment is not None and assessment["status"] != "completed":
+            await repository.update(
+                tx,
+                assessment["id"],
+                status="failed",
+                error="Processing failed; the team has been notified.",
+            )

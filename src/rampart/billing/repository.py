@@ -3,7 +3,8 @@
 The webhook does not know its tenant up front, so two steps go through SECURITY DEFINER
 functions (cross-tenant path 4): recording the event (`app.webhook_event_record`) and
 finding the tenant of a Stripe customer (`app.stripe_customer_tenant`). Everything else
-runs under RLS with the claims of the tenant the event names.
+runs under RLS with the claims of the tenant the event names; the plan itself changes only
+through `app.tenant_set_plan`, which writes the billing_events row (migration 0010).
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Session
+from rampart.kit.db.transaction import Tx
 
-from rampart.billing.models import BillingEvent, tenant_billing
-from rampart.kit import context
+# Columns app_rw may update on tenants (migration 0010's column grants).
+_BOOKKEEPING = frozenset({"stripe_customer_id", "payment_failed_at", "billing_event_at"})
 
 
 @dataclass(frozen=True)
@@ -30,13 +29,8 @@ class TenantBilling:
     billing_event_at: datetime | None
 
 
-_RECORD = text(
-    "SELECT app.webhook_event_record(:provider, :event_id, :type, :tenant_id, :payload)"
-).bindparams(bindparam("payload", type_=JSONB))
-
-
-def record_event(
-    session: Session,
+async def record_event(
+    tx: Tx,
     *,
     provider: str,
     event_id: str,
@@ -49,51 +43,44 @@ def record_event(
     A concurrent delivery of the same event waits on the unique index until the first
     commits, then gets False: one effect per event id, whatever the timing.
     """
-    params = {
-        "provider": provider,
-        "event_id": event_id,
-        "type": type,
-        "tenant_id": tenant_id,
-        "payload": payload,
-    }
-    return bool(session.execute(_RECORD, params).scalar_one())
-
-
-def tenant_for_customer(session: Session, customer_id: str) -> uuid.UUID | None:
-    return session.execute(
-        text("SELECT app.stripe_customer_tenant(:customer_id)"), {"customer_id": customer_id}
-    ).scalar_one()
-
-
-def lock_tenant(session: Session, tenant_id: uuid.UUID) -> TenantBilling | None:
-    """The tenant's billing state, locked until commit (RLS: only under its own claims)."""
-    row = session.execute(
-        select(
-            tenant_billing.c.id,
-            tenant_billing.c.plan,
-            tenant_billing.c.stripe_customer_id,
-            tenant_billing.c.payment_failed_at,
-            tenant_billing.c.billing_event_at,
+    return bool(
+        await tx.fetchval(
+            "SELECT app.webhook_event_record($1, $2, $3, $4, $5)",
+            provider,
+            event_id,
+            type,
+            tenant_id,
+            payload,
         )
-        .where(tenant_billing.c.id == tenant_id)
-        .with_for_update()
-    ).first()
+    )
+
+
+async def tenant_for_customer(tx: Tx, customer_id: str) -> uuid.UUID | None:
+    return await tx.fetchval("SELECT app.stripe_customer_tenant($1)", customer_id)
+
+
+async def lock_tenant(tx: Tx, tenant_id: uuid.UUID) -> TenantBilling | None:
+    """The tenant's billing state, locked until commit (RLS: only under its own claims)."""
+    row = await tx.fetchrow(
+        "SELECT id, plan, stripe_customer_id, payment_failed_at, billing_event_at"
+        " FROM tenants WHERE id = $1 FOR UPDATE",
+        tenant_id,
+    )
     return TenantBilling(*row) if row else None
 
 
-def update_tenant(session: Session, tenant_id: uuid.UUID, values: dict[str, Any]) -> None:
-    session.execute(update(tenant_billing).where(tenant_billing.c.id == tenant_id).values(**values))
-
-
-def append_billing_event(
-    session: Session, *, tenant_id: uuid.UUID, from_plan: str, to_plan: str, event_id: str
-) -> None:
-    session.execute(
-        insert(BillingEvent).values(
-            tenant_id=tenant_id,
-            from_plan=from_plan,
-            to_plan=to_plan,
-            stripe_event_id=event_id,
-            trace_id=context.current("trace_id"),
-        )
+async def update_tenant(tx: Tx, tenant_id: uuid.UUID, values: dict[str, Any]) -> None:
+    if not _BOOKKEEPING.issuperset(values):
+        raise ValueError(f"not a billing bookkeeping column: {sorted(set(values) - _BOOKKEEPING)}")
+    names = list(values)
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
+    await tx.execute(
+        f"UPDATE tenants SET {assignments} WHERE id = $1",  # noqa: S608 - checked names
+        tenant_id,
+        *values.values(),
     )
+
+
+async def set_plan(tx: Tx, plan: str, event_id: str, trace_id: str | None) -> str:
+    """Change the claims' tenant's plan and write its billing_events row; the old plan."""
+    return await tx.fetchval("SELECT app.tenant_set_plan($1, $2, $3)", plan, event_id, trace_id)

@@ -9,13 +9,13 @@ from fastapi import APIRouter, Depends, Header, Request
 
 from rampart.billing import service, webhooks
 from rampart.billing.schemas import WebhookAck
-from rampart.kit.db.dependency import AnonymousSession
+from rampart.kit.db.dependency import AnonymousTx
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 
 async def _raw_body(request: Request) -> bytes:
-    """The exact bytes Stripe signed (read here: a sync route cannot await them)."""
+    """The exact bytes Stripe signed."""
     return await request.body()
 
 
@@ -34,10 +34,10 @@ async def _raw_body(request: Request) -> bytes:
         }
     },
 )
-def stripe_webhook(
+async def stripe_webhook(
     payload: Annotated[bytes, Depends(_raw_body)],
-    session: AnonymousSession,
+    tx: AnonymousTx,
     stripe_signature: Annotated[str | None, Header()] = None,
 ) -> WebhookAck:
-    event, document = webhooks.verify_stripe(payload, stripe_signature)
-    return service.handle_stripe_event(session, event, document)
+    event, document = await webhooks.verify_stripe(payload, stripe_signature)
+    return await service.handle_stripe_event(tx, event, document)

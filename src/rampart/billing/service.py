@@ -1,7 +1,9 @@
 """Billing rules: what a Stripe event does to its tenant, at most once, in one transaction.
 
 checkout.session.completed        tenant from client_reference_id; binds the Stripe
-                                  customer to it; plan → pro
+                                  customer to it if it has none; plan → pro. A tenant
+                                  bound to another customer keeps it and its plan: the
+                                  event is recorded, logged and counted as a conflict
 customer.subscription.updated     plan follows the status: active, trialing → pro;
                                   canceled, unpaid, incomplete_expired → free; others
                                   (past_due, incomplete, paused) leave it
@@ -23,18 +25,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import asyncpg
 from pydantic import ValidationError
-from sqlalchemy.exc import DataError
-from sqlalchemy.orm import Session
 
 from rampart.billing import repository
 from rampart.billing.repository import TenantBilling
 from rampart.billing.schemas import CheckoutSession, Invoice, StripeEvent, Subscription, WebhookAck
 from rampart.billing.webhooks import PROVIDER, MalformedEvent, problems
 from rampart.kit import context
-from rampart.kit.db.transaction import Claims, set_claims
+from rampart.kit.db.transaction import Claims, Tx
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import PLAN_CHANGES, WEBHOOK_DELIVERIES
+from rampart.kit.metrics import BILLING_CONFLICTS, PLAN_CHANGES, WEBHOOK_DELIVERIES
 
 log = get_logger(__name__)
 
@@ -96,34 +97,34 @@ def intent_of(event: StripeEvent) -> Intent | None:
     return None
 
 
-def _tenant(session: Session, intent: Intent | None) -> TenantBilling | None:
+async def _tenant(tx: Tx, intent: Intent | None) -> TenantBilling | None:
     """The tenant the event names, locked, with its claims set for the writes to come."""
     if intent is None:
         return None
     tenant_id = intent.tenant_id
     if tenant_id is None and intent.customer_id:
-        tenant_id = repository.tenant_for_customer(session, intent.customer_id)
+        tenant_id = await repository.tenant_for_customer(tx, intent.customer_id)
     if tenant_id is None:
         return None
-    set_claims(session, Claims(tenant_id=str(tenant_id), role="service"))
+    await tx.set_claims(Claims(tenant_id=str(tenant_id), role="service"))
     context.bind(tenant_id=str(tenant_id))
-    return repository.lock_tenant(session, tenant_id)
+    return await repository.lock_tenant(tx, tenant_id)
 
 
-def handle_stripe_event(session: Session, event: StripeEvent, document: dict) -> WebhookAck:
+async def handle_stripe_event(tx: Tx, event: StripeEvent, document: dict) -> WebhookAck:
     """Record the event and apply it, unless its id was recorded before."""
     intent = intent_of(event)
-    tenant = _tenant(session, intent)
+    tenant = await _tenant(tx, intent)
     try:
-        new = repository.record_event(
-            session,
+        new = await repository.record_event(
+            tx,
             provider=PROVIDER,
             event_id=event.id,
             type=event.type,
             tenant_id=tenant.id if tenant else None,
             payload=document,
         )
-    except DataError as exc:  # e.g. a \u0000 escape: valid JSON that jsonb cannot hold
+    except asyncpg.DataError as exc:  # e.g. a \u0000 escape: valid JSON jsonb cannot hold
         WEBHOOK_DELIVERIES.labels(PROVIDER, "malformed").inc()
         raise MalformedEvent("The webhook body cannot be stored.") from exc
     log_fields: dict[str, Any] = {"provider": PROVIDER, "event_id": event.id, "type": event.type}
@@ -132,7 +133,7 @@ def handle_stripe_event(session: Session, event: StripeEvent, document: dict) ->
     if intent is None or tenant is None:
         reason = "ignored_type" if intent is None else "unknown_tenant"
         return _ack(event, "no_effect", {**log_fields, "reason": reason})
-    reason = _apply(session, tenant, intent, event)
+    reason = await _apply(tx, tenant, intent, event)
     if reason:
         return _ack(event, "no_effect", {**log_fields, "reason": reason})
     return _ack(event, "applied", log_fields)
@@ -146,38 +147,39 @@ def _ack(
     return WebhookAck(event_id=event.id, outcome=outcome)
 
 
-def _apply(
-    session: Session, tenant: TenantBilling, intent: Intent, event: StripeEvent
-) -> str | None:
+async def _apply(tx: Tx, tenant: TenantBilling, intent: Intent, event: StripeEvent) -> str | None:
     """Write the event's effect on the tenant; the reason when it has none."""
     happened = datetime.fromtimestamp(event.created, UTC)
     if intent.kind == "payment":
         flagged = tenant.payment_failed_at
         if intent.payment_failed and (flagged is None or flagged < happened):
-            repository.update_tenant(session, tenant.id, {"payment_failed_at": happened})
+            await repository.update_tenant(tx, tenant.id, {"payment_failed_at": happened})
         elif not intent.payment_failed and flagged is not None and flagged <= happened:
-            repository.update_tenant(session, tenant.id, {"payment_failed_at": None})
+            await repository.update_tenant(tx, tenant.id, {"payment_failed_at": None})
         return None
     if tenant.billing_event_at is not None and happened < tenant.billing_event_at:
         return "stale"  # a newer plan event was applied already
     values: dict[str, Any] = {"billing_event_at": happened}
     customer = intent.customer_id
     if intent.bind_customer and customer and customer != tenant.stripe_customer_id:
-        owner = repository.tenant_for_customer(session, customer)
-        if owner is not None and owner != tenant.id:
-            log.error("stripe_customer_of_another_tenant", other_tenant_id=str(owner))
+        owner = await repository.tenant_for_customer(tx, customer)
+        if tenant.stripe_customer_id is not None or (owner is not None and owner != tenant.id):
+            # A tenant keeps the customer it is bound to (a second checkout, or a forged
+            # client_reference_id, must not move it), and a customer belongs to one tenant.
+            BILLING_CONFLICTS.inc()
+            log.error(
+                "stripe_customer_conflict",
+                event_id=event.id,
+                bound_customer_id=tenant.stripe_customer_id,
+                event_customer_id=customer,
+                other_tenant_id=str(owner) if owner and owner != tenant.id else None,
+            )
             return "customer_conflict"
         values["stripe_customer_id"] = customer
+    await repository.update_tenant(tx, tenant.id, values)
     if intent.plan is not None and intent.plan != tenant.plan:
-        values["plan"] = intent.plan
-        repository.append_billing_event(
-            session,
-            tenant_id=tenant.id,
-            from_plan=tenant.plan,
-            to_plan=intent.plan,
-            event_id=event.id,
-        )
+        trace_id = context.current("trace_id")
+        await repository.set_plan(tx, intent.plan, event.id, str(trace_id) if trace_id else None)
         PLAN_CHANGES.labels(tenant.plan, intent.plan).inc()
         log.info("plan_changed", from_plan=tenant.plan, to_plan=intent.plan, event_id=event.id)
-    repository.update_tenant(session, tenant.id, values)
     return None

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from functools import lru_cache
 from typing import NoReturn
 
 import pydantic_core
@@ -33,6 +32,7 @@ from pydantic import ValidationError
 
 from rampart.billing.schemas import StripeEvent
 from rampart.config import get_settings
+from rampart.kit import redis_clients
 from rampart.kit.errors import BadRequest, Conflict, Unauthorized
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import WEBHOOK_DELIVERIES
@@ -68,7 +68,7 @@ def signed_timestamp(header: str) -> int:
     return int(next(item[1] for item in items if item[0] == "t"))
 
 
-def verify_stripe(payload: bytes, header: str | None) -> tuple[StripeEvent, dict]:
+async def verify_stripe(payload: bytes, header: str | None) -> tuple[StripeEvent, dict]:
     """The verified event and its full JSON document, or a 401/400/409 AppError."""
     settings = get_settings()
     tolerance = settings.stripe_webhook_tolerance_seconds
@@ -89,7 +89,7 @@ def verify_stripe(payload: bytes, header: str | None) -> tuple[StripeEvent, dict
             "bad_signature",
         )
     event, document = parse_event(payload)
-    claim_delivery(timestamp, payload, ttl=2 * tolerance + NONCE_MARGIN_SECONDS)
+    await claim_delivery(timestamp, payload, ttl=2 * tolerance + NONCE_MARGIN_SECONDS)
     return event, document
 
 
@@ -114,17 +114,13 @@ def problems(exc: ValidationError, under: tuple[str, ...] = ()) -> list[dict[str
     ]
 
 
-@lru_cache
-def _redis(url: str) -> redis.Redis:
-    # Short timeouts: a sick Redis must not hold Stripe's request (it times out at 20 s).
-    return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-
-
-def claim_delivery(timestamp: int, payload: bytes, ttl: int) -> None:
+async def claim_delivery(timestamp: int, payload: bytes, ttl: int) -> None:
     """Remember this signed delivery; ReplayedDelivery if it was remembered already."""
     key = NONCE_PREFIX + hashlib.sha256(b"%d." % timestamp + payload).hexdigest()
     try:
-        fresh = _redis(get_settings().require("redis_url")).set(key, b"1", nx=True, ex=ttl)
+        # Short timeouts: a sick Redis must not hold Stripe's request (it times out at 20 s).
+        client = redis_clients.shared(get_settings().require("redis_url"), timeout=0.5)
+        fresh = await client.set(key, b"1", nx=True, ex=ttl)
     except (redis.RedisError, OSError) as exc:
         # Safe without it: the (provider, event_id) row makes a replay a no-op.
         log.warning("webhook_nonce_unavailable", provider=PROVIDER, error=str(exc)[:200])

@@ -28,6 +28,7 @@ def _local_secrets(home: Path) -> dict[str, str]:
     generate = {
         "migration_password": lambda: secrets.token_urlsafe(24),
         "app_password": lambda: secrets.token_urlsafe(24),
+        "operator_password": lambda: secrets.token_urlsafe(24),
         "jwt_secret": lambda: secrets.token_urlsafe(48),
         "session_secret": lambda: secrets.token_urlsafe(48),
         "alert_webhook_token": lambda: secrets.token_urlsafe(32),
@@ -77,6 +78,8 @@ class LocalStack:
             env["MIGRATION_DATABASE_URL"] = os.environ.get(
                 "MIGRATION_DATABASE_URL", os.environ["DATABASE_URL"]
             )
+            if os.environ.get("OPERATOR_DATABASE_URL"):
+                env["OPERATOR_DATABASE_URL"] = os.environ["OPERATOR_DATABASE_URL"]
         else:
             self.postgres = EmbeddedPostgres(
                 self.home / "postgres", ports["postgres"], fast=self.fast
@@ -93,13 +96,18 @@ class LocalStack:
                 f"postgresql://migration_admin:{local['migration_password']}@{base}"
             )
             env["DATABASE_URL"] = f"postgresql://app_rw:{local['app_password']}@{base}"
+            env["OPERATOR_DATABASE_URL"] = (
+                f"postgresql://rampart_operator:{local['operator_password']}@{base}"
+            )
         if os.environ.get("REDIS_URL"):
             env["REDIS_URL"] = os.environ["REDIS_URL"]
         else:
             self.redis = EmbeddedRedis(self.home / "redis", ports["redis"], fast=self.fast)
             self.redis.start()
             env["REDIS_URL"] = self.redis.url
-        migrate(env["MIGRATION_DATABASE_URL"], env["DATABASE_URL"])
+        migrate(
+            env["MIGRATION_DATABASE_URL"], env["DATABASE_URL"], env.get("OPERATOR_DATABASE_URL")
+        )
         self.env = env
         return env
 

@@ -1,5 +1,6 @@
 """Evidence routes. The upload body is streamed by a dependency that runs before the
-request's transaction opens: no database connection is held while a client sends a file."""
+request's transaction opens (dependencies resolve in order: the file, then the caller's
+transaction): no database connection is held while a client sends a file."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from rampart.config import get_settings
 from rampart.evidence import service
 from rampart.evidence.schemas import ACCEPTED_TYPES, EvidenceList, EvidenceOut
-from rampart.kit.db.dependency import TenantSession
+from rampart.kit.db.dependency import TenantTx
 from rampart.kit.errors import AppError
 from rampart.kit.metrics import EVIDENCE_UPLOADS
 from rampart.kit.security.auth import CurrentPrincipal
@@ -23,9 +24,9 @@ from rampart.kit.storage import get_storage
 
 router = APIRouter(prefix="/api/v1/assessments", tags=["evidence"])
 
-# The upload enforces its own body limit (EVIDENCE_MAX_BYTES, while streaming); the app's
-# global MAX_BODY_BYTES middleware skips exactly this method and path.
-OWN_BODY_LIMIT = ("POST", r"/api/v1/assessments/[^/]+/evidence")
+# The upload enforces its own body limit (EVIDENCE_MAX_BYTES, while streaming) and has its
+# own deadline; the app's body guard (kit/middleware.py) knows it by this method and path.
+UPLOAD_ROUTE = ("POST", r"/api/v1/assessments/[^/]+/evidence")
 
 _UPLOAD_BODY = {
     "required": True,
@@ -78,15 +79,15 @@ async def _received_file(
         415: {"description": "Not a PDF, PNG or JPEG by its bytes, or not multipart."},
     },
 )
-def upload_evidence(
+async def upload_evidence(
     assessment_id: uuid.UUID,
     upload: Annotated[ReceivedFile, Depends(_received_file)],
     actor: CurrentActor,
-    session: TenantSession,
+    tx: TenantTx,
 ) -> EvidenceOut:
-    return service.add(session, actor, assessment_id, upload, get_storage())
+    return await service.add(tx, actor, assessment_id, upload, get_storage())
 
 
 @router.get("/{assessment_id}/evidence", response_model=EvidenceList)
-def list_evidence(assessment_id: uuid.UUID, session: TenantSession) -> EvidenceList:
-    return service.list_for(session, assessment_id)
+async def list_evidence(assessment_id: uuid.UUID, tx: TenantTx) -> EvidenceList:
+    return await service.list_for(tx, assessment_id)

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.orm import Session
-
 from rampart.assessments import service as assessments
 from rampart.evidence import repository
-from rampart.evidence.models import Evidence
 from rampart.evidence.schemas import EvidenceList, EvidenceOut
 from rampart.kit import audit, context
+from rampart.kit.db.transaction import Tx
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import EVIDENCE_UPLOADS
 from rampart.kit.security.auth import Principal
@@ -27,41 +25,41 @@ from rampart.kit.storage import Storage, store_in_transaction
 log = get_logger(__name__)
 
 
-def add(
-    session: Session,
+async def add(
+    tx: Tx,
     actor: Principal,
     assessment_id: uuid.UUID,
     upload: ReceivedFile,
     storage: Storage,
 ) -> EvidenceOut:
-    assessments.get(session, assessment_id)  # 404 unless visible: before any permission
+    await assessments.require_visible(tx, assessment_id)  # 404 before any permission
     require(can_create(actor.role), "Your role may not upload evidence.")
     tenant_id = uuid.UUID(actor.tenant_id)
     evidence_id = uuid.uuid4()
     key = f"{tenant_id}/{evidence_id.hex}"  # ours alone: random, never from client input
-    evidence = repository.add(
-        session,
-        Evidence(
-            id=evidence_id,
-            tenant_id=tenant_id,
-            assessment_id=assessment_id,
-            uploaded_by=uuid.UUID(actor.user_id),
-            filename=upload.filename,
-            content_type=upload.content_type,
-            size_bytes=upload.size,
-            sha256=upload.sha256,
-            storage_key=key,
-            trace_id=context.current("trace_id"),
-        ),
+    row = await repository.add(
+        tx,
+        {
+            "id": evidence_id,
+            "tenant_id": tenant_id,
+            "assessment_id": assessment_id,
+            "uploaded_by": uuid.UUID(actor.user_id),
+            "filename": upload.filename,
+            "content_type": upload.content_type,
+            "size_bytes": upload.size,
+            "sha256": upload.sha256,
+            "storage_key": key,
+            "trace_id": context.current("trace_id"),
+        },
     )
-    audit.record(
-        session,
+    await audit.record(
+        tx,
         tenant_id=tenant_id,
-        actor_id=uuid.UUID(actor.user_id),
+        actor_id=actor.user_id,
         action="evidence.uploaded",
         subject=str(evidence_id),
     )
-    store_in_transaction(session, storage, key, upload.path)
+    await store_in_transaction(tx, storage, key, upload.path)
     EVIDENCE_UPLOADS.labels("accepted").inc()
     log.info(
         "evidence_uploaded",
@@ -69,10 +67,10 @@ def add(
         content_type=upload.content_type,
         size=upload.size,
     )
-    return EvidenceOut.model_validate(evidence)
+    return EvidenceOut.model_validate(dict(row))
 
 
-def list_for(session: Session, assessment_id: uuid.UUID) -> EvidenceList:
-    assessments.get(session, assessment_id)  # 404 unless visible
-    rows = repository.list_for_assessment(session, assessment_id)
-    return EvidenceList(items=[EvidenceOut.model_validate(e) for e in rows])
+async def list_for(tx: Tx, assessment_id: uuid.UUID) -> EvidenceList:
+    await assessments.require_visible(tx, assessment_id)
+    rows = await repository.list_for_assessment(tx, assessment_id)
+    return EvidenceList(items=[EvidenceOut.model_validate(dict(e)) for e in rows])

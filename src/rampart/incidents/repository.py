@@ -1,30 +1,28 @@
-"""All SQL of incidents: two SECURITY DEFINER functions (migration 0007), the only way the
-runtime role reaches the table. No claims are needed or set: incidents belong to no tenant."""
+"""All SQL of incidents: two SECURITY DEFINER functions (migration 0007), the only way in.
+The API (app_rw) records through `app.incident_record`; listing (`app.incident_list`) is
+the operator's (rampart_operator, migration 0010). No claims are needed or set: incidents
+belong to no tenant."""
 
 from __future__ import annotations
 
 from dataclasses import fields
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Session
+import asyncpg
 
 from rampart.incidents.models import Incident, Recorded
+from rampart.kit.db.transaction import Tx
 
-_RECORD = text(
+_RECORD = (
     "SELECT id, status, notifications FROM app.incident_record("
-    ":fingerprint, :starts_at, :status, :ends_at, :alertname, :severity, :service, :summary, "
-    ":description, :runbook_url, :labels, :annotations)"
-).bindparams(bindparam("labels", type_=JSONB), bindparam("annotations", type_=JSONB))
-
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+)
 _COLUMNS = ", ".join(f.name for f in fields(Incident))
-_LIST = text(f"SELECT {_COLUMNS} FROM app.incident_list(:include_resolved, :limit)")  # noqa: S608 - column names from the dataclass
+_LIST = f"SELECT {_COLUMNS} FROM app.incident_list($1, $2)"  # noqa: S608 - dataclass fields
 
 
-def record(
-    session: Session,
+async def record(
+    tx: Tx,
     *,
     fingerprint: str,
     starts_at: datetime,
@@ -43,25 +41,27 @@ def record(
 
     Concurrent notifications of one alert wait on the unique index: one row, every
     notification counted."""
-    params: dict[str, Any] = {
-        "fingerprint": fingerprint,
-        "starts_at": starts_at,
-        "status": status,
-        "ends_at": ends_at,
-        "alertname": alertname,
-        "severity": severity,
-        "service": service,
-        "summary": summary,
-        "description": description,
-        "runbook_url": runbook_url,
-        "labels": labels,
-        "annotations": annotations,
-    }
-    row = session.execute(_RECORD, params).one()
-    return Recorded(id=row.id, status=row.status, notifications=row.notifications)
+    row = await tx.fetchrow(
+        _RECORD,
+        fingerprint,
+        starts_at,
+        status,
+        ends_at,
+        alertname,
+        severity,
+        service,
+        summary,
+        description,
+        runbook_url,
+        labels,
+        annotations,
+    )
+    return Recorded(id=row["id"], status=row["status"], notifications=row["notifications"])
 
 
-def list_incidents(session: Session, *, include_resolved: bool, limit: int) -> list[Incident]:
+async def list_incidents(
+    conn: asyncpg.Connection, *, include_resolved: bool, limit: int
+) -> list[Incident]:
     """Firing incidents (or all), newest first, at most `limit` (1000 at most)."""
-    rows = session.execute(_LIST, {"include_resolved": include_resolved, "limit": limit})
-    return [Incident(**row._mapping) for row in rows]
+    rows = await conn.fetch(_LIST, include_resolved, limit)
+    return [Incident(**dict(row)) for row in rows]

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from rampart.incidents import service
 from rampart.incidents.schemas import AlertmanagerPayload, AlertsReceived
 from rampart.incidents.webhook import alertmanager_payload, require_alert_token
-from rampart.kit.db.dependency import AnonymousSession
+from rampart.kit.db.dependency import AnonymousTx
 
 ALERT_WEBHOOK_PATH = "/api/v1/internal/alerts"
 
@@ -61,8 +61,8 @@ _BODY = {
     openapi_extra={"requestBody": _BODY},
     dependencies=[Depends(require_alert_token)],
 )
-def receive_alerts(
+async def receive_alerts(
     payload: Annotated[AlertmanagerPayload, Depends(alertmanager_payload)],
-    session: AnonymousSession,
+    tx: AnonymousTx,
 ) -> AlertsReceived:
-    return service.receive(session, payload)
+    return await service.receive(tx, payload)

@@ -11,12 +11,11 @@ it. Each stored alert is logged (`incident_firing` / `incident_resolved`) and co
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
-
 from rampart.incidents import repository
 from rampart.incidents.models import Incident
 from rampart.incidents.schemas import Alert, AlertmanagerPayload, AlertsReceived
-from rampart.kit.db.transaction import transaction
+from rampart.kit.db.operator import operator_connection
+from rampart.kit.db.transaction import Tx
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import INCIDENT_NOTIFICATIONS
 
@@ -36,7 +35,7 @@ def severity_label(severity: str | None) -> str:
     return severity if severity in SEVERITIES else "other"
 
 
-def _store(session: Session, alert: Alert) -> None:
+async def _store(tx: Tx, alert: Alert) -> None:
     labels, annotations = alert.labels, alert.annotations
     # The columns are bounded (migration 0007); the full values stay in labels/annotations.
     fields = {
@@ -44,8 +43,8 @@ def _store(session: Session, alert: Alert) -> None:
         "severity": _cut(labels.get("severity"), 64),
         "service": _cut(labels.get("service"), 200),
     }
-    recorded = repository.record(
-        session,
+    recorded = await repository.record(
+        tx,
         fingerprint=alert.fingerprint,
         starts_at=alert.starts_at,
         status=alert.status,
@@ -72,14 +71,15 @@ def _store(session: Session, alert: Alert) -> None:
     )
 
 
-def receive(session: Session, payload: AlertmanagerPayload) -> AlertsReceived:
+async def receive(tx: Tx, payload: AlertmanagerPayload) -> AlertsReceived:
     """Store every alert of one notification (the caller's transaction commits them)."""
     for alert in payload.alerts:
-        _store(session, alert)
+        await _store(tx, alert)
     return AlertsReceived(received=len(payload.alerts))
 
 
-def list_incidents(*, include_resolved: bool = False, limit: int = 200) -> list[Incident]:
-    """For `rampart incidents`: firing incidents (or all), newest first."""
-    with transaction(None) as session:
-        return repository.list_incidents(session, include_resolved=include_resolved, limit=limit)
+async def list_incidents(*, include_resolved: bool = False, limit: int = 200) -> list[Incident]:
+    """For `rampart incidents` (the operator's role): firing incidents (or all), newest
+    first."""
+    async with operator_connection() as conn:
+        return await repository.list_incidents(conn, include_resolved=include_resolved, limit=limit)

@@ -13,14 +13,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rampart.kit import context
-from rampart.kit.logging import get_logger
 from rampart.kit.metrics import HTTP_ERRORS
-
-log = get_logger(__name__)
 
 
 class AppError(Exception):
@@ -192,15 +188,3 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         return envelope(exc.status_code, code, message, headers=getattr(exc, "headers", None))
-
-    # The database is down, restarting or saturated: tell the client to retry, not 500.
-    @app.exception_handler(sa_exc.OperationalError)
-    @app.exception_handler(sa_exc.TimeoutError)
-    async def _db_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-        log.warning("db_unavailable", error_type=type(exc).__name__, error=str(exc)[:300])
-        return envelope(
-            503,
-            "db_unavailable",
-            "The database is unavailable; retry shortly.",
-            headers={"Retry-After": "2"},
-        )

@@ -1,44 +1,62 @@
-"""/health (liveness: touches nothing) and /ready (Postgres and Redis, short timeouts)."""
+"""/health (liveness: touches nothing) and /ready (can this process serve requests now?).
+
+/ready checks, with short timeouts and concurrently:
+- postgres: a connection of its own (never the request pool), `SELECT 1`: a saturated pool
+  or a locked table must not read as "Postgres is down";
+- redis: PING;
+- capacity: whether this process refused work with 503 `overloaded` (no pooled connection
+  within DB_POOL_TIMEOUT_SECONDS) in the last few seconds. A process that admits nothing
+  is not ready, even when Postgres and Redis are fine: the load balancer should send the
+  traffic elsewhere (docs/runbooks/database-saturation.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
-import redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from rampart.config import get_settings
-from rampart.kit.db.engine import get_engine
+from rampart.kit import redis_clients
+from rampart.kit.db.pool import connect
+from rampart.kit.db.transaction import refused_within
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_SECONDS = 2.0
+SATURATION_WINDOW_SECONDS = 5.0
 
 
-def _check_postgres() -> None:
-    with get_engine().connect() as conn:
-        conn.execute(text("SELECT 1"))
-
-
-def _check_redis() -> None:
-    client = redis.Redis.from_url(
-        get_settings().require("redis_url"),
-        socket_connect_timeout=CHECK_TIMEOUT_SECONDS,
-        socket_timeout=CHECK_TIMEOUT_SECONDS,
-    )
+async def _check_postgres() -> str | None:
+    conn = await connect()
     try:
-        client.ping()
+        await conn.fetchval("SELECT 1")
     finally:
-        client.close()
+        conn.terminate()
+    return None
 
 
-async def _run(check) -> str | None:
+async def _check_redis() -> str | None:
+    client = redis_clients.shared(
+        get_settings().require("redis_url"), timeout=CHECK_TIMEOUT_SECONDS
+    )
+    await client.ping()
+    return None
+
+
+async def _check_capacity() -> str | None:
+    if refused_within(SATURATION_WINDOW_SECONDS):
+        return "saturated (requests refused with 503 overloaded just now)"
+    return None
+
+
+async def _run(check: Callable[[], Awaitable[str | None]]) -> str | None:
+    """None when ready, else why not."""
     try:
-        await asyncio.wait_for(asyncio.to_thread(check), CHECK_TIMEOUT_SECONDS + 0.5)
+        return await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS + 0.5)
     except Exception as exc:  # any failure means "not ready"; the name says which
         return type(exc).__name__
-    return None
 
 
 @router.get("/health")
@@ -46,14 +64,17 @@ async def health() -> dict:
     return {"status": "ok"}
 
 
+_CHECKS = {"postgres": _check_postgres, "redis": _check_redis, "capacity": _check_capacity}
+
+
 @router.get("/ready")
 async def ready() -> JSONResponse:
-    results = await asyncio.gather(_run(_check_postgres), _run(_check_redis))
+    results = await asyncio.gather(*(_run(check) for check in _CHECKS.values()))
+    errors = dict(zip(_CHECKS, results, strict=True))
     checks = {
-        name: ("ok" if error is None else f"failed: {error}")
-        for name, error in zip(("postgres", "redis"), results, strict=True)
+        name: ("ok" if error is None else f"failed: {error}") for name, error in errors.items()
     }
-    failed = [name for name, error in zip(("postgres", "redis"), results, strict=True) if error]
+    failed = [name for name, error in errors.items() if error]
     if failed:
         return JSONResponse(
             {

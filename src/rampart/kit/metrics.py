@@ -79,6 +79,12 @@ PLAN_CHANGES = Counter(
     "Tenant plan changes made by billing events.",
     ["from_plan", "to_plan"],
 )
+BILLING_CONFLICTS = Counter(
+    "rampart_billing_customer_conflicts_total",
+    "Stripe checkouts that named a tenant already bound to another customer, or a customer "
+    "bound to another tenant: recorded with no effect (a second checkout or a forged "
+    "client_reference_id); each one is logged as stripe_customer_conflict.",
+)
 WEBHOOK_DELIVERIES = Counter(
     "rampart_webhook_deliveries_total",
     "Webhook deliveries by outcome: applied, no_effect, duplicate (event id seen before), "
@@ -136,7 +142,7 @@ DB_TRANSACTION_ERRORS = Counter(
 )
 DB_POOL_IN_USE = Gauge(
     "rampart_db_pool_in_use",
-    "Connections checked out of this service's SQLAlchemy pools, summed over processes.",
+    "Connections checked out of this service's pools, summed over processes.",
     multiprocess_mode="livesum",
 )
 DB_POOL_SIZE = Gauge(
@@ -147,8 +153,8 @@ DB_POOL_SIZE = Gauge(
 )
 DB_ADMISSION_WAITING = Gauge(
     "rampart_db_admission_waiting",
-    "API requests queued for admission to the database path (more in flight than the pool "
-    "has connections), summed over live processes.",
+    "Transactions waiting for a pooled connection (more in flight than the pool has "
+    "connections), summed over live processes.",
     multiprocess_mode="livesum",
 )
 BUILD_INFO = Gauge(

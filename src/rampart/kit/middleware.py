@@ -1,9 +1,10 @@
 """Pure ASGI middleware: request context (trace_id, access log, metrics, last-resort 500)
-and the request body size limit. Pure ASGI rather than BaseHTTPMiddleware: cheaper per
-request and the contextvars reach the endpoint."""
+and the request body guard (size, deadline, pending bodies per client). Pure ASGI rather
+than BaseHTTPMiddleware: cheaper per request and the contextvars reach the endpoint."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rampart.kit import context, tracing
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import HTTP_DURATION, HTTP_ERRORS, HTTP_REQUESTS
+from rampart.kit.security.client_ip import client_ip
 from rampart.kit.sentry import report_exception
 
 log = get_logger("rampart.http")
@@ -123,54 +125,133 @@ class RequestContextMiddleware:
             context.clear()
 
 
-class BodySizeLimitMiddleware:
-    """413 for bodies over the limit: by Content-Length up front, or while streaming for
-    chunked uploads, so a large body is never buffered whole."""
+class BodyGuardMiddleware:
+    """Guards request bodies before any route sees them:
+
+    - size: 413 over `max_bytes`, by Content-Length up front or while streaming for chunked
+      uploads, so a large body is never buffered whole;
+    - time: the whole body must arrive within `timeout` seconds of the request's start, else
+      408 `request_timeout` and the connection is closed (uvicorn has no body timeout: a
+      client sending `{` and then nothing would hold its request forever);
+    - count: one client IP may have at most `per_client` requests still sending their body;
+      more get 429 `too_many_pending_bodies` at once.
+
+    Routes listed in `own_limits` ((method, path regex) → (max bytes or None, timeout))
+    enforce their own size limit while streaming (uploads) and get their own deadline.
+    Nothing here holds a database connection: the request's transaction opens only after
+    its body was read and validated (kit/db/dependency.py).
+    """
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, exempt: tuple[tuple[str, str], ...] = ()
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        timeout: float,
+        per_client: int,
+        own_limits: dict[tuple[str, str], tuple[int | None, float]] | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        # (method, path regex) of routes that enforce a limit of their own (uploads).
-        self.exempt = [(method, re.compile(path)) for method, path in exempt]
+        self.timeout = timeout
+        self.per_client = per_client
+        self.own_limits = [
+            (method, re.compile(path), limits)
+            for (method, path), limits in (own_limits or {}).items()
+        ]
+        self._pending: dict[str, int] = {}
+
+    def _limits(self, scope: Scope) -> tuple[int | None, float]:
+        for method, path, limits in self.own_limits:
+            if scope["method"] == method and path.fullmatch(scope["path"]):
+                return limits
+        return self.max_bytes, self.timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or any(
-            scope["method"] == method and path.fullmatch(scope["path"])
-            for method, path in self.exempt
-        ):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+        chunked = _header(scope, b"transfer-encoding")
+        if not chunked and (declared is None or declared == "0"):
+            await self.app(scope, receive, send)  # no body to wait for
             return
+        max_bytes, timeout = self._limits(scope)
+        if (
+            max_bytes is not None
+            and declared is not None
+            and declared.isdigit()
+            and int(declared) > max_bytes
+        ):
+            await _reject(
+                send, 413, "payload_too_large", f"The request body exceeds {max_bytes} bytes."
+            )
+            return
+        client = client_ip(scope)
+        if self._pending.get(client, 0) >= self.per_client:
+            await _reject(
+                send,
+                429,
+                "too_many_pending_bodies",
+                "Too many requests from this client are still sending their body.",
+                retry_after=True,
+            )
+            return
+        self._pending[client] = self._pending.get(client, 0) + 1
+        deadline = asyncio.get_running_loop().time() + timeout
         seen = 0
+        done = False
 
-        async def limited_receive() -> Message:
+        def finished() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                left = self._pending.get(client, 1) - 1
+                if left > 0:
+                    self._pending[client] = left
+                else:
+                    self._pending.pop(client, None)
+
+        async def guarded_receive() -> Message:
             nonlocal seen
-            message = await receive()
+            if done:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                finished()
+                # An HTTPException passes through FastAPI's body parsing unchanged and
+                # becomes the envelope in the error handler.
+                raise HTTPException(
+                    408,
+                    f"The request body did not arrive within {timeout:g} s.",
+                    headers={"Connection": "close"},
+                ) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    # An HTTPException passes through FastAPI's body parsing unchanged and
-                    # becomes the 413 envelope in the error handler.
-                    raise HTTPException(413, f"The request body exceeds {self.max_bytes} bytes.")
+                if max_bytes is not None and seen > max_bytes:
+                    finished()
+                    raise HTTPException(413, f"The request body exceeds {max_bytes} bytes.")
+                if not message.get("more_body", False):
+                    finished()
+            else:
+                finished()  # the client went away
             return message
 
-        await self.app(scope, limited_receive, send)
+        try:
+            await self.app(scope, guarded_receive, send)
+        finally:
+            finished()
 
-    async def _reject(self, send: Send) -> None:
-        trace_id = str(context.current("trace_id") or "")
-        body = _envelope_bytes(
-            413, "payload_too_large", f"The request body exceeds {self.max_bytes} bytes.", trace_id
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+async def _reject(
+    send: Send, status: int, code: str, message: str, *, retry_after: bool = False
+) -> None:
+    trace_id = str(context.current("trace_id") or "")
+    headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    if retry_after:
+        headers.append((b"retry-after", b"1"))
+    body = _envelope_bytes(status, code, message, trace_id)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

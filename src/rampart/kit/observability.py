@@ -1,8 +1,8 @@
 """Per-process observability setup: OpenTelemetry, Sentry and `rampart_build_info`.
 
-Called once by each process that does work: the API app (`create_app`), each Celery pool
-process (`worker_process_init`; Sentry itself starts in the worker's main process on
-`celeryd_init`), the relay. Metrics endpoints are kit/metrics_export.py.
+Called once by each process that does work: the API app (`create_app`), the worker
+(`worker_init`; Sentry itself starts on `celeryd_init`), the relay. Metrics endpoints are
+kit/metrics_export.py.
 """
 
 from __future__ import annotations

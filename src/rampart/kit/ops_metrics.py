@@ -22,16 +22,16 @@ or broker slows a scrape a little and never hangs it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import redis
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import text
 
 from rampart.config import get_settings
-from rampart.kit.db.transaction import transaction
+from rampart.kit.db.pool import connect
 from rampart.kit.jobs.celery_app import QUEUE
 from rampart.kit.logging import get_logger
 
@@ -42,6 +42,35 @@ CONNECTION_STATES = ("active", "idle", "idle in transaction", "idle in transacti
 STATEMENT_TIMEOUT_MS = 2000
 REDIS_TIMEOUT_SECONDS = 1.0
 _WARN_EVERY_SECONDS = 60.0
+
+
+async def _postgres_figures() -> dict[str, Any]:
+    conn = await connect()
+    try:
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            jobs: dict[tuple[str, str], int] = {}
+            pending_oldest = 0.0
+            for row in await conn.fetch("SELECT * FROM app.job_counts()"):
+                jobs[(row["job_type"], row["state"])] = int(row["jobs"])
+                if row["state"] == "pending":
+                    pending_oldest = max(pending_oldest, float(row["oldest_age_seconds"]))
+            outbox = await conn.fetchrow("SELECT * FROM app.outbox_pending()")
+            connections = {
+                row["state"]: int(row["connections"])
+                for row in await conn.fetch("SELECT * FROM app.db_connection_counts()")
+            }
+            max_connections = await conn.fetchval("SELECT current_setting('max_connections')::int")
+    finally:
+        conn.terminate()
+    return {
+        "jobs": jobs,
+        "pending_oldest": pending_oldest,
+        "outbox_pending": int(outbox["pending"]),
+        "outbox_oldest": float(outbox["oldest_age_seconds"]),
+        "connections": connections,
+        "max_connections": int(max_connections),
+    }
 
 
 class OpsCollector:
@@ -125,33 +154,12 @@ class OpsCollector:
 
     def _from_postgres(self) -> dict[str, Any] | None:
         try:
-            with transaction(None) as session:
-                session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
-                jobs: dict[tuple[str, str], int] = {}
-                pending_oldest = 0.0
-                for row in session.execute(text("SELECT * FROM app.job_counts()")):
-                    jobs[(row.job_type, row.state)] = int(row.jobs)
-                    if row.state == "pending":
-                        pending_oldest = max(pending_oldest, float(row.oldest_age_seconds))
-                outbox = session.execute(text("SELECT * FROM app.outbox_pending()")).one()
-                connections = {
-                    row.state: int(row.connections)
-                    for row in session.execute(text("SELECT * FROM app.db_connection_counts()"))
-                }
-                max_connections = session.execute(
-                    text("SELECT current_setting('max_connections')::int")
-                ).scalar_one()
+            # The scrape runs in the metrics server's thread: one short-lived loop and
+            # connection per scrape (every 15 s or so), never the pool of another loop.
+            return asyncio.run(_postgres_figures())
         except Exception as exc:  # a scrape must never fail: report the source as down
             self._warn("postgres", exc)
             return None
-        return {
-            "jobs": jobs,
-            "pending_oldest": pending_oldest,
-            "outbox_pending": int(outbox.pending),
-            "outbox_oldest": float(outbox.oldest_age_seconds),
-            "connections": connections,
-            "max_connections": int(max_connections),
-        }
 
     def _from_redis(self) -> int | None:
         try:

@@ -17,10 +17,10 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from sqlalchemy import event
-from sqlalchemy.orm import Session, SessionTransaction
+import anyio
 
 from rampart.config import Settings, get_settings
+from rampart.kit.db.transaction import Tx
 from rampart.kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -89,31 +89,13 @@ def get_storage() -> Storage:
     return LocalStorage(evidence_root(get_settings()))
 
 
-def store_in_transaction(session: Session, storage: Storage, key: str, source: Path) -> None:
-    """Store `source` under `key` now, and delete it again unless `session`'s transaction
-    commits (a rollback, or a COMMIT that fails, both end it without `after_commit`)."""
-    storage.put(key, source)
-    pending = session.info.get(_PENDING)
-    if pending is None:
-        pending = session.info[_PENDING] = []
-        event.listen(session, "after_commit", _keep)
-        event.listen(session, "after_transaction_end", _discard)
-    pending.append((storage, key))
+async def store_in_transaction(tx: Tx, storage: Storage, key: str, source: Path) -> None:
+    """Store `source` under `key` now (fsync and rename, off the event loop), and delete it
+    again unless `tx` commits (a rollback, or a COMMIT that fails, both end it so)."""
+    await anyio.to_thread.run_sync(storage.put, key, source)
 
-
-_PENDING = "rampart.storage.pending"
-
-
-def _keep(session: Session) -> None:
-    """The root transaction committed: its files stay (fires for the root only)."""
-    session.info[_PENDING].clear()
-
-
-def _discard(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is not None:  # a savepoint ended, not the transaction
-        return
-    pending = session.info[_PENDING]
-    for storage, key in pending:
+    def discard() -> None:
         storage.delete(key)
         log.info("stored_file_discarded", reason="transaction did not commit")
-    pending.clear()
+
+    tx.on_rollback(discard)

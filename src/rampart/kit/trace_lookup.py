@@ -16,6 +16,7 @@ Lines are filtered by a substring test before any JSON parsing, so large files s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -153,29 +154,32 @@ def from_logs(trace_id: str, files: Iterable[Path]) -> tuple[list[Entry], set[st
 
 
 def from_database(trace_ids: Iterable[str]) -> list[Entry]:
-    """Rows under these trace ids, across tenants (app.trace_lookup, migration 0006)."""
-    from sqlalchemy import text
+    """Rows under these trace ids, across tenants (app.trace_lookup, migration 0006; the
+    operator's role, OPERATOR_DATABASE_URL)."""
+    return asyncio.run(_from_database(sorted(trace_ids)))
 
-    from rampart.kit.db.transaction import transaction
+
+async def _from_database(trace_ids: list[str]) -> list[Entry]:
+    from rampart.kit.db.operator import operator_connection
 
     entries: list[Entry] = []
-    with transaction(None) as session:
-        session.execute(text("SET LOCAL statement_timeout = 5000"))
-        for trace_id in sorted(trace_ids):
-            rows = session.execute(
-                text("SELECT * FROM app.trace_lookup(:t) WHERE at IS NOT NULL"), {"t": trace_id}
+    async with operator_connection() as conn:
+        await conn.execute("SET LOCAL statement_timeout = 5000")
+        for trace_id in trace_ids:
+            rows = await conn.fetch(
+                "SELECT * FROM app.trace_lookup($1) WHERE at IS NOT NULL", trace_id
             )
             for order, row in enumerate(rows):
                 entries.append(
                     Entry(
-                        at=row.at.astimezone(UTC),
+                        at=row["at"].astimezone(UTC),
                         source="db",
-                        event=f"{row.kind}.{row.status}",
-                        level="error" if row.status in ("quarantined", "failed") else "info",
+                        event=f"{row['kind']}.{row['status']}",
+                        level="error" if row["status"] in ("quarantined", "failed") else "info",
                         fields={
-                            "id": row.id,
-                            "detail": row.detail,
-                            "tenant_id": str(row.tenant_id),
+                            "id": row["id"],
+                            "detail": row["detail"],
+                            "tenant_id": str(row["tenant_id"]),
                         },
                         origin="database",
                         order=order,

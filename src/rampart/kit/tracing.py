@@ -4,7 +4,7 @@ the OTel trace id.
 The spans of one assessment (docs/observability.md)::
 
     POST /api/v1/assessments        SERVER    kit/middleware.py (RequestContextMiddleware)
-      ├─ SELECT/INSERT ...          CLIENT    SQLAlchemy instrumentation (when exporting)
+      ├─ SELECT/INSERT ...          CLIENT    kit/db/transaction.py (when exporting)
     queue.publish                   PRODUCER  kit/jobs/relay.py, parent: the outbox row's
                                               traceparent (the request's span)
       queue.consume                 CONSUMER  kit/jobs/task.py, parent: the message's
@@ -17,8 +17,8 @@ celery}'s: the request's trace id has rules of its own (W3C traceparent, else a 
 X-Request-ID, else a fresh one) that must also become the log context's trace_id, and the
 publish happens in the relay, long after the request's span ended, with the parent taken
 from the outbox row. Both are a few lines on the OTel API; the instrumentations would need
-their context overridden in the same places. Database spans come from
-opentelemetry-instrumentation-sqlalchemy.
+their context overridden in the same places. Database spans are ours too: one per round
+trip (kit/db/transaction.py), made only while spans are exported.
 
 A trace id chosen by us (a hex X-Request-ID, or a job row's trace_id without a stored
 traceparent) becomes the id of a root span through `_PresetIdGenerator`, so the sampler
@@ -52,7 +52,8 @@ __all__ = [
     "configure",
     "current_traceparent",
     "ids",
-    "instrument_engine",
+    "db_span",
+    "exporting",
     "span",
     "start_span",
     "tracer",
@@ -124,8 +125,8 @@ def configure(service: str) -> TracerProvider:
 
 
 def add_exporter(exporter: SpanExporter, *, batch: bool = True) -> SpanProcessor:
-    """Send spans to `exporter` from now on; database spans are recorded from engines
-    created afterwards. Returns the processor (shut it down to stop)."""
+    """Send spans to `exporter` from now on (database spans included). Returns the
+    processor (shut it down to stop)."""
     provider = _state.provider or configure("rampart")
     processor: SpanProcessor = (
         BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
@@ -136,7 +137,7 @@ def add_exporter(exporter: SpanExporter, *, batch: bool = True) -> SpanProcessor
 
 
 def stop_exporting() -> None:
-    """Record no more database spans for engines created from now on (tests)."""
+    """Record no more database spans (tests)."""
     _state.exporting = False
 
 
@@ -151,18 +152,25 @@ def force_flush(timeout_ms: int = 2000) -> None:
         _state.provider.force_flush(timeout_ms)
 
 
-def instrument_engine(engine: Any) -> None:
-    """Database spans for this engine, when spans are exported at all."""
-    if not _state.exporting:
-        return
-    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
-    from opentelemetry.metrics import get_meter
+def exporting() -> bool:
+    """Whether spans leave this process (database spans are made only then)."""
+    return _state.exporting
 
-    # EngineTracer is what SQLAlchemyInstrumentor().instrument(engine=...) builds; used
-    # directly because the instrumentor is a process-wide singleton that instruments only
-    # the first engine, and tests create several.
-    usage = get_meter(__name__).create_up_down_counter("db.client.connections.usage")
-    EngineTracer(tracer(), engine, usage, enable_commenter=False)
+
+def db_span(statement: str) -> Span:
+    """A started CLIENT span for one database round trip; the caller ends it. The statement
+    is recorded in its normalized form (no values)."""
+    from rampart.kit.db.observe import normalize_statement, operation
+
+    return tracer().start_span(
+        operation(statement).upper(),
+        kind=SpanKind.CLIENT,
+        attributes={
+            "db.system.name": "postgresql",
+            "db.operation.name": operation(statement),
+            "db.query.text": normalize_statement(statement),
+        },
+    )
 
 
 def tracer() -> trace.Tracer:

@@ -1,39 +1,48 @@
+"""All SQL of roadmaps."""
+
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session
+from asyncpg import Record
 
-from rampart.assessments.models import Assessment
-from rampart.roadmaps.models import Roadmap
+from rampart.kit.db.transaction import Tx
 
 
-def get(session: Session, roadmap_id: uuid.UUID) -> Roadmap | None:
+async def get(tx: Tx, roadmap_id: uuid.UUID) -> Record | None:
     """The roadmap, unless its assessment was soft-deleted: then it is gone with it (404)."""
-    return session.execute(
-        select(Roadmap)
-        .join(Assessment, Assessment.id == Roadmap.assessment_id)
-        .where(Roadmap.id == roadmap_id, Assessment.deleted_at.is_(None))
-    ).scalar_one_or_none()
+    return await tx.fetchrow(
+        "SELECT r.id, r.assessment_id, r.items, r.provider, r.model, r.degraded,"
+        " r.duration_ms, r.created_at"
+        " FROM roadmaps r JOIN assessments a ON a.id = r.assessment_id"
+        " WHERE r.id = $1 AND a.deleted_at IS NULL",
+        roadmap_id,
+    )
 
 
-def insert_once(session: Session, values: dict) -> uuid.UUID:
+async def insert_once(tx: Tx, values: dict[str, Any]) -> uuid.UUID:
     """Insert the assessment's roadmap unless it has one; return the roadmap's id either way.
 
     The unique assessment_id makes a second roadmap impossible, even for two deliveries of
     the same job racing each other.
     """
-    stmt = (
-        pg_insert(Roadmap)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["assessment_id"])
-        .returning(Roadmap.id)
+    inserted = await tx.fetchval(
+        "INSERT INTO roadmaps (id, tenant_id, assessment_id, items, provider, model, degraded,"
+        " duration_ms, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (assessment_id) DO NOTHING RETURNING id",
+        values["id"],
+        values["tenant_id"],
+        values["assessment_id"],
+        values["items"],
+        values["provider"],
+        values["model"],
+        values["degraded"],
+        values["duration_ms"],
+        values["trace_id"],
     )
-    inserted = session.execute(stmt).scalar_one_or_none()
     if inserted is not None:
         return inserted
-    return session.execute(
-        select(Roadmap.id).where(Roadmap.assessment_id == values["assessment_id"])
-    ).scalar_one()
+    return await tx.fetchval(
+        "SELECT id FROM roadmaps WHERE assessment_id = $1", values["assessment_id"]
+    )

@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from rampart.kit.db.dependency import TenantSession
+from rampart.kit.db.dependency import TenantTx
 from rampart.roadmaps import service
 from rampart.roadmaps.schemas import RoadmapOut
 
@@ -12,5 +12,5 @@ router = APIRouter(prefix="/api/v1/roadmaps", tags=["roadmaps"])
 
 
 @router.get("/{roadmap_id}", response_model=RoadmapOut)
-def get_roadmap(roadmap_id: uuid.UUID, session: TenantSession) -> RoadmapOut:
-    return service.get(session, roadmap_id)
+async def get_roadmap(roadmap_id: uuid.UUID, tx: TenantTx) -> RoadmapOut:
+    return await service.get(tx, roadmap_id)

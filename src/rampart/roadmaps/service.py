@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.orm import Session
-
 from rampart.kit import context
+from rampart.kit.db.transaction import Tx
 from rampart.kit.errors import NotFound
 from rampart.llm.schemas import RoadmapResult
 from rampart.llm.service import Generated
@@ -12,23 +11,23 @@ from rampart.roadmaps import repository
 from rampart.roadmaps.schemas import RoadmapOut
 
 
-def get(session: Session, roadmap_id: uuid.UUID) -> RoadmapOut:
-    roadmap = repository.get(session, roadmap_id)
+async def get(tx: Tx, roadmap_id: uuid.UUID) -> RoadmapOut:
+    roadmap = await repository.get(tx, roadmap_id)
     if roadmap is None:  # another tenant's roadmap is invisible (RLS): also 404
         raise NotFound("Roadmap not found.")
-    return RoadmapOut.model_validate(roadmap)
+    return RoadmapOut.model_validate(dict(roadmap))
 
 
-def save(
-    session: Session,
+async def save(
+    tx: Tx,
     *,
     tenant_id: uuid.UUID,
     assessment_id: uuid.UUID,
     generated: Generated[RoadmapResult],
 ) -> uuid.UUID:
     """Store the assessment's roadmap once; return its id."""
-    roadmap_id = repository.insert_once(
-        session,
+    roadmap_id = await repository.insert_once(
+        tx,
         {
             "id": uuid.uuid4(),
             "tenant_id": tenant_id,

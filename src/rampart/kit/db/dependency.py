@@ -1,31 +1,39 @@
-"""The one FastAPI dependency that opens a request's transaction."""
+"""The FastAPI dependencies that open a request's one transaction.
+
+`TenantTx` runs as the caller's claims and first asks the domain's actor loader whether
+the caller is still who their token or session says (kit/security/auth.py): the same
+transaction, so no request acts for a removed user or on a stale role. `AnonymousTx` has
+no claims (signup, login, webhooks: RLS shows them nothing but what definer functions
+allow).
+
+FastAPI reads and validates the request body before it solves dependencies, so no
+connection is held while a client sends its body. scope="function": the transaction
+commits before the response is sent, so a failed commit is an error response, never a
+2xx for work that did not happen.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends
-from sqlalchemy.orm import Session
 
-from rampart.kit.db.transaction import Claims, transaction
-from rampart.kit.security.auth import Principal, current_principal
-
-
-def _tenant_session(
-    principal: Annotated[Principal, Depends(current_principal)],
-) -> Iterator[Session]:
-    # scope="function": commit before the response is sent, so a failed commit is an error
-    # response, never a 2xx for work that did not happen.
-    with transaction(principal.claims) as session:
-        yield session
+from rampart.kit.db.transaction import Tx, transaction
+from rampart.kit.security.auth import CurrentPrincipal, load_actor
 
 
-def _anonymous_session() -> Iterator[Session]:
-    with transaction(None) as session:
-        yield session
+async def _tenant_tx(principal: CurrentPrincipal) -> AsyncIterator[Tx]:
+    async with transaction(principal.claims) as tx:
+        await load_actor(tx, principal)
+        yield tx
 
 
-TenantSession = Annotated[Session, Depends(_tenant_session, scope="function")]
-AnonymousSession = Annotated[Session, Depends(_anonymous_session, scope="function")]
-__all__ = ["TenantSession", "AnonymousSession", "Claims"]
+async def _anonymous_tx() -> AsyncIterator[Tx]:
+    async with transaction(None) as tx:
+        yield tx
+
+
+TenantTx = Annotated[Tx, Depends(_tenant_tx, scope="function")]
+AnonymousTx = Annotated[Tx, Depends(_anonymous_tx, scope="function")]
+__all__ = ["TenantTx", "AnonymousTx", "Tx"]

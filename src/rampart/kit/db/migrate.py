@@ -1,7 +1,9 @@
-"""Apply migrations as the migration role, then give app_rw the password from DATABASE_URL.
+"""Apply migrations as the migration role, then give the login roles their passwords.
 
-The migration creates app_rw without a password (a migration must not hold secrets);
-this step makes the runtime role's credentials match the configured DATABASE_URL.
+The migrations create app_rw and rampart_operator without a password (a migration must not
+hold secrets); this step makes their credentials match DATABASE_URL and
+OPERATOR_DATABASE_URL. Alembic runs on SQLAlchemy with psycopg, the one place the runtime
+does not use asyncpg.
 """
 
 from __future__ import annotations
@@ -28,18 +30,28 @@ def _libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def migrate(migration_url: str, runtime_url: str | None) -> None:
-    alembic_url = make_url(migration_url).set(drivername="postgresql+psycopg")
+def sqlalchemy_url(url: str) -> str:
+    """A Postgres URL in SQLAlchemy's psycopg 3 dialect form (for Alembic)."""
+    return make_url(url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def migrate(migration_url: str, runtime_url: str | None, operator_url: str | None = None) -> None:
     # "heads": independent migration branches (each off a shared parent) all apply.
-    command.upgrade(_alembic_config(alembic_url.render_as_string(hide_password=False)), "heads")
-    if runtime_url is None:
-        return
-    runtime = make_url(runtime_url)
-    if runtime.username == "app_rw" and runtime.password:
-        with psycopg.connect(_libpq(migration_url), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("ALTER ROLE app_rw PASSWORD {}").format(sql.Literal(runtime.password))
-            )
+    command.upgrade(_alembic_config(sqlalchemy_url(migration_url)), "heads")
+    logins = [
+        (url, role)
+        for url, role in ((runtime_url, "app_rw"), (operator_url, "rampart_operator"))
+        if url
+    ]
+    with psycopg.connect(_libpq(migration_url), autocommit=True) as conn:
+        for url, role in logins:
+            parsed = make_url(url)
+            if parsed.username == role and parsed.password:
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
+                        sql.Identifier(role), sql.Literal(parsed.password)
+                    )
+                )
 
 
 def current_revision(migration_url: str) -> str | None:

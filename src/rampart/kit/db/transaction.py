@@ -3,19 +3,79 @@
 `set_config('request.jwt.claims', ..., true)` is transaction-local: it is set in the same
 transaction as the queries and vanishes at COMMIT/ROLLBACK, so a pooled connection (or
 PgBouncer in transaction mode) never carries one tenant's claims into another's work.
+
+A `Tx` takes its connection at its first statement, and sends `BEGIN` and the claims in
+that same round trip (one simple query: the claims are a literal made from validated
+UUIDs and a fixed role, never from free text). Every round trip is timed and bounded
+(kit/db/pool.py); what the database cannot do now becomes a typed 503:
+
+- `Overloaded` (`overloaded`, Retry-After 1): no pooled connection within
+  DB_POOL_TIMEOUT_SECONDS;
+- `DatabaseUnavailable` (`db_unavailable`, Retry-After 2): the server is unreachable,
+  frozen past DB_COMMAND_TIMEOUT_SECONDS, restarting, out of connections, or the statement
+  was cancelled, deadlocked or could not be serialized. A connection that failed or timed
+  out is dropped, never reused.
+
+A connection the server closed while it sat in the pool (a Postgres restart) fails at the
+first statement; that statement is retried once on a new connection and the pool is told
+to replace every connection it holds, so a restart costs no request an error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session
+import asyncpg
 
-from rampart.kit.db.engine import session_factory
+from rampart.config import get_settings
+from rampart.kit import tracing
+from rampart.kit.db import observe
+from rampart.kit.db.pool import get_pool
+from rampart.kit.errors import ServiceUnavailable
+from rampart.kit.logging import get_logger
+from rampart.kit.metrics import DB_ADMISSION_WAITING, DB_POOL_IN_USE
+
+log = get_logger("rampart.db")
+
+CLAIM_ROLES = frozenset({"authenticated", "service"})
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "db_unavailable"
+    message = "The database is unavailable; retry shortly."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": "2"})
+
+
+class Overloaded(ServiceUnavailable):
+    code = "overloaded"
+    message = "The service is at capacity; retry shortly."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1"})
+
+
+_last_refusal = [float("-inf")]  # monotonic time this process last answered `overloaded`
+
+
+def refused_within(seconds: float) -> bool:
+    """Whether a transaction was refused a connection in the last `seconds` (/ready)."""
+    return time.monotonic() - _last_refusal[0] < seconds
+
+
+def _canonical_uuid(value: str, name: str) -> str:
+    parsed = str(uuid.UUID(value))
+    if parsed != value:
+        raise ValueError(f"claims: {name} is not a canonical UUID")
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -26,27 +86,216 @@ class Claims:
     sub: str | None = None
     role: str = "authenticated"
 
+    def __post_init__(self) -> None:
+        # Validated here, so the SQL literal below can only ever hold hex, dashes and a
+        # known role word.
+        _canonical_uuid(self.tenant_id, "tenant_id")
+        if self.sub is not None:
+            _canonical_uuid(self.sub, "sub")
+        if self.role not in CLAIM_ROLES:
+            raise ValueError(f"claims: unknown role {self.role!r}")
+
     def as_json(self) -> str:
         claims = {"tenant_id": self.tenant_id, "role": self.role}
         if self.sub:
             claims["sub"] = self.sub
         return json.dumps(claims)
 
-
-def set_claims(session: Session, claims: Claims) -> None:
-    session.execute(
-        text("SELECT set_config('request.jwt.claims', :claims, true)"),
-        {"claims": claims.as_json()},
-    )
+    def begin_sql(self) -> str:
+        """BEGIN and the claims in one simple query (one round trip)."""
+        return f"BEGIN; SELECT set_config('request.jwt.claims', '{self.as_json()}', true)"
 
 
-@contextmanager
-def transaction(claims: Claims | None = None) -> Iterator[Session]:
-    """Open a transaction (committed on success, rolled back on error) scoped to `claims`.
+# SQLSTATE classes of a database that cannot do the work now (retry later), not of a bad
+# statement: connection (08), transaction rollback (40: serialization, deadlock),
+# insufficient resources (53), operator intervention (57: statement timeout, shutdown),
+# lock not available (55P03).
+_UNAVAILABLE_CLASSES = ("08", "40", "53", "57")
+
+
+def unavailable_reason(exc: BaseException, conn: asyncpg.Connection | None) -> str | None:
+    """The metric reason when `exc` means "the database cannot do this now", else None."""
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate = exc.sqlstate or ""
+        if sqlstate[:2] in _UNAVAILABLE_CLASSES or sqlstate == "55P03":
+            return observe.error_reason(exc)
+        return None
+    if isinstance(exc, TimeoutError | OSError):
+        return "connection"
+    if isinstance(exc, asyncpg.InterfaceError) and (conn is None or conn.is_closed()):
+        return "connection"
+    return None
+
+
+class Tx:
+    """One transaction: `fetch`, `fetchrow`, `fetchval`, `execute` (asyncpg's, `$1` params)."""
+
+    __slots__ = ("claims", "actor", "_conn", "_broken", "_statements", "_after_rollback")
+
+    def __init__(self, claims: Claims | None = None) -> None:
+        self.claims = claims
+        self.actor: Any = None  # the verified caller, when a request opened it (kit/security)
+        self._conn: asyncpg.Connection | None = None
+        self._broken = False
+        self._statements = 0
+        self._after_rollback: list[Callable[[], None]] = []
+
+    # --- statements -------------------------------------------------------------------
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._run("fetch", query, args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        return await self._run("fetchrow", query, args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._run("fetchval", query, args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        return await self._run("execute", query, args)
+
+    async def set_claims(self, claims: Claims) -> None:
+        """Act as `claims` from here on (signup and login learn the tenant mid-request)."""
+        self.claims = claims
+        if self._conn is not None:
+            await self.execute(
+                "SELECT set_config('request.jwt.claims', $1, true)", claims.as_json()
+            )
+
+    def on_rollback(self, undo: Callable[[], None]) -> None:
+        """Run `undo` if this transaction does not commit (e.g. delete a stored file)."""
+        self._after_rollback.append(undo)
+
+    # --- the connection ------------------------------------------------------------------
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None:
+            await self._begin(retry_stale=True)
+        assert self._conn is not None
+        return self._conn
+
+    async def _begin(self, *, retry_stale: bool) -> None:
+        pool = await get_pool()
+        DB_ADMISSION_WAITING.inc()
+        try:
+            conn = await pool.acquire(timeout=get_settings().db_pool_timeout_seconds)
+        except TimeoutError:
+            _last_refusal[0] = time.monotonic()
+            log.warning("db_pool_exhausted")
+            raise Overloaded() from None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self._failed(exc, "connect")
+            raise DatabaseUnavailable() from exc
+        finally:
+            DB_ADMISSION_WAITING.dec()
+        DB_POOL_IN_USE.inc()
+        self._conn = conn
+        begin = self.claims.begin_sql() if self.claims is not None else "BEGIN"
+        try:
+            await self._timed("execute", begin, (), conn)
+        except DatabaseUnavailable:
+            if not retry_stale:
+                raise
+            # Most likely a connection the server closed while it was pooled (restart):
+            # replace them all, and try once more on a fresh one.
+            pool.expire_connections()
+            await self._release()
+            await self._begin(retry_stale=False)
+
+    async def _run(self, method: str, query: str, args: tuple) -> Any:
+        conn = await self._connection()
+        return await self._timed(method, query, args, conn)
+
+    async def _timed(self, method: str, query: str, args: tuple, conn: asyncpg.Connection) -> Any:
+        if self._broken:
+            raise DatabaseUnavailable()
+        self._statements += 1
+        started = time.perf_counter()
+        span = tracing.db_span(query) if tracing.exporting() else None
+        try:
+            return await getattr(conn, method)(query, *args)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            reason = unavailable_reason(exc, conn)
+            if reason is None:
+                observe.count_error(exc)  # a bad statement: the caller handles or it is a bug
+                raise
+            self._failed(exc, query)
+            raise DatabaseUnavailable() from exc
+        finally:
+            observe.statement_done(query, time.perf_counter() - started)
+            if span is not None:
+                span.end()
+
+    def _failed(self, exc: BaseException, query: str) -> None:
+        reason = unavailable_reason(exc, self._conn) or "connection"
+        observe.count_reason(reason)
+        if reason == "connection" or isinstance(exc, TimeoutError):
+            self._broken = True  # never reuse: its state is unknown
+        log.warning(
+            "db_unavailable",
+            reason=reason,
+            error_type=type(exc).__name__,
+            error=str(exc)[:300],
+            operation=observe.operation(query),
+        )
+
+    # --- the end ----------------------------------------------------------------------------
+    async def commit(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            await self._timed("execute", "COMMIT", (), self._conn)
+        except BaseException:
+            await self.rollback()
+            raise
+        self._after_rollback.clear()
+        await self._release()
+
+    async def rollback(self) -> None:
+        undo, self._after_rollback = self._after_rollback, []
+        for action in undo:
+            try:
+                action()
+            except Exception:  # one failed undo must not keep the others from running
+                log.exception("rollback_action_failed")
+        if self._conn is None:
+            return
+        observe.count_reason("rollback")
+        if not self._broken:
+            try:
+                await self._conn.execute(
+                    "ROLLBACK", timeout=get_settings().db_command_timeout_seconds
+                )
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+                self._broken = True
+            except asyncio.CancelledError:
+                self._broken = True
+                await self._release()
+                raise
+        await self._release()
+
+    async def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        DB_POOL_IN_USE.dec()
+        if self._broken:
+            conn.terminate()
+        try:
+            await (await get_pool()).release(conn)
+        except Exception:  # the pool terminates a connection it cannot reset
+            log.debug("db_release_failed")
+        self._broken = False
+
+
+@asynccontextmanager
+async def transaction(claims: Claims | None = None) -> AsyncIterator[Tx]:
+    """A transaction (committed on success, rolled back on error) scoped to `claims`.
 
     Without claims, RLS shows no tenant rows: only the definer functions are useful.
     """
-    with session_factory()() as session, session.begin():
-        if claims is not None:
-            set_claims(session, claims)
-        yield session
+    tx = Tx(claims)
+    try:
+        yield tx
+    except BaseException:
+        await tx.rollback()
+        raise
+    await tx.commit()

@@ -1,22 +1,43 @@
 """Enqueue background work inside the caller's transaction: a job row and an outbox row
 commit with the domain rows or not at all. The relay publishes committed outbox rows, so
-accepted work survives a broker outage and nothing is published for a rolled-back request."""
+accepted work survives a broker outage and nothing is published for a rolled-back request.
+
+One statement, one round trip: the job is inserted once per idempotency key, and the
+outbox row only if the job is new (a repeated request finds the job on its way and
+publishes nothing twice). The relay is woken by NOTIFY at commit (kit/jobs/relay.py).
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session
-
 from rampart.kit import context, tracing
-from rampart.kit.jobs.models import Job, OutboxRow
+from rampart.kit.db.transaction import Tx
+
+OUTBOX_CHANNEL = "rampart_outbox"
+
+_ENQUEUE = """
+WITH new_job AS (
+  INSERT INTO jobs (id, tenant_id, type, idempotency_key, payload, trace_id)
+  VALUES ($1, $2, $3, $4, $5, $6)
+  ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+  RETURNING id
+), queued AS (
+  INSERT INTO outbox (tenant_id, job_id, task, headers)
+  SELECT $2, id, $7, $8 FROM new_job
+), woken AS (
+  SELECT pg_notify('rampart_outbox', '') FROM new_job  -- OUTBOX_CHANNEL
+)
+SELECT coalesce(
+  (SELECT id FROM new_job, woken),
+  (SELECT id FROM jobs WHERE tenant_id = $2 AND idempotency_key = $4)
+)
+"""
 
 
-def enqueue(
-    session: Session,
+async def enqueue(
+    tx: Tx,
     *,
     tenant_id: uuid.UUID,
     job_type: str,
@@ -26,30 +47,27 @@ def enqueue(
 ) -> uuid.UUID:
     """Create the job (once per idempotency key) and its outbox row; return the job id."""
     trace_id = context.current("trace_id")
-    job_id = uuid.uuid4()
-    inserted = session.execute(
-        pg_insert(Job)
-        .values(
-            id=job_id,
-            tenant_id=tenant_id,
-            type=job_type,
-            idempotency_key=idempotency_key,
-            payload=payload,
-            trace_id=trace_id,
-        )
-        .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
-        .returning(Job.id)
-    ).scalar_one_or_none()
-    if inserted is None:
-        # Already requested: the existing job is (or was) on its way; don't publish twice.
-        return session.execute(
-            select(Job.id).where(Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)
-        ).scalar_one()
-    headers = {"trace_id": trace_id}
+    headers: dict[str, Any] = {"trace_id": trace_id}
     traceparent = tracing.current_traceparent()  # the relay's publish span continues it
     if traceparent is not None and traceparent.split("-")[1] == trace_id:
         headers["traceparent"] = traceparent
-    session.execute(
-        insert(OutboxRow).values(tenant_id=tenant_id, job_id=job_id, task=task, headers=headers)
+    job_id = await tx.fetchval(
+        _ENQUEUE,
+        uuid.uuid4(),
+        tenant_id,
+        job_type,
+        idempotency_key,
+        payload,
+        trace_id,
+        task,
+        headers,
     )
+    if job_id is None:
+        # A concurrent transaction inserted the key after this statement's snapshot was
+        # taken (ON CONFLICT waited for it): a new statement sees its job.
+        job_id = await tx.fetchval(
+            "SELECT id FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2",
+            tenant_id,
+            idempotency_key,
+        )
     return job_id

@@ -2,9 +2,16 @@
 
 It reads every tenant's rows through the SECURITY DEFINER functions app.outbox_claim and
 app.outbox_mark_sent (with the sweeper's, below, the only cross-tenant paths for jobs).
-Rows are locked with SKIP LOCKED, so several relays can run. A broker outage leaves rows
-unsent and the relay retries; a crash between publish and mark re-publishes, which
-idempotent tasks absorb.
+Rows are locked with SKIP LOCKED while their batch is published, so several relays can run
+side by side and never publish one row twice. A broker outage leaves rows unsent and the
+relay retries; a crash between publish and mark re-publishes, which idempotent tasks
+absorb.
+
+Woken, not polling: `enqueue` sends NOTIFY on the `rampart_outbox` channel in the
+transaction that commits the job (kit/jobs/enqueue.py), and Postgres delivers it at
+commit, so a job is published a few milliseconds after it is accepted. The relay still
+looks every RELAY_POLL_INTERVAL_SECONDS, in case a notification was lost (the listening
+connection dropped, or the relay was busy when it came).
 
 Every JOB_SWEEP_INTERVAL_SECONDS it also sweeps for stale jobs (app.jobs_republish_stale,
 migration 0008): a job still pending or processing JOB_STALE_AFTER_SECONDS after it last
@@ -14,17 +21,20 @@ Celery dropped it); the function gives it a new outbox row, which the next round
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import contextlib
 import time
 from typing import Any
 
+import asyncpg
 from celery import Celery
-from sqlalchemy import text
 
 from rampart.config import get_settings
 from rampart.kit import context, tracing
+from rampart.kit.db.pool import connect
 from rampart.kit.db.transaction import transaction
 from rampart.kit.jobs.celery_app import QUEUE
+from rampart.kit.jobs.enqueue import OUTBOX_CHANNEL
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import JOBS_REPUBLISHED, OUTBOX_PUBLISHED
 
@@ -34,7 +44,7 @@ log = get_logger("rampart.relay")
 def _publish(celery: Celery, row: Any) -> None:
     """Send one job, in a `queue.publish` span continuing the request that enqueued it
     (the outbox row's traceparent, else its trace_id); the message carries both."""
-    headers = row.headers or {}
+    headers = row["headers"] or {}
     with tracing.span(
         "queue.publish",
         kind=tracing.SpanKind.PRODUCER,
@@ -44,64 +54,73 @@ def _publish(celery: Celery, row: Any) -> None:
             "messaging.system": "redis",
             "messaging.operation.type": "send",
             "messaging.destination.name": QUEUE,
-            "messaging.message.id": str(row.job_id),
-            "rampart.task": row.task,
+            "messaging.message.id": str(row["job_id"]),
+            "rampart.task": row["task"],
         },
     ) as publish_span:
         found = tracing.ids(publish_span)
         trace_id = tracing.log_trace_id(publish_span, headers.get("trace_id"))
-        context.bind(trace_id=trace_id, span_id=found[1] if found else None, job_id=str(row.job_id))
+        context.bind(
+            trace_id=trace_id, span_id=found[1] if found else None, job_id=str(row["job_id"])
+        )
         message_headers = {"trace_id": trace_id}
         traceparent = tracing.traceparent_of(publish_span)
         if traceparent is not None:
             message_headers["traceparent"] = traceparent
         celery.send_task(
-            row.task,
-            args=[str(row.job_id), str(row.tenant_id)],
-            task_id=str(row.job_id),
+            row["task"],
+            args=[str(row["job_id"]), str(row["tenant_id"])],
+            task_id=str(row["job_id"]),
             headers=message_headers,
             retry=False,
         )
 
 
-def relay_once(celery: Celery, batch_size: int) -> int:
+def _publish_batch(celery: Celery, rows: list[Any], published: list[int]) -> None:
+    """Publish in order, appending each published row's id (a thread: kombu blocks)."""
+    try:
+        for row in rows:
+            _publish(celery, row)
+            published.append(row["id"])
+            OUTBOX_PUBLISHED.labels(row["task"]).inc()
+            log.info("outbox_published", task=row["task"])
+    finally:
+        context.clear()
+
+
+async def relay_once(celery: Celery, batch_size: int) -> int:
     """Publish one batch; return how many rows were published."""
     published: list[int] = []
-    with transaction(None) as session:
-        rows = session.execute(
-            text("SELECT id, tenant_id, job_id, task, headers FROM app.outbox_claim(:n)"),
-            {"n": batch_size},
-        ).all()
+    async with transaction(None) as tx:
+        rows = await tx.fetch(
+            "SELECT id, tenant_id, job_id, task, headers FROM app.outbox_claim($1)", batch_size
+        )
+        if not rows:
+            return 0
         try:
-            for row in rows:
-                _publish(celery, row)
-                published.append(row.id)
-                OUTBOX_PUBLISHED.labels(row.task).inc()
-                log.info("outbox_published", task=row.task)
+            await asyncio.to_thread(_publish_batch, celery, rows, published)
         finally:
             # Mark what did go out even if the broker failed midway through the batch.
             if published:
-                session.execute(text("SELECT app.outbox_mark_sent(:ids)"), {"ids": published})
-            context.clear()
+                await tx.execute("SELECT app.outbox_mark_sent($1)", published)
     return len(published)
 
 
-def sweep_once(stale_after_seconds: int, max_rows: int) -> int:
+async def sweep_once(stale_after_seconds: int, max_rows: int) -> int:
     """Give stale jobs a new outbox row (one transaction); return how many."""
-    with transaction(None) as session:
-        rows = session.execute(
-            text(
-                "SELECT job_id, tenant_id, type, trace_id FROM app.jobs_republish_stale(:stale, :n)"
-            ),
-            {"stale": stale_after_seconds, "n": max_rows},
-        ).all()
+    async with transaction(None) as tx:
+        rows = await tx.fetch(
+            "SELECT job_id, tenant_id, type, trace_id FROM app.jobs_republish_stale($1, $2)",
+            stale_after_seconds,
+            max_rows,
+        )
     for row in rows:
-        JOBS_REPUBLISHED.labels(row.type).inc()
+        JOBS_REPUBLISHED.labels(row["type"]).inc()
         context.bind(
-            trace_id=row.trace_id,
-            job_id=str(row.job_id),
-            job_type=row.type,
-            tenant_id=str(row.tenant_id),
+            trace_id=row["trace_id"],
+            job_id=str(row["job_id"]),
+            job_type=row["type"],
+            tenant_id=str(row["tenant_id"]),
         )
         try:
             log.warning("job_republished", stale_after_seconds=stale_after_seconds)
@@ -110,26 +129,67 @@ def sweep_once(stale_after_seconds: int, max_rows: int) -> int:
     return len(rows)
 
 
-def run_relay(celery: Celery, stop: threading.Event | None = None) -> None:
-    settings = get_settings()
-    stop = stop or threading.Event()
-    backoff = settings.relay_poll_interval_seconds
-    next_sweep = time.monotonic()
-    log.info("relay_started")
-    while not stop.is_set():
-        if time.monotonic() >= next_sweep:
-            next_sweep = time.monotonic() + settings.job_sweep_interval_seconds
-            try:
-                sweep_once(settings.job_stale_after_seconds, settings.relay_batch_size)
-            except Exception as exc:  # the sweep is a safety net: publishing goes on
-                log.warning("job_sweep_failed", error_type=type(exc).__name__, error=str(exc))
+class _Wakeup:
+    """LISTEN on the outbox channel on a connection of its own; `event` is set by every
+    notification. Reconnects (next round) after the connection is lost."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+
+    def _notified(self, *_args: object) -> None:
+        self.event.set()
+
+    async def ensure(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            return
         try:
-            count = relay_once(celery, settings.relay_batch_size)
-            backoff = settings.relay_poll_interval_seconds
-            if count:
-                continue  # more may be waiting
-        except Exception as exc:
-            log.warning("relay_round_failed", error_type=type(exc).__name__, error=str(exc))
-            backoff = min(backoff * 2, 5.0)
-        stop.wait(backoff)
-    log.info("relay_stopped")
+            self._conn = await connect()
+            await self._conn.add_listener(OUTBOX_CHANNEL, self._notified)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            self._conn = None
+            log.warning("relay_listen_failed", error_type=type(exc).__name__, error=str(exc))
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close(timeout=2)
+            self._conn = None
+
+
+async def run_relay(celery: Celery, stop: asyncio.Event) -> None:
+    settings = get_settings()
+    poll = settings.relay_poll_interval_seconds
+    backoff = poll
+    next_sweep = time.monotonic()
+    wakeup = _Wakeup()
+    log.info("relay_started")
+    try:
+        while not stop.is_set():
+            await wakeup.ensure()
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + settings.job_sweep_interval_seconds
+                try:
+                    await sweep_once(settings.job_stale_after_seconds, settings.relay_batch_size)
+                except Exception as exc:  # the sweep is a safety net: publishing goes on
+                    log.warning("job_sweep_failed", error_type=type(exc).__name__, error=str(exc))
+            wakeup.event.clear()  # before looking: a commit from now on wakes the next wait
+            try:
+                count = await relay_once(celery, settings.relay_batch_size)
+                backoff = poll
+                if count:
+                    continue  # more may be waiting
+            except Exception as exc:
+                log.warning("relay_round_failed", error_type=type(exc).__name__, error=str(exc))
+                backoff = min(backoff * 2, 5.0)
+            waits = [asyncio.ensure_future(stop.wait())]
+            if backoff == poll:  # after a failure, back off even if notified
+                waits.append(asyncio.ensure_future(wakeup.event.wait()))
+            _done, pending = await asyncio.wait(
+                waits, timeout=backoff, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiting in pending:
+                waiting.cancel()
+    finally:
+        await wakeup.close()
+        log.info("relay_stopped")

@@ -2,36 +2,38 @@
 
 The job row tracks every delivery (`attempts`). A delivery of a job that already succeeded
 or was quarantined does nothing. The domain work marks the job succeeded in its own final
-transaction (`run.succeed(session)`), so "work written" and "job done" commit together.
+transaction (`await run.succeed(tx)`), so "work written" and "job done" commit together.
+
+The delivery is counted in the work's first transaction (`run.transaction()` hands that
+one out first): one transaction fewer per job. If that transaction does not commit, the
+delivery is counted again on its own before the runner decides what to do, so a job that
+keeps failing there still reaches its delivery limit.
 
 How a job ends (docs/resilience.md):
 - success → `succeeded`;
-- transient error (database down or saturated, `TransientJobError`) with attempts left →
-  re-raised, and the task schedules a retry with backoff and jitter;
+- transient error (database unavailable or saturated, `TransientJobError`) with attempts
+  left → re-raised, and the task schedules a retry with backoff and jitter;
 - definitive error (anything else: bad payload, a bug, invalid output), or a transient one
   with no attempts left → `quarantined`, with a dead letter;
 - more deliveries than `JOB_MAX_ATTEMPTS` (a message that keeps killing its worker never
-  gets to raise) → quarantined at the start of the next delivery, before running.
+  gets to raise) → quarantined at the start of the next delivery, before running;
+- longer than TASK_TIME_LIMIT_SECONDS → cancelled, and handled as a transient error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
-
 from rampart.config import get_settings
 from rampart.kit import context
-from rampart.kit.db.transaction import Claims, transaction
-from rampart.kit.jobs.models import Job
+from rampart.kit.db.transaction import Claims, DatabaseUnavailable, Overloaded, Tx, transaction
 from rampart.kit.jobs.quarantine import quarantine
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import JOB_DURATION, JOB_RETRIES
@@ -48,9 +50,25 @@ class DeliveryLimitExceeded(Exception):
     """The job was delivered more times than JOB_MAX_ATTEMPTS without finishing."""
 
 
-TRANSIENT_ERRORS = (sa_exc.OperationalError, sa_exc.TimeoutError, TransientJobError)
-Work = Callable[["JobRun"], None]
-OnFailure = Callable[["JobRun", BaseException], None]
+class JobTimeLimitExceeded(TransientJobError):
+    """The job ran longer than TASK_TIME_LIMIT_SECONDS and was cancelled."""
+
+
+TRANSIENT_ERRORS = (DatabaseUnavailable, Overloaded, TransientJobError)
+Work = Callable[["JobRun"], Awaitable[None]]
+OnFailure = Callable[["JobRun", BaseException], Awaitable[None]]
+
+# One statement: count the delivery unless the job is finished, and read what the run needs.
+_START = """
+UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = now(),
+                updated_at = now()
+ WHERE id = $1 AND status NOT IN ('succeeded', 'quarantined')
+RETURNING type, payload, trace_id, attempts
+"""
+_SUCCEED = """
+UPDATE jobs SET status = 'succeeded', finished_at = now(), last_error = NULL, updated_at = now()
+ WHERE id = $1
+"""
 
 
 @dataclass
@@ -62,59 +80,83 @@ class JobRun:
     payload: dict[str, Any]
     trace_id: str | None
     attempts: int
-    claims: Claims = field(init=False)
+    claims: Claims
+    _start: Tx | None = field(default=None, repr=False)
+    delivery_committed: bool = False
 
-    def __post_init__(self) -> None:
-        self.claims = Claims(tenant_id=str(self.tenant_id), role="service")
-
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        with transaction(self.claims) as session:
-            yield session
-
-    def succeed(self, session: Session) -> None:
-        session.execute(
-            update(Job)
-            .where(Job.id == self.job_id)
-            .values(status="succeeded", finished_at=func.now(), last_error=None)
-        )
-
-
-def _locked_job(session: Session, job_id: uuid.UUID) -> Job | None:
-    return session.execute(
-        select(Job).where(Job.id == job_id).with_for_update()
-    ).scalar_one_or_none()
-
-
-def _start(job_id: uuid.UUID, claims: Claims, task: str) -> JobRun | None:
-    """Count this delivery and return the run, or None when there is nothing to do."""
-    with transaction(claims) as session:
-        job = _locked_job(session, job_id)
-        if job is None or job.status in ("succeeded", "quarantined"):
-            return None
-        job.status = "processing"
-        job.attempts += 1
-        job.started_at = func.now()
-        session.flush()
-        return JobRun(
-            job_id=job.id,
-            tenant_id=job.tenant_id,
-            type=job.type,
-            task=task,
-            payload=dict(job.payload),
-            trace_id=job.trace_id,
-            attempts=job.attempts,
-        )
-
-
-def _quarantine(run: JobRun, exc: BaseException, tb: str | None, on_failure: OnFailure | None):
-    with run.transaction() as session:
-        job = _locked_job(session, run.job_id)
-        if job is None or job.status in ("succeeded", "quarantined"):
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """The first call continues the transaction that counted this delivery."""
+        started, self._start = self._start, None
+        if started is None:
+            async with transaction(self.claims) as tx:
+                yield tx
             return
-        quarantine(
-            session,
-            job=job,
+        try:
+            yield started
+        except BaseException:
+            await started.rollback()
+            raise
+        await started.commit()
+        self.delivery_committed = True
+
+    async def succeed(self, tx: Tx) -> None:
+        await tx.execute(_SUCCEED, self.job_id)
+
+    async def close(self) -> None:
+        """Commit the delivery count if the work never used its first transaction."""
+        if self._start is not None:
+            started, self._start = self._start, None
+            await started.commit()
+            self.delivery_committed = True
+
+
+async def _start(job_id: uuid.UUID, claims: Claims, task: str) -> JobRun | None:
+    """Count this delivery (uncommitted, see JobRun.transaction) and return the run, or
+    None when there is nothing to do."""
+    tx = Tx(claims)
+    try:
+        row = await tx.fetchrow(_START, job_id)
+    except BaseException:
+        await tx.rollback()
+        raise
+    if row is None:
+        await tx.commit()
+        return None
+    return JobRun(
+        job_id=job_id,
+        tenant_id=uuid.UUID(claims.tenant_id),
+        type=row["type"],
+        task=task,
+        payload=dict(row["payload"]),
+        trace_id=row["trace_id"],
+        attempts=row["attempts"],
+        claims=claims,
+        _start=tx,
+    )
+
+
+async def _count_delivery(run: JobRun) -> None:
+    """The first transaction rolled back with the count in it: count the delivery alone."""
+    async with transaction(run.claims) as tx:
+        await tx.execute(
+            "UPDATE jobs SET attempts = attempts + 1, started_at = now(), updated_at = now()"
+            " WHERE id = $1",
+            run.job_id,
+        )
+    run.delivery_committed = True
+
+
+async def _quarantine(
+    run: JobRun, exc: BaseException, tb: str | None, on_failure: OnFailure | None
+) -> None:
+    async with transaction(run.claims) as tx:
+        status = await tx.fetchval("SELECT status FROM jobs WHERE id = $1 FOR UPDATE", run.job_id)
+        if status is None or status in ("succeeded", "quarantined"):
+            return
+        await quarantine(
+            tx,
+            job_id=run.job_id,
             task=run.task,
             error_class=type(exc).__name__,
             error_message=str(exc) or type(exc).__name__,
@@ -126,12 +168,12 @@ def _quarantine(run: JobRun, exc: BaseException, tb: str | None, on_failure: OnF
     report_exception(exc)
     if on_failure is not None:
         try:
-            on_failure(run, exc)
+            await on_failure(run, exc)
         except Exception:  # the job is safely quarantined; the domain's note is best effort
             log.exception("job_on_failure_hook_failed")
 
 
-def run_job(
+async def run_job(
     job_id: str,
     tenant_id: str,
     work: Work,
@@ -142,37 +184,61 @@ def run_job(
     span_id: str | None = None,
 ) -> str:
     """Run `work` for the job; return the outcome (raises only transient errors to retry)."""
-    max_attempts = get_settings().job_max_attempts
+    settings = get_settings()
+    max_attempts = settings.job_max_attempts
     claims = Claims(tenant_id=str(uuid.UUID(tenant_id)), role="service")
-    context.clear()  # a prefork child runs many tasks: start each with a clean context
+    context.clear()  # a worker runs many tasks: start each with a clean context
     context.bind(trace_id=trace_id, span_id=span_id, tenant_id=claims.tenant_id, job_id=job_id)
-    run = _start(uuid.UUID(job_id), claims, task)
+    run = await _start(uuid.UUID(job_id), claims, task)
     if run is None:
         log.info("job_skipped", reason="already succeeded, quarantined or unknown")
         return "skipped"
     context.bind(trace_id=trace_id or run.trace_id, job_type=run.type, attempt=run.attempts)
     if run.attempts > max_attempts:
+        await run.close()
         limit = DeliveryLimitExceeded(
             f"delivered {run.attempts} times without finishing (limit {max_attempts}): "
             "the job keeps crashing its worker or kept failing"
         )
-        _quarantine(run, limit, None, on_failure)
+        await _quarantine(run, limit, None, on_failure)
         return "quarantined"
     log.info("job_started")
     t0 = time.perf_counter()
     try:
-        work(run)
+        try:
+            async with asyncio.timeout(settings.task_time_limit_seconds):
+                await work(run)
+            await run.close()
+        except TimeoutError as exc:
+            raise JobTimeLimitExceeded(
+                f"ran longer than TASK_TIME_LIMIT_SECONDS ({settings.task_time_limit_seconds} s)"
+            ) from exc
     except TRANSIENT_ERRORS as exc:
+        await _settle_delivery(run)
         if run.attempts < max_attempts:
             log.warning("job_transient_error", error_type=type(exc).__name__, error=str(exc)[:300])
             JOB_RETRIES.labels(run.type).inc()
             raise
-        _quarantine(run, exc, traceback.format_exc(), on_failure)
+        await _quarantine(run, exc, traceback.format_exc(), on_failure)
         return "quarantined"
     except Exception as exc:  # definitive: retrying will not fix it
-        _quarantine(run, exc, traceback.format_exc(), on_failure)
+        await _settle_delivery(run)
+        await _quarantine(run, exc, traceback.format_exc(), on_failure)
         return "quarantined"
     finally:
         JOB_DURATION.labels(run.type).observe(time.perf_counter() - t0)
     log.info("job_succeeded", duration_ms=round((time.perf_counter() - t0) * 1000, 1))
     return "succeeded"
+
+
+async def _settle_delivery(run: JobRun) -> None:
+    """After a failure: make sure the delivery is counted (best effort: the database may be
+    what failed; the next delivery then counts anew)."""
+    if run._start is not None:
+        started, run._start = run._start, None
+        await started.rollback()
+    if not run.delivery_committed:
+        try:
+            await _count_delivery(run)
+        except TRANSIENT_ERRORS:
+            log.warning("job_delivery_not_counted")

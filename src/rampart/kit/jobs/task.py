@@ -1,8 +1,9 @@
-"""Declare a job task: a Celery task that runs a domain step through the job runner.
+"""Declare a job task: a Celery task that runs a domain step through the job runner, on
+the worker's event loop (kit/jobs/loop.py).
 
 Transient errors are retried by Celery with exponential backoff and full jitter, bounded by
 JOB_MAX_ATTEMPTS deliveries (the runner quarantines after that). A task that still raises
-(the database was down even for the quarantine write) is rejected by Celery 5.7 without
+(the database was down even for the quarantine write) is rejected by Celery without
 requeue: its job row stays pending/processing until the relay's stale-job sweeper
 publishes it again (docs/resilience.md, "Stale-job sweeper" and "Known gaps").
 """
@@ -15,6 +16,7 @@ from celery import Task, shared_task
 
 from rampart.config import get_settings
 from rampart.kit import tracing
+from rampart.kit.jobs import loop
 from rampart.kit.jobs.runner import TRANSIENT_ERRORS, OnFailure, Work, run_job
 
 
@@ -30,39 +32,63 @@ def retry_delay(retries: int) -> float:
     return ceiling * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
 
 
+async def _consume(
+    name: str,
+    work: Work,
+    on_failure: OnFailure | None,
+    job_id: str,
+    tenant_id: str,
+    *,
+    trace_id: str | None,
+    traceparent: str | None,
+    queue: str,
+    retries: int,
+) -> str:
+    # One trace from the request: continue the relay's publish span (kit/tracing.py).
+    with tracing.span(
+        "queue.consume",
+        kind=tracing.SpanKind.CONSUMER,
+        traceparent=traceparent,
+        trace_id=trace_id,
+        attributes={
+            "messaging.system": "redis",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": queue,
+            "messaging.message.id": job_id,
+            "rampart.task": name,
+            "rampart.retries": retries,
+        },
+    ) as consume_span:
+        found = tracing.ids(consume_span)
+        return await run_job(
+            job_id,
+            tenant_id,
+            work,
+            task=name,
+            trace_id=tracing.log_trace_id(consume_span, trace_id) if trace_id else None,
+            span_id=found[1] if found else None,
+            on_failure=on_failure,
+        )
+
+
 def job_task(name: str, work: Work, on_failure: OnFailure | None = None) -> Task:
     @shared_task(name=name, bind=True, max_retries=None)
     def task(self: Task, job_id: str, tenant_id: str) -> str:
-        recorded = _header(self, "trace_id")
-        # One trace from the request: continue the relay's publish span (kit/tracing.py).
-        with tracing.span(
-            "queue.consume",
-            kind=tracing.SpanKind.CONSUMER,
-            traceparent=_header(self, "traceparent"),
-            trace_id=recorded,
-            attributes={
-                "messaging.system": "redis",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": (self.request.delivery_info or {}).get(
-                    "routing_key", ""
-                ),
-                "messaging.message.id": job_id,
-                "rampart.task": name,
-                "rampart.retries": self.request.retries,
-            },
-        ) as consume_span:
-            found = tracing.ids(consume_span)
-            try:
-                return run_job(
+        try:
+            return loop.run(
+                _consume(
+                    name,
+                    work,
+                    on_failure,
                     job_id,
                     tenant_id,
-                    work,
-                    task=name,
-                    trace_id=tracing.log_trace_id(consume_span, recorded) if recorded else None,
-                    span_id=found[1] if found else None,
-                    on_failure=on_failure,
+                    trace_id=_header(self, "trace_id"),
+                    traceparent=_header(self, "traceparent"),
+                    queue=(self.request.delivery_info or {}).get("routing_key", ""),
+                    retries=self.request.retries,
                 )
-            except TRANSIENT_ERRORS as exc:
-                raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
+            )
+        except TRANSIENT_ERRORS as exc:
+            raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
 
     return task

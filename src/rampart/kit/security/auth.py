@@ -1,21 +1,29 @@
 """Who is calling: a bearer token or a browser session cookie becomes a Principal (user,
-tenant, role).
+tenant, role, token version), and the request's transaction checks it against the
+database before anything else runs in it.
 
 A bearer token wins when both are sent (a browser never adds one by itself). A cookie
 session is looked up in Redis (kit/security/sessions.py) and, for a state-changing method,
 must come with its CSRF token (kit/security/csrf.py): checking here, in the one place a
-cookie authenticates, guards every route that takes a principal, present and future."""
+cookie authenticates, guards every route that takes a principal, present and future.
+
+What a token or a session says is a claim. The request's transaction
+(kit/db/dependency.py) asks the domain's actor loader (`set_actor_loader`, wired by the
+app) for the caller as the database knows them now, under RLS, in the same transaction:
+a user who was removed, or whose token version moved on (role or password changed, member
+removed), gets 401 on their next request, bearer and cookie alike. The kit knows no
+domain table: the loader is the domain's.
+"""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from rampart.kit import context
 from rampart.kit.db.transaction import Claims
@@ -24,6 +32,9 @@ from rampart.kit.security import csrf, sessions
 from rampart.kit.security.sessions import BrowserSession
 from rampart.kit.security.tokens import decode_access_token
 
+if TYPE_CHECKING:
+    from rampart.kit.db.transaction import Tx
+
 _bearer = HTTPBearer(auto_error=False)
 _session_cookie = APIKeyCookie(
     name=sessions.SESSION_COOKIE,
@@ -31,43 +42,74 @@ _session_cookie = APIKeyCookie(
     description="Browser session from POST /api/v1/auth/session; POST, PUT, PATCH and DELETE "
     "also need the session's token in X-CSRF-Token.",
 )
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _STATE_KEY = "browser_session"
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller. Resolved in an async dependency so the context it binds
-    (tenant_id, user_id) stays visible to the rest of the request, threads included."""
+    """The caller. From a token or session: what it claims; from `CurrentActor`: what the
+    database holds now (role, version, and the tenant's plan)."""
 
     user_id: str
     tenant_id: str
     role: str
+    token_version: int = 0
+    plan: str | None = None
 
     @property
     def claims(self) -> Claims:
         return Claims(tenant_id=self.tenant_id, sub=self.user_id)
 
 
+class TokenRevoked(Unauthorized):
+    code = "token_revoked"
+    message = "This token or session is no longer valid; log in again."
+
+
+# The domain's check of a claimed principal: the caller as the database knows them now, or
+# an Unauthorized. Set once by the app (create_app), read per request.
+ActorLoader = Callable[["Tx", Principal], Awaitable[Principal]]
+_loader: list[ActorLoader] = []
+
+
+def set_actor_loader(loader: ActorLoader) -> None:
+    _loader[:] = [loader]
+
+
+async def load_actor(tx: Tx, principal: Principal) -> Principal:
+    if not _loader:
+        raise RuntimeError("no actor loader: create_app() sets it (set_actor_loader)")
+    actor = await _loader[0](tx, principal)
+    tx.actor = actor
+    return actor
+
+
 def _from_bearer(token: str) -> Principal:
     try:
         claims = decode_access_token(token)
-        return Principal(
-            user_id=str(uuid.UUID(claims["sub"])),
-            tenant_id=str(uuid.UUID(claims["tenant_id"])),
-            role=str(claims["role"]),
-        )
-    except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
-        raise Unauthorized("Invalid or expired token.", headers=_CHALLENGE) from exc
+    except jwt.InvalidTokenError as exc:
+        raise Unauthorized("Invalid or expired token.", headers=CHALLENGE) from exc
+    return Principal(
+        user_id=str(claims.sub),
+        tenant_id=str(claims.tenant_id),
+        role=claims.role,
+        token_version=claims.ver,
+    )
 
 
 async def _from_session(request: Request, session_id: str) -> Principal:
-    session = await run_in_threadpool(sessions.touch, session_id)  # 503 if Redis is down
+    session = await sessions.touch(session_id)  # 503 if Redis is down
     if session is None:
-        raise Unauthorized("The session has expired or was logged out.", headers=_CHALLENGE)
+        raise Unauthorized("The session has expired or was logged out.", headers=CHALLENGE)
     csrf.check(request, session.id)
     setattr(request.state, _STATE_KEY, session)
-    return Principal(user_id=session.user_id, tenant_id=session.tenant_id, role=session.role)
+    return Principal(
+        user_id=session.user_id,
+        tenant_id=session.tenant_id,
+        role=session.role,
+        token_version=session.version,
+    )
 
 
 async def current_principal(
@@ -80,7 +122,7 @@ async def current_principal(
     elif session_id:
         principal = await _from_session(request, session_id)
     else:
-        raise Unauthorized("Missing bearer token or session cookie.", headers=_CHALLENGE)
+        raise Unauthorized("Missing bearer token or session cookie.", headers=CHALLENGE)
     context.bind(tenant_id=principal.tenant_id, user_id=principal.user_id)
     return principal
 
@@ -92,7 +134,7 @@ class NotASession(BadRequest):
     code = "not_a_session"
     message = (
         "This request is authenticated by a bearer token, not a session cookie; a bearer "
-        "token cannot be revoked, it ends at its expiry (discard it)."
+        "token cannot be revoked by logout, it ends at its expiry (discard it)."
     )
 
 

@@ -4,25 +4,23 @@ caller's current role.
 The table is generic (roles × actions on "the tenant's resources"); each domain service
 applies it to its own resource (assessments/service.py: `can_delete_assessment`, ...).
 
-The role is read from the database on every permission-sensitive request, not taken from
-the access token: a token keeps the role it was issued with until it expires, so after a
-demotion the old token would still say "admin". `CurrentActor` is the caller with the
-role of their user row, read under RLS in the request's own transaction (raw SQL: the kit
-never imports a domain module).
+The role is read from the database on every request that opens a tenant transaction,
+never taken from the access token: a token keeps the role it was issued with until it
+expires, so after a demotion the old token would still say "admin". `CurrentActor` is the
+caller as the domain's actor loader found them in the request's own transaction
+(kit/security/auth.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends
-from sqlalchemy import text
 
-from rampart.kit.db.dependency import TenantSession
-from rampart.kit.errors import Forbidden, Unauthorized
-from rampart.kit.security.auth import CurrentPrincipal, Principal
+from rampart.kit.db.dependency import TenantTx
+from rampart.kit.errors import Forbidden
+from rampart.kit.security.auth import Principal
 
 
 class Role(StrEnum):
@@ -103,14 +101,9 @@ def require(permitted: bool, message: str = "Your role does not allow this.") ->
 # --- the caller's current role -------------------------------------------------------------
 
 
-def current_actor(principal: CurrentPrincipal, session: TenantSession) -> Principal:
-    """The caller with the role their user row holds now (same transaction, under RLS)."""
-    role = session.execute(
-        text("SELECT role FROM users WHERE id = :id"), {"id": principal.user_id}
-    ).scalar_one_or_none()
-    if role is None:  # the token outlived its user: no role at all
-        raise Unauthorized("The account no longer exists.", headers={"WWW-Authenticate": "Bearer"})
-    return dataclasses.replace(principal, role=role)
+async def current_actor(tx: TenantTx) -> Principal:
+    """The caller with the role (and plan) the database holds now (same transaction)."""
+    return tx.actor
 
 
 CurrentActor = Annotated[Principal, Depends(current_actor)]

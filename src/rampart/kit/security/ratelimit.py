@@ -27,24 +27,22 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Annotated
 
 import redis
-from fastapi import Depends, Request
+from fastapi import Request
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rampart.config import Settings, get_settings
-from rampart.kit.db.dependency import TenantSession
 from rampart.kit.errors import AppError, envelope
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
 from rampart.kit.security.auth import CurrentPrincipal
 from rampart.kit.security.client_ip import client_ip, ip_bucket
+from rampart.kit.security.permissions import CurrentActor
 
 log = get_logger(__name__)
 
@@ -222,25 +220,14 @@ async def signup_rate_limit(request: Request) -> None:
     await limiter.check("signup_ip", limiter.limits.signup_per_ip, _ip(request))
 
 
-def _tenant_plan(principal: CurrentPrincipal, session: TenantSession) -> str:
-    """The caller's plan, read in the request's own transaction (the same session the route
-    uses, under RLS): an upgrade applies on the next request, with no token to refresh.
-    Raw SQL on purpose: the kit never imports a domain module."""
-    plan = session.execute(
-        text("SELECT plan FROM tenants WHERE id = :id"), {"id": principal.tenant_id}
-    ).scalar_one_or_none()
-    return plan or "free"
-
-
-async def assessment_rate_limit(
-    request: Request,
-    principal: CurrentPrincipal,
-    plan: Annotated[str, Depends(_tenant_plan)],
-) -> None:
-    """Per user, by the tenant's plan: assessment creation costs LLM calls."""
+async def assessment_rate_limit(request: Request, actor: CurrentActor) -> None:
+    """Per user, by the tenant's plan (read in the request's own transaction with the
+    caller's role, kit/security/auth.py): assessment creation costs LLM calls."""
     limiter = _limiter(request)
-    item = limiter.limits.assessments_pro if plan == "pro" else limiter.limits.assessments_free
-    await limiter.check("assessments", item, principal.user_id)
+    item = (
+        limiter.limits.assessments_pro if actor.plan == "pro" else limiter.limits.assessments_free
+    )
+    await limiter.check("assessments", item, actor.user_id)
 
 
 async def upload_rate_limit(request: Request, principal: CurrentPrincipal) -> None:

@@ -21,14 +21,13 @@ import hashlib
 import json
 import secrets
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+import redis.asyncio as aioredis
 from starlette.responses import Response
 
 from rampart.config import get_settings
+from rampart.kit import redis_clients
 from rampart.kit.errors import ServiceUnavailable
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import SESSION_EVENTS
@@ -58,30 +57,18 @@ class BrowserSession:
     tenant_id: str
     role: str
     csrf_token: str = field(repr=False)
+    version: int = 0  # the user's token version at login (kit/security/auth.py)
 
 
 def redis_key(session_id: str) -> str:
     return KEY_PREFIX + hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-@lru_cache
-def _redis(url: str) -> redis.Redis:
-    # Short timeouts and one retry without backoff (a pooled connection gone stale after a
-    # Redis restart): redis-py's default of 10 backed-off retries would hold each request
-    # for seconds while Redis is down.
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), 1),
-    )
-
-
-def _client() -> redis.Redis:
+def _client() -> aioredis.Redis:
     url = get_settings().redis_url
     if url is None:
         raise SessionsUnavailable()
-    return _redis(url.get_secret_value())
+    return redis_clients.shared(url.get_secret_value(), timeout=REDIS_TIMEOUT_SECONDS)
 
 
 def _unavailable(operation: str, exc: Exception) -> SessionsUnavailable:
@@ -90,7 +77,7 @@ def _unavailable(operation: str, exc: Exception) -> SessionsUnavailable:
     return SessionsUnavailable()
 
 
-def create(*, user_id: str, tenant_id: str, role: str) -> BrowserSession:
+async def create(*, user_id: str, tenant_id: str, role: str, version: int) -> BrowserSession:
     """Store a new session under a fresh random id (never one the client offered: no
     fixation), with its CSRF token."""
     session_id = secrets.token_urlsafe(32)
@@ -100,22 +87,23 @@ def create(*, user_id: str, tenant_id: str, role: str) -> BrowserSession:
         tenant_id=tenant_id,
         role=role,
         csrf_token=issue_token(session_id),
+        version=version,
     )
     state = {k: v for k, v in asdict(session).items() if k != "id"}
     try:
         ttl = get_settings().session_ttl_seconds
-        _client().set(redis_key(session_id), json.dumps(state), ex=ttl)
+        await _client().set(redis_key(session_id), json.dumps(state), ex=ttl)
     except (redis.RedisError, OSError) as exc:
         raise _unavailable("create", exc) from exc
     SESSION_EVENTS.labels("created").inc()
     return session
 
 
-def touch(session_id: str) -> BrowserSession | None:
+async def touch(session_id: str) -> BrowserSession | None:
     """The live session with this id, its idle timeout started again; None if unknown or
     expired."""
     try:
-        raw = _client().getex(redis_key(session_id), ex=get_settings().session_ttl_seconds)
+        raw = await _client().getex(redis_key(session_id), ex=get_settings().session_ttl_seconds)
     except (redis.RedisError, OSError) as exc:
         raise _unavailable("touch", exc) from exc
     if raw is None:
@@ -123,10 +111,10 @@ def touch(session_id: str) -> BrowserSession | None:
     return BrowserSession(id=session_id, **json.loads(raw))
 
 
-def revoke(session_id: str) -> None:
+async def revoke(session_id: str) -> None:
     """Delete the session server-side: its cookie authenticates nothing any more."""
     try:
-        _client().delete(redis_key(session_id))
+        await _client().delete(redis_key(session_id))
     except (redis.RedisError, OSError) as exc:
         raise _unavailable("revoke", exc) from exc
     SESSION_EVENTS.labels("revoked").inc()
