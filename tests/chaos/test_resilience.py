@@ -15,6 +15,7 @@ CHAOS_POSTGRES_OUTAGE_SECONDS (default 5).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Iterator
@@ -49,11 +50,12 @@ from tests.support.chaos import (
     worker_events,
 )
 from tests.support.cli import rampart
+from tests.support.db import app_session
 from tests.support.jobs import enqueue_poison_job
 from tests.support.processes import Proc, Processes, processes, wait_until
 from tests.support.users import Account, signup
 
-from rampart.kit.db.transaction import Claims, transaction
+from rampart.kit.db.transaction import Claims
 from rampart.kit.jobs.celery_app import QUEUE
 from rampart.kit.jobs.quarantine import discard
 from rampart.kit.maintenance import set_read_only
@@ -467,7 +469,8 @@ def test_3_poison_job_is_quarantined_after_one_try_while_20_healthy_ones_complet
     assert figures.job_attempts == figures.jobs  # every job ran once, the poison included
     for assessment_id in accepted:
         seen_by_user(scene.client, scene.account, assessment_id)
-    assert discard(letter.id)  # what `rampart dlq discard` does: closed, kept for the record
+    # What `rampart dlq discard` does: closed, kept for the record.
+    assert asyncio.run(discard(letter.id))
 
 
 # --- 4. transient failures twice, then success --------------------------------------------------
@@ -491,7 +494,7 @@ def test_4_transient_failures_twice_then_success_completes_on_attempt_3(
     [assessment_id] = accept(scene.client, scene.account, 1)
     wait_until(lambda: broker_idle_but_queued(scene), 10, 0.05, message="the job to be queued")
 
-    with transaction(Claims(tenant_id=scene.tenant, role="service")) as session:
+    with app_session(Claims(tenant_id=scene.tenant, role="service")) as session:
         session.execute(
             text("SELECT id FROM assessments WHERE id = :id FOR UPDATE"), {"id": assessment_id}
         )

@@ -27,6 +27,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from tests.support.cli import rampart
+from tests.support.db import app_session
 from tests.support.processes import Proc, Processes, processes, wait_until
 from tests.support.receivers import Receiver, Span
 from tests.support.users import Account, answers, signup
@@ -34,7 +35,7 @@ from tests.support.users import Account, answers, signup
 from rampart.assessments import service
 from rampart.devstack.ports import free_port
 from rampart.kit import context
-from rampart.kit.db.transaction import Claims, transaction
+from rampart.kit.db.transaction import Claims
 from rampart.kit.jobs.celery_app import QUEUE
 from rampart.kit.jobs.enqueue import enqueue
 
@@ -61,7 +62,7 @@ class Observed:
 
 
 def _broker_idle(broker: redis.Redis) -> bool:
-    with transaction(None) as session:
+    with app_session(None) as session:
         pending = session.execute(text("SELECT pending FROM app.outbox_pending()")).scalar_one()
     return pending == 0 and broker.llen(QUEUE) == 0 and broker.hlen("unacked") == 0
 
@@ -331,7 +332,7 @@ def test_a_job_failing_for_good_reaches_sentry_once_tagged_and_scrubbed(observed
         account = signup(client)
     context.bind(trace_id=trace_id)
     try:
-        with transaction(Claims(tenant_id=account.tenant_id, sub=account.user_id)) as session:
+        with app_session(Claims(tenant_id=account.tenant_id, sub=account.user_id)) as session:
             job_id = enqueue(
                 session,
                 tenant_id=uuid.UUID(account.tenant_id),
@@ -360,7 +361,7 @@ def test_a_job_failing_for_good_reaches_sentry_once_tagged_and_scrubbed(observed
     assert event["contexts"]["trace"]["trace_id"] == trace_id
     raw = observed.receiver.sentry_bodies().decode()
     assert email not in raw and password not in raw
-    with transaction(Claims(tenant_id=account.tenant_id, role="service")) as session:
+    with app_session(Claims(tenant_id=account.tenant_id, role="service")) as session:
         status = session.execute(
             text("SELECT status FROM jobs WHERE id = :id"), {"id": job_id}
         ).scalar_one()

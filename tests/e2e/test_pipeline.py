@@ -18,10 +18,11 @@ import httpx
 import pytest
 import redis
 from sqlalchemy import text
+from tests.support.db import app_session
 from tests.support.processes import Proc, Processes, processes, wait_until
 from tests.support.users import Account, answers, signup
 
-from rampart.kit.db.transaction import Claims, transaction
+from rampart.kit.db.transaction import Claims
 from rampart.kit.jobs.celery_app import QUEUE
 
 if TYPE_CHECKING:  # imported at run time, pytest would try to collect the class
@@ -39,7 +40,7 @@ def procs(stack: TestStack, tmp_path: Path) -> Iterator[Processes]:
 
 def broker_idle(broker: redis.Redis) -> bool:
     """No outbox row waits to be published, no message waits in the queue or is unacked."""
-    with transaction(None) as session:
+    with app_session(None) as session:
         pending = session.execute(text("SELECT pending FROM app.outbox_pending()")).scalar_one()
     return pending == 0 and broker.llen(QUEUE) == 0 and broker.hlen("unacked") == 0
 
@@ -95,14 +96,14 @@ def wait_for_status(
 
 
 def jobs(tenant_id: str) -> list[Any]:
-    with transaction(Claims(tenant_id=tenant_id, role="service")) as session:
+    with app_session(Claims(tenant_id=tenant_id, role="service")) as session:
         return session.execute(
             text("SELECT id, type, status, attempts, trace_id FROM jobs ORDER BY created_at")
         ).all()
 
 
 def roadmap_count(tenant_id: str, assessment_id: str) -> int:
-    with transaction(Claims(tenant_id=tenant_id, role="service")) as session:
+    with app_session(Claims(tenant_id=tenant_id, role="service")) as session:
         return session.execute(
             text("SELECT count(*) FROM roadmaps WHERE assessment_id = :a"),
             {"a": uuid.UUID(assessment_id)},

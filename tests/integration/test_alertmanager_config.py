@@ -8,6 +8,7 @@ and inhibits the warning twin of a critical alert."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -282,7 +283,7 @@ def alertmanager(api, slack, tmp_path) -> Iterator[str]:
 def _incident(fingerprint: str | None = None, alertname: str | None = None) -> dict | None:
     from rampart.incidents.service import list_incidents
 
-    for row in list_incidents(include_resolved=True, limit=1000):
+    for row in asyncio.run(list_incidents(include_resolved=True, limit=1000)):
         if row.fingerprint == fingerprint or row.alertname == alertname:
             return row.as_json()
     return None
@@ -363,4 +364,4 @@ def test_a_real_alertmanager_inhibits_the_warning_twin_of_a_critical_alert(alert
 def _all_incidents() -> list[dict]:
     from rampart.incidents.service import list_incidents
 
-    return [row.as_json() for row in list_incidents(include_resolved=True, limit=1000)]
+    return [row.as_json() for row in asyncio.run(list_incidents(include_resolved=True, limit=1000))]

@@ -25,10 +25,11 @@ import httpx
 import psycopg
 import pytest
 from sqlalchemy import text
+from tests.support.db import app_session
 from tests.support.users import PASSWORD, Account, answers, signup
 
 from rampart.assessments.questionnaire import QUESTIONNAIRE
-from rampart.kit.db.transaction import Claims, transaction
+from rampart.kit.db.transaction import Claims
 
 MAX_BODY = 1_048_576
 Q = QUESTIONNAIRE.questions[0].id  # a real question id
@@ -90,7 +91,7 @@ def account(http: httpx.Client) -> Account:
 
 def tenant_writes(account: Account, superuser: str) -> dict[str, int]:
     claims = Claims(tenant_id=account.tenant_id, sub=account.user_id)
-    with transaction(claims) as session:
+    with app_session(claims) as session:
         counts = {
             table: session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
             for table in ("assessments", "jobs")

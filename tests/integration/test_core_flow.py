@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import text
+from tests.support.db import app_session
 from tests.support.jobs import jobs as _jobs
 from tests.support.jobs import run, run_pending
 from tests.support.users import PASSWORD, answers, signup
 
-from rampart.kit.db.transaction import Claims, transaction
+from rampart.kit.db.transaction import Claims
 
 
 def test_signup_returns_user_free_tenant_and_token(client):
@@ -110,7 +111,7 @@ def test_running_every_job_twice_makes_one_score_and_one_roadmap(client):
     jobs = _jobs(account.tenant_id)
     assert [j.type for j in jobs] == ["score_assessment", "generate_roadmap"]
     assert all(j.status == "succeeded" for j in jobs)
-    with transaction(Claims(tenant_id=account.tenant_id)) as session:
+    with app_session(Claims(tenant_id=account.tenant_id)) as session:
         count = session.execute(
             text("SELECT count(*) FROM roadmaps WHERE assessment_id = :a"),
             {"a": uuid.UUID(assessment_id)},

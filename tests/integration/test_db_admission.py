@@ -1,9 +1,10 @@
-"""Past the pool's capacity the API queues requests instead of stalling (kit/db/admission.py).
+"""Past the pool's capacity the API queues requests instead of stalling: transactions wait
+in order for a pooled connection (kit/db/transaction.py), and one that waits longer than
+DB_POOL_TIMEOUT_SECONDS gets 503 `overloaded`.
 
-A request holds its pooled connection between two threadpool hops (session dependency,
-endpoint). With a pool of 2 and anyio's 40 threads, 80 concurrent reads let every thread
-block in pool checkout while the 2 connection holders wait for a thread: before the
-admission gate, that stalled until the pool timeout answered 503 to most of them.
+(The sync request path once stalled here: with a pool of 2 and anyio's 40 threads, 80
+concurrent reads let every thread block in pool checkout while the connection holders
+waited for a thread. The async path has no threads to run out of; this keeps it so.)
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def test_more_requests_than_threads_and_connections_all_succeed(stack):
     assert statuses.count(200) == len(statuses), sorted(set(statuses))
 
 
-def test_a_request_that_waits_too_long_for_admission_gets_503_overloaded(stack):
+def test_a_request_that_waits_too_long_for_a_connection_gets_503_overloaded(stack):
     # Capacity 1 and a 50 ms wait: 80 concurrent requests cannot all be admitted in time.
     with serving(DB_POOL_SIZE="1", DB_MAX_OVERFLOW="0", DB_POOL_TIMEOUT_SECONDS="0.05") as http:
         account = signup(http, "Overloaded")

@@ -1,37 +1,55 @@
-"""Pool exhaustion answers 503 fast instead of hanging (seed 001 §7.4, scenario 3)."""
+"""Pool exhaustion answers 503 fast instead of hanging (seed 001 §7.4, scenario 3), and
+/ready tells saturation apart from a Postgres outage (issue 18, item 7)."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import httpx
-from tests.support.users import signup
+import psycopg
+from tests.support.server import serving
+from tests.support.users import answers, signup
 
 
-def test_exhausted_pool_gives_503_db_unavailable_within_the_acquire_timeout(stack, monkeypatch):
-    from tests.support.server import serve_in_thread
-    from tests.support.stack import reset_caches
+def test_an_exhausted_pool_gives_503_overloaded_and_ready_says_saturated_not_postgres(
+    stack, superuser
+):
+    with serving(DB_POOL_SIZE="1", DB_MAX_OVERFLOW="0", DB_POOL_TIMEOUT_SECONDS="0.5") as http:
+        account = signup(http, "Saturated")
+        created = http.post(
+            "/api/v1/assessments", json={"answers": answers()}, headers=account.headers
+        ).json()
+        url = str(http.base_url)
+        blocked: list[int] = []
+        # A lock taken outside the app: the DELETE below waits for it, holding the pool's
+        # only connection (a locked table reads the same way).
+        with psycopg.connect(superuser) as locker:
+            locker.execute("SELECT 1 FROM assessments WHERE id = %s FOR UPDATE", (created["id"],))
 
-    from rampart.kit.db.engine import get_engine
+            def delete() -> None:
+                with httpx.Client(base_url=url, timeout=30) as other:
+                    path = f"/api/v1/assessments/{created['id']}"
+                    blocked.append(other.delete(path, headers=account.headers).status_code)
 
-    for name, value in {
-        "DB_POOL_SIZE": "1",
-        "DB_MAX_OVERFLOW": "0",
-        "DB_POOL_TIMEOUT_SECONDS": "0.5",
-    }.items():
-        monkeypatch.setenv(name, value)
-    reset_caches()
-    try:
-        with serve_in_thread() as url, httpx.Client(base_url=url, timeout=10) as client:
-            account = signup(client)
-            held = get_engine().connect()  # the pool's only connection, taken
-            try:
-                # Without the pool timeout this would wait 30 s and trip the client's 10 s.
-                response = client.get("/api/v1/me", headers=account.headers)
-            finally:
-                held.close()
-            assert response.status_code == 503
-            assert response.json()["error"]["code"] == "db_unavailable"
-            assert client.get("/api/v1/me", headers=account.headers).status_code == 200
-    finally:
-        for name in ("DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_POOL_TIMEOUT_SECONDS"):
-            monkeypatch.delenv(name)
-        reset_caches()
+            holder = threading.Thread(target=delete)
+            holder.start()
+            time.sleep(0.5)  # the DELETE now holds the connection, waiting for the lock
+            started = time.monotonic()
+            refused = http.get("/api/v1/me", headers=account.headers)
+            waited = time.monotonic() - started
+            ready = http.get("/ready")
+            locker.rollback()  # the DELETE goes through
+        holder.join(30)
+        assert blocked == [204]
+        assert refused.status_code == 503 and waited < 3
+        assert refused.json()["error"]["code"] == "overloaded"
+        assert refused.headers["retry-after"] == "1"
+        assert ready.status_code == 503
+        checks = ready.json()["checks"]
+        assert checks["postgres"] == "ok" and checks["redis"] == "ok"
+        assert checks["capacity"].startswith("failed: saturated")
+        # Once nothing was refused for a few seconds, the process is ready again.
+        time.sleep(5.5)
+        assert http.get("/api/v1/me", headers=account.headers).status_code == 200
+        assert http.get("/ready").status_code == 200

@@ -25,7 +25,7 @@ def test_health_is_ok(client):
 def test_ready_checks_postgres_and_redis(client):
     response = client.get("/ready")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"postgres": "ok", "redis": "ok"}
+    assert response.json()["checks"] == {"postgres": "ok", "redis": "ok", "capacity": "ok"}
 
 
 def test_every_response_returns_the_callers_trace_id(client):

@@ -5,6 +5,7 @@ nothing written, and the rows as `rampart incidents` shows them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -76,7 +77,7 @@ def incidents(include_resolved: bool = True) -> list[dict]:
     prints them; read in-process, through the same service the command uses."""
     from rampart.incidents.service import list_incidents
 
-    rows = list_incidents(include_resolved=include_resolved, limit=1000)
+    rows = asyncio.run(list_incidents(include_resolved=include_resolved, limit=1000))
     return [row.as_json() for row in rows]
 
 

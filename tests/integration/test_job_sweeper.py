@@ -8,6 +8,7 @@ app sees goes through app_rw, the runtime role.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import uuid
@@ -17,15 +18,15 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 from sqlalchemy import text
-from tests.support.db import app_rw
+from tests.support.db import app_rw, app_session
 from tests.support.jobs import enqueue_poison_job, run
 from tests.support.processes import wait_until
 from tests.support.users import answers, signup
 
 from rampart.assessments import service
 from rampart.config import Settings
-from rampart.kit.db.transaction import Claims, transaction
-from rampart.kit.jobs import relay
+from rampart.kit.db.transaction import Claims
+from rampart.kit.jobs import loop, relay
 
 # Far beyond anything else in a test session: only the jobs these tests age are stale.
 STALE = 86_400
@@ -41,7 +42,7 @@ def _accept(client, account, trace_id: str | None = None) -> str:
 
 
 def _job_of(assessment_id: str, tenant_id: str) -> str:
-    with transaction(Claims(tenant_id=tenant_id, role="service")) as session:
+    with app_session(Claims(tenant_id=tenant_id, role="service")) as session:
         return str(
             session.execute(
                 text(
@@ -76,7 +77,7 @@ def _outbox(superuser: str, job_id: str) -> list:
 
 def _sweep(stale: int = STALE) -> dict[str, object]:
     """Call the function as app_rw without claims, as the relay does; rows by job id."""
-    with transaction(None) as session:
+    with app_session(None) as session:
         rows = session.execute(
             text("SELECT * FROM app.jobs_republish_stale(:s, 1000)"), {"s": stale}
         ).all()
@@ -215,7 +216,7 @@ def test_the_relay_sweep_logs_and_counts_each_republished_job(client, superuser,
     )
     capsys.readouterr()
 
-    assert relay.sweep_once(STALE, 1000) >= 1
+    assert loop.run(relay.sweep_once(STALE, 1000)) >= 1
 
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     [logged] = [x for x in lines if x.get("event") == "job_republished" and x["job_id"] == job_id]
@@ -237,24 +238,33 @@ def test_a_failing_sweep_is_logged_and_the_relay_keeps_publishing(monkeypatch, c
     reset_caches()
     rounds: list[int] = []
 
-    def broken_sweep(_stale: int, _rows: int) -> int:
+    async def broken_sweep(_stale: int, _rows: int) -> int:
         raise RuntimeError("the sweep broke")
 
+    async def empty_round(_celery, _n: int) -> int:
+        rounds.append(1)
+        return 0
+
     monkeypatch.setattr(relay, "sweep_once", broken_sweep)
-    monkeypatch.setattr(relay, "relay_once", lambda _celery, _n: rounds.append(1) or 0)
-    stop = threading.Event()
-    thread = threading.Thread(target=relay.run_relay, args=(None, stop), daemon=True)
+    monkeypatch.setattr(relay, "relay_once", empty_round)
+    job_loop = loop.start()
+    stop = asyncio.run_coroutine_threadsafe(_event(), job_loop).result()
+    thread = threading.Thread(target=loop.run, args=(relay.run_relay(None, stop),), daemon=True)
     thread.start()
     try:
         wait_until(lambda: len(rounds) >= 5, 10, 0.05, message="relay rounds after failed sweeps")
         assert thread.is_alive()
     finally:
-        stop.set()
+        job_loop.call_soon_threadsafe(stop.set)
         thread.join(5)
         monkeypatch.delenv("JOB_SWEEP_INTERVAL_SECONDS")
         reset_caches()
     events = [x for x in capsys.readouterr().out.splitlines() if '"job_sweep_failed"' in x]
     assert len(events) >= 2 and "the sweep broke" in events[0]
+
+
+async def _event() -> asyncio.Event:
+    return asyncio.Event()
 
 
 @pytest.mark.parametrize("stale", [3600, 3599, 1])

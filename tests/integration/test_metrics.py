@@ -5,6 +5,7 @@ aggregation across real uvicorn workers and Celery pool processes: tests/e2e."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -12,16 +13,16 @@ import uuid
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
+from tests.support.db import app_session
 from tests.support.jobs import jobs, run_pending
 from tests.support.users import answers, signup
 
 from rampart.assessments import service
 from rampart.config import get_settings
 from rampart.kit import context
-from rampart.kit.db.engine import get_engine
-from rampart.kit.db.transaction import Claims, transaction
+from rampart.kit.db.transaction import Claims, DatabaseUnavailable, transaction
+from rampart.kit.jobs import loop
 from rampart.kit.jobs.runner import run_job
 from rampart.kit.ops_metrics import OpsCollector
 
@@ -58,13 +59,14 @@ def test_a_slow_query_is_counted_and_logged_with_its_trace_id_and_no_values(
     slow_before = value("rampart_db_slow_queries_total")
     selects_before = value("rampart_db_query_duration_seconds_count", operation="select")
     trace_id = uuid.uuid4().hex
-    context.bind(trace_id=trace_id)
-    try:
-        with transaction(None) as session:
-            session.execute(text("SELECT pg_sleep(0.1), 'secret-literal-value' AS x, 123456789"))
-            session.execute(text("SELECT 1"))  # fast: timed, not slow
-    finally:
-        context.clear()
+
+    async def queries() -> None:
+        context.bind(trace_id=trace_id)
+        async with transaction(None) as tx:
+            await tx.fetch("SELECT pg_sleep(0.1), 'secret-literal-value' AS x, 123456789")
+            await tx.fetch("SELECT 1")  # fast: timed, not slow
+
+    loop.run(queries())
     assert value("rampart_db_slow_queries_total") == slow_before + 1
     assert value("rampart_db_query_duration_seconds_count", operation="select") >= (
         selects_before + 2
@@ -78,41 +80,45 @@ def test_a_slow_query_is_counted_and_logged_with_its_trace_id_and_no_values(
 def test_a_deadlock_is_counted_by_reason_and_its_rollback_too(api):
     deadlocks = value("rampart_db_transaction_errors_total", reason="deadlock")
     rollbacks = value("rampart_db_transaction_errors_total", reason="rollback")
-    both_hold_one = threading.Barrier(2, timeout=10)
-    failures: list[BaseException] = []
-
-    def lock(first: int, second: int) -> None:
-        try:
-            with transaction(None) as session:
-                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": first})
-                both_hold_one.wait()
-                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": second})
-        except sa_exc.DBAPIError as exc:
-            failures.append(exc)
-
     keys = (uuid.uuid4().int % 2**62, uuid.uuid4().int % 2**62)
-    threads = [
-        threading.Thread(target=lock, args=keys),
-        threading.Thread(target=lock, args=keys[::-1]),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert len(failures) == 1, failures  # Postgres broke the cycle by failing one of them
+
+    async def both() -> list[BaseException]:
+        holding = [asyncio.Event(), asyncio.Event()]
+
+        async def lock(me: int, first: int, second: int) -> None:
+            async with transaction(None) as tx:
+                await tx.execute("SELECT pg_advisory_xact_lock($1)", first)
+                holding[me].set()
+                await holding[1 - me].wait()
+                await tx.execute("SELECT pg_advisory_xact_lock($1)", second)
+
+        results = await asyncio.gather(
+            lock(0, *keys), lock(1, *keys[::-1]), return_exceptions=True
+        )
+        return [r for r in results if isinstance(r, BaseException)]
+
+    failures = loop.run(both())
+    # Postgres broke the cycle by failing one of them: a 503 for a request, a retry for a job.
+    assert len(failures) == 1 and isinstance(failures[0], DatabaseUnavailable), failures
     assert value("rampart_db_transaction_errors_total", reason="deadlock") == deadlocks + 1
     assert value("rampart_db_transaction_errors_total", reason="rollback") >= rollbacks + 1
 
 
 def test_pool_gauges_show_the_pool_size_and_the_connections_in_use(api):
     settings = get_settings()
-    engine = get_engine()
-    with engine.connect():
-        pass  # the pool exists and has been used
+
+    async def two_at_once() -> tuple[float, float]:
+        async with transaction(None) as tx:
+            await tx.fetchval("SELECT 1")  # the pool exists and has been used
+        idle = value("rampart_db_pool_in_use")
+        async with transaction(None) as first, transaction(None) as second:
+            await first.fetchval("SELECT 1")
+            await second.fetchval("SELECT 1")
+            return idle, value("rampart_db_pool_in_use")
+
+    idle, in_use = loop.run(two_at_once())
     assert value("rampart_db_pool_size") == settings.db_pool_size + settings.db_max_overflow
-    idle = value("rampart_db_pool_in_use")
-    with engine.connect(), engine.connect():
-        assert value("rampart_db_pool_in_use") == idle + 2
+    assert in_use == idle + 2
     assert value("rampart_db_pool_in_use") == idle
 
 
@@ -144,18 +150,17 @@ def test_the_relay_collector_reports_jobs_queues_and_connections_across_tenants(
     # One of them fails for good: an open dead letter counts as quarantined.
     [job] = jobs(second.tenant_id)
 
-    def broken(_run):
+    async def broken(_run):
         raise RuntimeError("model returned garbage")
 
-    assert run_job(str(job.id), second.tenant_id, broken, task=service.SCORE_TASK) == (
-        "quarantined"
-    )
+    outcome = loop.run(run_job(str(job.id), second.tenant_id, broken, task=service.SCORE_TASK))
+    assert outcome == "quarantined"
 
     # An app_rw session idle inside a transaction, in another thread, while we scrape.
     holding, release = threading.Event(), threading.Event()
 
     def idle_in_transaction() -> None:
-        with transaction(Claims(tenant_id=first.tenant_id)) as session:
+        with app_session(Claims(tenant_id=first.tenant_id)) as session:
             session.execute(text("SELECT 1"))
             holding.set()
             release.wait(10)

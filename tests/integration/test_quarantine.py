@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import text
 from tests.support.cli import rampart
-from tests.support.jobs import enqueue_poison_job, jobs, run, run_pending
+from tests.support.db import app_session
+from tests.support.jobs import enqueue_poison_job, jobs, run, run_pending, run_work
 from tests.support.users import answers, signup
 
 from rampart.assessments import service
-from rampart.kit.db.transaction import Claims, transaction
-from rampart.kit.jobs.runner import TransientJobError, run_job
+from rampart.kit.db.transaction import Claims
+from rampart.kit.jobs.runner import TransientJobError
 
 # A client's X-Request-ID that is a 32-hex id becomes the trace id (the OTel trace id).
 REPLAY_TRACE_ID = "7e91a0c4d2b8f3a65e4c1d0b9a8f7e6d"
 
 
 def _as_tenant(tenant_id: str, sql: str, **params):
-    with transaction(Claims(tenant_id=tenant_id, role="service")) as session:
+    with app_session(Claims(tenant_id=tenant_id, role="service")) as session:
         return session.execute(text(sql), params).all()
 
 
@@ -51,13 +54,13 @@ def test_a_transient_failure_is_retried_until_the_attempt_budget_then_quarantine
     account = signup(client)
     job_id = enqueue_poison_job(account.tenant_id)
 
-    def flaky(_run):
+    async def flaky(_run):
         raise TransientJobError("provider busy")
 
     for _attempt in (1, 2):
         with pytest.raises(TransientJobError):  # the task turns this into a Celery retry
-            run_job(job_id, account.tenant_id, flaky, task=service.SCORE_TASK)
-    assert run_job(job_id, account.tenant_id, flaky, task=service.SCORE_TASK) == "quarantined"
+            run_work(job_id, account.tenant_id, flaky, task=service.SCORE_TASK)
+    assert run_work(job_id, account.tenant_id, flaky, task=service.SCORE_TASK) == "quarantined"
     [letter] = _dead_letters(account.tenant_id)
     assert letter.error_class == "TransientJobError" and letter.attempts == 3
     monkeypatch.delenv("JOB_MAX_ATTEMPTS")
@@ -72,7 +75,11 @@ def test_a_job_delivered_too_often_is_quarantined_without_running(client):
         account.tenant_id, "UPDATE jobs SET attempts = 5 WHERE id = :id RETURNING id", id=job_id
     )
     ran = []
-    outcome = run_job(job_id, account.tenant_id, ran.append, task=service.SCORE_TASK)
+
+    async def record(run):
+        ran.append(run)
+
+    outcome = run_work(job_id, account.tenant_id, record, task=service.SCORE_TASK)
     assert outcome == "quarantined" and ran == []
     [letter] = _dead_letters(account.tenant_id)
     assert letter.error_class == "DeliveryLimitExceeded" and letter.attempts == 6
@@ -88,10 +95,10 @@ def test_replay_from_the_cli_completes_the_work_and_keeps_the_trace_id(client):
     assessment_id = created.json()["id"]
     [job] = jobs(account.tenant_id)
 
-    def broken(_run):
+    async def broken(_run):
         raise RuntimeError("model returned garbage")
 
-    outcome = run_job(
+    outcome = run_work(
         str(job.id),
         account.tenant_id,
         broken,
@@ -119,7 +126,7 @@ def test_replay_from_the_cli_completes_the_work_and_keeps_the_trace_id(client):
     assert rampart("dlq", "replay", str(letter.id), check=False).returncode == 1
     from rampart.kit.jobs.quarantine import list_dead_letters
 
-    assert letter.id not in [row.id for row in list_dead_letters()]
+    assert letter.id not in [row["id"] for row in asyncio.run(list_dead_letters())]
 
 
 def test_replaying_a_job_whose_work_is_done_changes_nothing(client):
@@ -139,7 +146,10 @@ def test_replaying_a_job_whose_work_is_done_changes_nothing(client):
         "UPDATE jobs SET status = 'processing' WHERE id = :id RETURNING id",
         id=score_job.id,
     )
-    run_job(str(score_job.id), account.tenant_id, lambda _r: 1 / 0, task=service.SCORE_TASK)
+    async def divide_by_zero(_run):
+        return 1 / 0
+
+    run_work(str(score_job.id), account.tenant_id, divide_by_zero, task=service.SCORE_TASK)
     [letter] = _dead_letters(account.tenant_id)
     rampart("dlq", "replay", str(letter.id))
     run_pending(account.tenant_id)

@@ -321,6 +321,26 @@ def test_checkout_with_a_customer_bound_to_another_tenant_changes_nothing(
     assert billing(superuser, other)["customer"] is None
 
 
+def test_a_bound_tenant_keeps_its_customer_and_a_cancel_of_another_leaves_its_plan(
+    client, secret, superuser, customer_tenant
+):
+    """A second checkout (or a forged client_reference_id from a Payment Link) must not
+    rebind the tenant: otherwise cancelling the attacker's subscription drops the victim to
+    free. The conflict is recorded, counted (alerted on) and changes nothing."""
+    victim, bound = customer_tenant
+    conflicts = metric(client, "rampart_billing_customer_conflicts_total")
+    attacker = customer_id()
+    forged = checkout(victim, attacker)
+
+    ok(deliver(client, forged, secret), "no_effect")
+    ok(deliver(client, subscription(attacker, "canceled", deleted=True), secret), "no_effect")
+
+    assert billing(superuser, victim)["customer"] == bound
+    assert plan(client, victim) == "pro"
+    assert event_rows(superuser, forged["id"])  # recorded all the same
+    assert metric(client, "rampart_billing_customer_conflicts_total") == conflicts + 1
+
+
 # --- signature and time window ------------------------------------------------------------
 
 

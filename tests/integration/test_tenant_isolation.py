@@ -22,11 +22,12 @@ import httpx
 import jwt
 import pytest
 from sqlalchemy import text
+from tests.support.db import app_session
 from tests.support.jobs import run
 from tests.support.users import Account, answers, signup
 
 from rampart.config import get_settings
-from rampart.kit.db.transaction import Claims, transaction
+from rampart.kit.db.transaction import Claims
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Tenant:
 
 def run_pending_jobs(tenant_id: str) -> int:
     """Run the tenant's pending jobs in-process; return how many ran."""
-    with transaction(Claims(tenant_id=tenant_id, role="service")) as session:
+    with app_session(Claims(tenant_id=tenant_id, role="service")) as session:
         pending = session.execute(
             text("SELECT id, type FROM jobs WHERE status = 'pending' ORDER BY created_at")
         ).all()

@@ -9,6 +9,7 @@ Multipart bodies are built by hand so each test controls every byte the server s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import socket
@@ -25,12 +26,13 @@ import pytest
 from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from tests.support.db import add_user
+from tests.support.db import add_user, app_session
 from tests.support.server import serving
 from tests.support.users import Account, answers, signup
 
 from rampart.config import get_settings
 from rampart.kit.db.transaction import Claims, transaction
+from rampart.kit.jobs import loop
 from rampart.kit.storage import LocalStorage, evidence_root, store_in_transaction
 
 BOUNDARY = "rampart-test-boundary-7f3a"
@@ -536,7 +538,7 @@ def test_rls_refuses_evidence_for_an_assessment_the_tenant_cannot_see(http, owne
     cannot attach a row to this assessment: the policy's subquery runs under its RLS."""
     stranger = signup(http, "Policy Co")
     claims = Claims(tenant_id=stranger.tenant_id, sub=stranger.user_id)
-    with pytest.raises(DBAPIError, match="row-level security"), transaction(claims) as session:
+    with pytest.raises(DBAPIError, match="row-level security"), app_session(claims) as session:
         session.execute(
             text(
                 "INSERT INTO evidence (tenant_id, assessment_id, uploaded_by, filename,"
@@ -559,21 +561,21 @@ def test_a_stored_file_stays_only_if_its_transaction_commits(tmp_path, owner, ou
     source.write_bytes(b"%PDF-1.7\n")
     key = f"{owner.tenant_id}/{uuid.uuid4().hex}"
     claims = Claims(tenant_id=owner.tenant_id, sub=owner.user_id)
-    try:
-        with transaction(claims) as session:
-            store_in_transaction(session, storage, key, source)
+
+    async def attempt() -> None:
+        async with transaction(claims) as tx:
+            await store_in_transaction(tx, storage, key, source)
             assert (storage.root / key).is_file()  # stored before the COMMIT
             if outcome == "rolls-back":
                 raise RuntimeError("the request failed after storing")
             if outcome == "commit-fails":  # a deferred unique violation fails the COMMIT itself
-                session.execute(
-                    text(
-                        "CREATE TEMP TABLE once (x int UNIQUE DEFERRABLE INITIALLY DEFERRED)"
-                        " ON COMMIT DROP"
-                    )
+                await tx.execute(
+                    "CREATE TEMP TABLE once (x int UNIQUE DEFERRABLE INITIALLY DEFERRED)"
+                    " ON COMMIT DROP"
                 )
-                session.execute(text("INSERT INTO once VALUES (1), (1)"))
-    except Exception:  # noqa: S110 - the outcome is checked on the file system below
-        pass
+                await tx.execute("INSERT INTO once VALUES (1), (1)")
+
+    with contextlib.suppress(Exception):  # the outcome is checked on the file system below
+        loop.run(attempt())
     assert (storage.root / key).is_file() is (outcome == "commits")
     assert not source.exists()

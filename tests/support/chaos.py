@@ -23,9 +23,10 @@ import httpx
 import redis
 from sqlalchemy import text
 
-from rampart.kit.db.transaction import Claims, transaction
+from rampart.kit.db.transaction import Claims
 from rampart.kit.jobs.celery_app import QUEUE
 from rampart.kit.resilience.breaker import KEY_PREFIX
+from tests.support.db import app_session
 from tests.support.processes import Processes, wait_until
 from tests.support.users import Account, answers
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 def as_tenant(tenant_id: str, sql: str, **params: Any) -> list[Any]:
     """Rows of `sql` run as the runtime role within the tenant (RLS applies)."""
-    with transaction(Claims(tenant_id=tenant_id, role="service")) as session:
+    with app_session(Claims(tenant_id=tenant_id, role="service")) as session:
         return list(session.execute(text(sql), params))
 
 
@@ -46,7 +47,7 @@ def broker_client(stack: TestStack) -> redis.Redis:
 
 
 def outbox_pending() -> int:
-    with transaction(None) as session:
+    with app_session(None) as session:
         return session.execute(text("SELECT pending FROM app.outbox_pending()")).scalar_one()
 
 

@@ -1,5 +1,10 @@
 """Database access for tests: the embedded superuser for ground truth (bypasses RLS), the
 runtime role app_rw with claims set the app's way, and rows written as the app writes them.
+
+Tests read and write synchronously through SQLAlchemy's psycopg engine (`app_session`): the
+app itself uses asyncpg (kit/db), but a test wants plain blocking calls, and the claims are
+set exactly as the app sets them (`set_config('request.jwt.claims', ..., true)` inside the
+transaction).
 """
 
 from __future__ import annotations
@@ -9,14 +14,17 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
-from sqlalchemy import text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
-from rampart.kit.db.transaction import Claims, transaction
+from rampart.kit.db.migrate import sqlalchemy_url
+from rampart.kit.db.transaction import Claims
 from rampart.kit.security.tokens import issue_access_token
 from tests.support.stack import TestStack
 from tests.support.users import Account
@@ -49,11 +57,28 @@ def app_rw(claims: dict | None = None) -> Iterator[psycopg.Connection]:
             conn.rollback()
 
 
+@lru_cache
+def _engine(url: str) -> Engine:
+    return create_engine(sqlalchemy_url(url), pool_size=2, max_overflow=8, pool_pre_ping=True)
+
+
+@contextmanager
+def app_session(claims: Claims | None = None) -> Iterator[Session]:
+    """One transaction as app_rw with `claims` set the app's way; committed on success."""
+    with Session(_engine(os.environ["DATABASE_URL"])) as session, session.begin():
+        if claims is not None:
+            session.execute(
+                text("SELECT set_config('request.jwt.claims', :claims, true)"),
+                {"claims": claims.as_json()},
+            )
+        yield session
+
+
 def add_user(tenant_id: str, role: str) -> Account:
     """A user of the tenant with `role`, written under RLS (no signup, no password to log in
     with); its token issued as login issues it."""
     user_id, email = str(uuid.uuid4()), f"{role}-{uuid.uuid4().hex[:12]}@example.com"
-    with transaction(Claims(tenant_id=tenant_id, sub=user_id)) as session:
+    with app_session(Claims(tenant_id=tenant_id, sub=user_id)) as session:
         session.execute(
             text(
                 "INSERT INTO users (id, tenant_id, email, password_hash, role)"

@@ -8,8 +8,10 @@ from sqlalchemy import text
 
 from rampart.assessments import service
 from rampart.kit.db.transaction import Claims, transaction
+from rampart.kit.jobs import loop
 from rampart.kit.jobs.enqueue import enqueue
 from rampart.kit.jobs.runner import run_job
+from tests.support.db import app_session
 
 STEPS = {
     "score_assessment": (service.SCORE_TASK, service.score_step, service.mark_failed),
@@ -18,15 +20,21 @@ STEPS = {
 
 
 def jobs(tenant_id: str) -> list:
-    with transaction(Claims(tenant_id=tenant_id, role="service")) as session:
+    with app_session(Claims(tenant_id=tenant_id, role="service")) as session:
         return session.execute(
             text("SELECT id, type, status, attempts FROM jobs ORDER BY created_at")
         ).all()
 
 
 def run(job_id: str, job_type: str, tenant_id: str) -> str:
+    """One delivery of the job, on the job loop as a worker runs it (kit/jobs/loop.py)."""
     task, step, on_failure = STEPS[job_type]
-    return run_job(job_id, tenant_id, step, task=task, on_failure=on_failure)
+    return loop.run(run_job(job_id, tenant_id, step, task=task, on_failure=on_failure))
+
+
+def run_work(job_id: str, tenant_id: str, work, **options) -> str:
+    """`run_job` with any work (an async function of the run), on the job loop."""
+    return loop.run(run_job(job_id, tenant_id, work, **options))
 
 
 def run_pending(tenant_id: str) -> None:
@@ -39,14 +47,16 @@ def run_pending(tenant_id: str) -> None:
 def enqueue_poison_job(tenant_id: str) -> str:
     """A score job whose payload can never work (not a UUID): a definitive failure, so the
     runner quarantines it after one try."""
-    with transaction(Claims(tenant_id=tenant_id, role="service")) as session:
-        return str(
-            enqueue(
-                session,
+
+    async def enqueue_it() -> uuid.UUID:
+        async with transaction(Claims(tenant_id=tenant_id, role="service")) as tx:
+            return await enqueue(
+                tx,
                 tenant_id=uuid.UUID(tenant_id),
                 job_type="score_assessment",
                 task=service.SCORE_TASK,
                 idempotency_key=f"poison:{uuid.uuid4()}",
                 payload={"assessment_id": "not-a-uuid"},
             )
-        )
+
+    return str(loop.run(enqueue_it()))

@@ -12,15 +12,15 @@ from rampart.devstack.stack import LocalStack
 def reset_caches() -> None:
     """Forget settings and everything built from them (after the env changed)."""
     from rampart.config import get_settings
-    from rampart.kit.db.engine import get_engine, session_factory
+    from rampart.kit.jobs import loop
     from rampart.kit.jobs.celery_app import get_celery
     from rampart.llm.service import provider_chain
 
-    for cached in (get_settings, session_factory, get_celery, provider_chain):
+    for cached in (get_settings, get_celery, provider_chain):
         cached.cache_clear()
-    if get_engine.cache_info().currsize:
-        get_engine().dispose()
-    get_engine.cache_clear()
+    # The job loop's pool was made with the old settings: stop it (it restarts on use).
+    # The API's pools belong to their servers' loops and close with them.
+    loop.stop()
 
 
 @dataclass

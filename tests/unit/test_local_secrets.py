@@ -13,6 +13,7 @@ def test_every_secret_is_generated_once_and_private(tmp_path):
     assert set(first) == {
         "migration_password",
         "app_password",
+        "operator_password",
         "jwt_secret",
         "session_secret",
         "alert_webhook_token",

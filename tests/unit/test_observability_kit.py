@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import psycopg.errors
+import asyncpg
 import pytest
 
 from rampart.kit import tracing
@@ -40,13 +40,14 @@ def test_statements_are_labelled_by_operation(statement, expected):
 @pytest.mark.parametrize(
     "error, reason",
     [
-        (psycopg.errors.DeadlockDetected(), "deadlock"),
-        (psycopg.errors.SerializationFailure(), "serialization_failure"),
-        (psycopg.errors.LockNotAvailable(), "lock_timeout"),
-        (psycopg.errors.QueryCanceled(), "statement_timeout"),
-        (psycopg.errors.UniqueViolation(), "integrity"),
-        (psycopg.OperationalError("connection refused"), "connection"),
-        (psycopg.errors.UndefinedTable(), "other"),
+        (asyncpg.DeadlockDetectedError(), "deadlock"),
+        (asyncpg.SerializationError(), "serialization_failure"),
+        (asyncpg.LockNotAvailableError(), "lock_timeout"),
+        (asyncpg.QueryCanceledError(), "statement_timeout"),
+        (asyncpg.UniqueViolationError(), "integrity"),
+        (ConnectionRefusedError("connection refused"), "connection"),
+        (TimeoutError(), "connection"),
+        (asyncpg.UndefinedTableError(), "other"),
     ],
 )
 def test_database_errors_get_a_bounded_reason(error, reason):

@@ -20,6 +20,7 @@ from rampart.accounts.schemas import (
     UserList,
     UserOut,
 )
+from rampart.kit import idempotency
 from rampart.kit.db.dependency import AnonymousTx, TenantTx
 from rampart.kit.security import sessions
 from rampart.kit.security.auth import CurrentBrowserSession
@@ -78,8 +79,22 @@ async def remove_user(user_id: uuid.UUID, tx: TenantTx) -> Response:
 
 
 @router.post("/invitations", status_code=201, response_model=InvitationOut)
-async def invite(data: InvitationIn, actor: CurrentActor, tx: TenantTx) -> InvitationOut:
-    return await service.invite(tx, actor, data)
+async def invite(
+    data: InvitationIn,
+    actor: CurrentActor,
+    tx: TenantTx,
+    response: Response,
+    idempotency_key: idempotency.IdempotencyKey = None,
+) -> InvitationOut:
+    return await idempotency.once(
+        tx,
+        idempotency_key,
+        idempotency.fingerprint("POST", "/api/v1/invitations", data.model_dump_json()),
+        lambda: service.invite(tx, actor, data),
+        InvitationOut,
+        response,
+        status=201,
+    )
 
 
 # Public: the invitee has no account yet; the one-time token in the body is the credential.

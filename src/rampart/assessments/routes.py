@@ -13,6 +13,7 @@ from rampart.assessments.schemas import (
     AssessmentOut,
     AssessmentPage,
 )
+from rampart.kit import idempotency
 from rampart.kit.db.dependency import TenantTx
 from rampart.kit.security.permissions import CurrentActor
 from rampart.kit.security.ratelimit import assessment_rate_limit
@@ -32,9 +33,21 @@ async def questionnaire() -> Questionnaire:
     dependencies=[Depends(assessment_rate_limit)],
 )
 async def create_assessment(
-    data: AssessmentIn, actor: CurrentActor, tx: TenantTx, response: Response
+    data: AssessmentIn,
+    actor: CurrentActor,
+    tx: TenantTx,
+    response: Response,
+    idempotency_key: idempotency.IdempotencyKey = None,
 ) -> AssessmentAccepted:
-    accepted = await service.create(tx, actor, data)
+    accepted = await idempotency.once(
+        tx,
+        idempotency_key,
+        idempotency.fingerprint("POST", "/api/v1/assessments", data.model_dump_json()),
+        lambda: service.create(tx, actor, data),
+        AssessmentAccepted,
+        response,
+        status=202,
+    )
     response.headers["Location"] = f"/api/v1/assessments/{accepted.id}"
     return accepted
 

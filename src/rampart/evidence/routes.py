@@ -8,11 +8,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from rampart.config import get_settings
 from rampart.evidence import service
 from rampart.evidence.schemas import ACCEPTED_TYPES, EvidenceList, EvidenceOut
+from rampart.kit import idempotency
 from rampart.kit.db.dependency import TenantTx
 from rampart.kit.errors import AppError
 from rampart.kit.metrics import EVIDENCE_UPLOADS
@@ -84,8 +85,20 @@ async def upload_evidence(
     upload: Annotated[ReceivedFile, Depends(_received_file)],
     actor: CurrentActor,
     tx: TenantTx,
+    response: Response,
+    idempotency_key: idempotency.IdempotencyKey = None,
 ) -> EvidenceOut:
-    return await service.add(tx, actor, assessment_id, upload, get_storage())
+    return await idempotency.once(
+        tx,
+        idempotency_key,
+        idempotency.fingerprint(
+            "POST", f"/api/v1/assessments/{assessment_id}/evidence", upload.sha256
+        ),
+        lambda: service.add(tx, actor, assessment_id, upload, get_storage()),
+        EvidenceOut,
+        response,
+        status=201,
+    )
 
 
 @router.get("/{assessment_id}/evidence", response_model=EvidenceList)

@@ -22,7 +22,6 @@ import re
 from rampart.config import get_settings
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import (
-    DB_POOL_SIZE,
     DB_QUERY_DURATION,
     DB_SLOW_QUERIES,
     DB_TRANSACTION_ERRORS,
@@ -101,7 +100,3 @@ def count_reason(reason: str) -> None:
 
 def count_error(exc: BaseException) -> None:
     count_reason(error_reason(exc))
-
-
-def set_pool_size(max_connections: int) -> None:
-    DB_POOL_SIZE.set(max_connections)

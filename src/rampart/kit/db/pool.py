@@ -31,6 +31,7 @@ import asyncpg
 import pydantic_core
 
 from rampart.config import Settings, get_settings
+from rampart.kit.metrics import DB_POOL_SIZE
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncpg.Pool] = (
     weakref.WeakKeyDictionary()
@@ -100,6 +101,7 @@ async def get_pool() -> asyncpg.Pool:
                 **connect_options(settings),
             )
             _pools[loop] = pool
+            DB_POOL_SIZE.set(pool_capacity())
     return pool
 
 

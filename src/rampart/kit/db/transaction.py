@@ -191,9 +191,9 @@ class Tx:
         begin = self.claims.begin_sql() if self.claims is not None else "BEGIN"
         try:
             await self._timed("execute", begin, (), conn)
-        except DatabaseUnavailable:
-            if not retry_stale:
-                raise
+        except DatabaseUnavailable as exc:
+            if not retry_stale or isinstance(exc.__cause__, TimeoutError):
+                raise  # a server that does not answer will not answer a second time either
             # Most likely a connection the server closed while it was pooled (restart):
             # replace them all, and try once more on a fresh one.
             pool.expire_connections()

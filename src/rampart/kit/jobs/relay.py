@@ -13,7 +13,8 @@ commit, so a job is published a few milliseconds after it is accepted. The relay
 looks every RELAY_POLL_INTERVAL_SECONDS, in case a notification was lost (the listening
 connection dropped, or the relay was busy when it came).
 
-Every JOB_SWEEP_INTERVAL_SECONDS it also sweeps for stale jobs (app.jobs_republish_stale,
+Every JOB_SWEEP_INTERVAL_SECONDS it also purges idempotency keys older than 24 hours
+(kit/idempotency.py) and sweeps for stale jobs (app.jobs_republish_stale,
 migration 0008): a job still pending or processing JOB_STALE_AFTER_SECONDS after it last
 changed, whose outbox row went out, lost its message (Redis restarted without its data, or
 Celery dropped it); the function gives it a new outbox row, which the next round publishes.
@@ -30,7 +31,7 @@ import asyncpg
 from celery import Celery
 
 from rampart.config import get_settings
-from rampart.kit import context, tracing
+from rampart.kit import context, idempotency, tracing
 from rampart.kit.db.pool import connect
 from rampart.kit.db.transaction import transaction
 from rampart.kit.jobs.celery_app import QUEUE
@@ -107,8 +108,10 @@ async def relay_once(celery: Celery, batch_size: int) -> int:
 
 
 async def sweep_once(stale_after_seconds: int, max_rows: int) -> int:
-    """Give stale jobs a new outbox row (one transaction); return how many."""
+    """Give stale jobs a new outbox row (one transaction), and purge idempotency keys past
+    their 24 hours; return how many jobs were republished."""
     async with transaction(None) as tx:
+        await idempotency.purge(tx, max_rows)
         rows = await tx.fetch(
             "SELECT job_id, tenant_id, type, trace_id FROM app.jobs_republish_stale($1, $2)",
             stale_after_seconds,
