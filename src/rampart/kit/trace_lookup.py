@@ -290,9 +290,12 @@ def _cross_tenant(timeline: Timeline) -> None:
         )
     chosen = sorted({e.matched_by for e in timeline.entries} & set(CLIENT_KEYS))
     if chosen:
+        traces = sorted(
+            {e.trace_id for e in timeline.entries if e.matched_by in CLIENT_KEYS and e.trace_id}
+        )
         timeline.problems.append(
-            f"{timeline.trace_id} also matched as a client-chosen {' and '.join(chosen)}: "
-            "those events belong to the traces named in their group"
+            f"{timeline.trace_id} matched as a client-chosen {' and '.join(chosen)} (any "
+            f"caller can send it) in trace(s) {', '.join(traces)}"
         )
 
 
