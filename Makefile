@@ -31,7 +31,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests migrations
 
 # Security scans and API fuzzing, also run by `make test`: bandit, detect-secrets against
-# .secrets.baseline, pip-audit (a notice when offline), schemathesis against the running app.
+# .secrets.baseline, the dependency audit of requirements.lock (python -m rampart.dep_audit,
+# allowlist in vulnerability-allowlist.toml; fails when PyPI cannot be reached), schemathesis.
 .PHONY: audit
 audit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration/test_static_scans.py tests/integration/test_schemathesis.py

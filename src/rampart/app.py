@@ -84,7 +84,9 @@ def create_app() -> FastAPI:
         allow_credentials=settings.cors_allow_credentials,
     )
     app.add_middleware(TrustedProxyMiddleware, trusted_proxies=settings.trusted_proxy_list)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(
+        RequestContextMiddleware, trust_client_trace_ids=settings.trust_client_trace_ids
+    )
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.env not in ("dev", "test"))
     for router in (
         health_router,

@@ -447,8 +447,16 @@ class Settings(BaseSettings):
         1.0,
         ge=0,
         le=1,
-        description="Share of new traces recorded (parent-based: a caller's sampled flag "
-        "wins). Unsampled requests still carry a trace_id.",
+        description="Share of new traces recorded (parent-based: a trusted caller's sampled "
+        "flag wins). Unsampled requests still carry a trace_id.",
+    )
+    trust_client_trace_ids: bool = Field(
+        False,
+        description="Continue a caller's W3C `traceparent` (or take a UUID or 32-hex "
+        "`X-Request-ID` as the trace id). Only when every request comes through a gateway "
+        "that sets or strips these headers. Off: each request starts its own trace and a "
+        "caller's trace id is logged as `client_trace_id` (and linked), so no caller can join "
+        "another tenant's trace or force sampling; X-Request-ID is echoed either way.",
     )
     sentry_dsn: SecretStr | None = Field(
         None, description="Sentry DSN; unset: no error reporting to Sentry."

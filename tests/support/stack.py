@@ -74,6 +74,9 @@ def start_test_stack(home: Path) -> TestStack:
         "ENV": "test",
         "RAMPART_HOME": str(home),
         "ALERT_WEBHOOK_TOKEN": ALERT_WEBHOOK_TOKEN,
+        # Tests play a trusted gateway, so they can pin a request's trace id with
+        # traceparent / X-Request-ID; the default (off) is proven in test_trace_trust.py.
+        "TRUST_CLIENT_TRACE_IDS": "true",
         **GENEROUS_RATE_LIMITS,
     }
     os.environ.update(env)

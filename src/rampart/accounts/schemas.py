@@ -4,7 +4,24 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from rampart.kit.security.passwords import password_problem
+
+# The rules, as the API documents them (not a secret).
+PASSWORD_RULES = (
+    "At least PASSWORD_MIN_LENGTH (12) characters, at most 256; not a common, repetitive or "  # noqa: S105
+    "sequential password, nor your email address (NIST SP 800-63B)."
+)
+
+
+def checked_password(password: str, email: str | None = None) -> str:
+    """A new password that passes the policy, else a 422 naming the field and why."""
+    problem = password_problem(password, email=email)
+    if problem:
+        raise PydanticCustomError("password_policy", problem)
+    return password
 
 
 class _Strict(BaseModel):
@@ -13,8 +30,13 @@ class _Strict(BaseModel):
 
 class SignupIn(_Strict):
     email: EmailStr = Field(max_length=320)
-    password: str = Field(min_length=12, max_length=256)
+    password: str = Field(max_length=256, description=PASSWORD_RULES)
     tenant_name: str = Field(min_length=1, max_length=200)
+
+    @field_validator("password")
+    @classmethod
+    def _policy(cls, value: str, info: ValidationInfo) -> str:
+        return checked_password(value, info.data.get("email"))  # email is validated first
 
     @field_validator("tenant_name")
     @classmethod
@@ -95,7 +117,7 @@ class InvitationOut(BaseModel):
 
 class InvitationAcceptIn(_Strict):
     token: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=12, max_length=256)
+    password: str = Field(max_length=256, description=PASSWORD_RULES)
 
     @field_validator("token", "password")
     @classmethod
@@ -106,6 +128,12 @@ class InvitationAcceptIn(_Strict):
         except UnicodeEncodeError as exc:
             raise ValueError("must be valid Unicode text") from exc
         return value
+
+    @field_validator("password")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        # The invitee's email is known only from the invitation: the service checks it too.
+        return checked_password(value)
 
 
 class InvitationAcceptedOut(BaseModel):

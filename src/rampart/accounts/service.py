@@ -32,12 +32,19 @@ from rampart.accounts.schemas import (
 from rampart.config import get_settings
 from rampart.kit import audit, context
 from rampart.kit.db.transaction import Claims, Tx
-from rampart.kit.errors import AppError, Conflict, Forbidden, NotFound, Unauthorized
+from rampart.kit.errors import (
+    AppError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+)
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import SIGNUPS
 from rampart.kit.security import permissions, sessions
 from rampart.kit.security.auth import CHALLENGE, Principal, TokenRevoked
-from rampart.kit.security.passwords import hash_password, verify_password
+from rampart.kit.security.passwords import hash_password, password_problem, verify_password
 from rampart.kit.security.tokens import issue_access_token
 
 log = get_logger(__name__)
@@ -240,6 +247,9 @@ async def accept_invitation(tx: Tx, data: InvitationAcceptIn) -> InvitationAccep
     if invitation is None:
         log.info("invitation_rejected")
         raise InvitationInvalid()
+    problem = password_problem(data.password, email=invitation.email)
+    if problem:  # the schema checked all but the email, known only now; rolled back: unused
+        raise ValidationFailed(details=[{"field": "password", "problem": problem}])
     user_id = uuid.uuid4()
     # From here on RLS scopes everything to the inviting tenant, as for its own users.
     await tx.set_claims(Claims(tenant_id=str(invitation.tenant_id), sub=str(user_id)))

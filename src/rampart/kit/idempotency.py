@@ -28,7 +28,6 @@ from rampart.kit.errors import ValidationFailed
 M = TypeVar("M", bound=BaseModel)
 
 REPLAYED_HEADER = "Idempotent-Replayed"
-TTL = "24 hours"
 
 IdempotencyKey = Annotated[
     str | None,
@@ -79,9 +78,8 @@ async def once(
     )
     if not claimed:
         earlier = await tx.fetchrow(
-            "SELECT fingerprint, response_body,"
-            f" created_at < now() - interval '{TTL}' AS expired"  # noqa: S608 - a constant
-            " FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+            "SELECT fingerprint, response_body, created_at < now() - interval '24 hours'"
+            " AS expired FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
             tenant_id,
             key,
         )

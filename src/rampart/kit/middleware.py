@@ -38,36 +38,48 @@ def _envelope_bytes(status: int, code: str, message: str, trace_id: str) -> byte
 
 
 class RequestContextMiddleware:
-    """Gives each request a trace_id (W3C traceparent or X-Request-ID in, both out) and its
+    """Gives each request a trace_id (a trusted caller's W3C traceparent or X-Request-ID,
+    else a fresh one; an untrusted caller's trace id is logged as client_trace_id) and its
     OpenTelemetry server span (same trace id), binds them for logging, records metrics,
     reports anything unhandled to Sentry and turns it into the 500 envelope."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, trust_client_trace_ids: bool = False) -> None:
         self.app = app
+        # Whether a caller's traceparent / X-Request-ID may name our trace (kit/context.py
+        # `incoming_trace`): only behind a gateway that sets or strips them.
+        self.trust_client_trace_ids = trust_client_trace_ids
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        traceparent = _header(scope, b"traceparent")
-        raw_request_id = _header(scope, b"x-request-id")
-        request_id = context.request_id_from_header(raw_request_id)
+        incoming = context.incoming_trace(
+            _header(scope, b"traceparent"),
+            _header(scope, b"x-request-id"),
+            trusted=self.trust_client_trace_ids,
+        )
+        request_id = incoming.request_id
         method = scope["method"]
-        wanted = context.trace_id_from_headers(traceparent, raw_request_id)
         # The server span (kit/tracing.py): its trace id is the request's trace_id.
         server_span = tracing.start_span(
             method,
             kind=tracing.SpanKind.SERVER,
-            traceparent=traceparent,
-            trace_id=wanted,
+            traceparent=incoming.parent,
+            trace_id=incoming.trace_id,
+            link=incoming.client_parent,
             attributes={"http.request.method": method, "url.path": scope.get("path", "")},
         )
         span_token = otel_context.attach(trace.set_span_in_context(server_span))
         found = tracing.ids(server_span)
         # No tracer provider installed (create_app() always installs one): ids of our own.
-        trace_id, span_id, sampled = found or (wanted, context.new_span_id(), True)
+        trace_id, span_id, sampled = found or (incoming.trace_id, context.new_span_id(), True)
         context.clear()
-        context.bind(trace_id=trace_id, span_id=span_id, request_id=request_id)
+        context.bind(
+            trace_id=trace_id,
+            span_id=span_id,
+            request_id=request_id,
+            client_trace_id=incoming.client_trace_id,
+        )
         scope.setdefault("state", {})["trace_id"] = trace_id
         out_headers = [
             (b"x-request-id", (request_id or trace_id).encode()),

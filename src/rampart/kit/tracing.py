@@ -13,8 +13,10 @@ The spans of one assessment (docs/observability.md)::
         └─ llm.call                 CLIENT    llm/service.py, one per provider try
 
 Why the server and queue spans are ours and not opentelemetry-instrumentation-{fastapi,
-celery}'s: the request's trace id has rules of its own (W3C traceparent, else a 32-hex
-X-Request-ID, else a fresh one) that must also become the log context's trace_id, and the
+celery}'s: the request's trace id has rules of its own (kit/context.py `incoming_trace`:
+an untrusted caller's trace is restarted and only linked; a trusted gateway's traceparent
+or UUID/32-hex X-Request-ID is continued) that must also become the log context's
+trace_id, and the
 publish happens in the relay, long after the request's span ended, with the parent taken
 from the outbox row. Both are a few lines on the OTel API; the instrumentations would need
 their context overridden in the same places. Database spans are ours too: one per round
@@ -186,26 +188,47 @@ def _parent(traceparent: str | None) -> otel_context.Context | None:
     return None
 
 
+def _links(traceparent: str | None) -> list[trace.Link] | None:
+    """A link to the span `traceparent` names (an untrusted caller's: related, not parent)."""
+    parent = _parent(traceparent)
+    if parent is None:
+        return None
+    return [trace.Link(trace.get_current_span(parent).get_span_context(), _CLIENT_LINK)]
+
+
+_CLIENT_LINK = {"rampart.link": "client_trace"}
+
+
 def start_span(
     name: str,
     *,
     kind: SpanKind = SpanKind.INTERNAL,
     traceparent: str | None = None,
     trace_id: str | None = None,
+    link: str | None = None,
     attributes: dict[str, Any] | None = None,
 ) -> Span:
     """A span continuing `traceparent` if it is valid; else a root span whose trace id is
-    `trace_id` when that is 32 hex characters; else the current context's child."""
+    `trace_id` when that is 32 hex characters; else the current context's child. `link`:
+    a traceparent the span is linked to without continuing it (W3C Trace Context: restart
+    the trace of an untrusted caller, keep the relation)."""
     parent = _parent(traceparent)
+    links = _links(link)
     if parent is None and trace_id and _HEX_TRACE_ID.match(trace_id) and int(trace_id, 16):
         token = _preset_trace_id.set(int(trace_id, 16))
         try:
             return tracer().start_span(
-                name, context=otel_context.Context(), kind=kind, attributes=attributes
+                name,
+                context=otel_context.Context(),
+                kind=kind,
+                attributes=attributes,
+                links=links,
             )
         finally:
             _preset_trace_id.reset(token)
-    return tracer().start_span(name, context=parent, kind=kind, attributes=attributes)
+    return tracer().start_span(
+        name, context=parent, kind=kind, attributes=attributes, links=links
+    )
 
 
 @contextlib.contextmanager
