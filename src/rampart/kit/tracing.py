@@ -86,6 +86,7 @@ class _PresetIdGenerator(IdGenerator):
 
 
 class _State:
+    tracer: tuple[Any, trace.Tracer] | None = None
     provider: TracerProvider | None = None
     pid: int | None = None
     exporting: bool = False
@@ -176,7 +177,12 @@ def db_span(statement: str) -> Span:
 
 
 def tracer() -> trace.Tracer:
-    return trace.get_tracer("rampart")
+    """This process's tracer (looked up once per provider: it is asked for on every span)."""
+    provider = trace.get_tracer_provider()
+    cached = _state.tracer
+    if cached is None or cached[0] is not provider:
+        cached = _state.tracer = (provider, trace.get_tracer("rampart"))
+    return cached[1]
 
 
 def _parent(traceparent: str | None) -> otel_context.Context | None:
