@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,7 @@ from tests.support.chaos import (
     broker_client,
     broker_idle,
     durable_redis_outage,
+    frozen_redis,
     outbox_pending,
     post_assessment,
     redis_now_ms,
@@ -66,6 +68,9 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 REDIS_OUTAGE_SECONDS = float(os.environ.get("CHAOS_REDIS_OUTAGE_SECONDS", "30"))
 POSTGRES_OUTAGE_SECONDS = float(os.environ.get("CHAOS_POSTGRES_OUTAGE_SECONDS", "5"))
+REDIS_FREEZE_SECONDS = float(os.environ.get("CHAOS_REDIS_FREEZE_SECONDS", "25"))
+# Every 202 completes within this after Redis thaws (a correctness bound, not a target).
+FREEZE_RECOVERY_BOUND_SECONDS = 90.0
 STEPS = 2  # LLM calls per assessment: score, then roadmap
 
 
@@ -954,3 +959,91 @@ def test_9_redis_loses_its_data_the_sweeper_republishes_every_lost_job_exactly_o
     assert_exactly_once(figures, scene.tenant, accepted)
     for assessment_id in lost:
         seen_by_user(scene.client, scene.account, assessment_id)
+
+
+# --- 10. Redis hangs (SIGSTOP) under load -----------------------------------------------------
+
+
+def test_10_redis_frozen_under_load_the_worker_consumes_again_and_every_202_completes_once(
+    scene: Scene,
+):
+    """Redis does not crash but hangs: SIGSTOP for CHAOS_REDIS_FREEZE_SECONDS (25; the issue
+    saw it with 20), then SIGCONT, while clients keep posting and the worker (prefork,
+    concurrency 2, so a prefetch of 2) runs tasks. Connections are not refused: every
+    command waits for its socket timeout, so the acknowledgements of the tasks that finish
+    during the freeze time out. The worker must consume again once Redis answers, and every
+    202 must complete exactly once, within a bound after SIGCONT.
+
+    This is issue 18, item 1: kombu's Redis QoS kept a delivery whose ack timed out in its
+    prefetch window for good, so after two lost acks the worker never asked Redis for a
+    message again (rampart/kit/jobs/broker.py)."""
+    env = {
+        "LLM_OFFLINE_LATENCY_SECONDS": "0.3",  # tasks in flight whenever Redis freezes
+        "TASK_TIME_LIMIT_SECONDS": "20",
+        "CELERY_VISIBILITY_TIMEOUT_SECONDS": "60",  # > the freeze: nothing handed out twice
+        "JOB_RETRY_MAX_SECONDS": "2",
+    }
+    worker = scene.worker(**env)
+    with (
+        traffic(scene.base.api.url, scene.account, interval=0.2) as one,
+        traffic(scene.base.api.url, scene.account, interval=0.2) as two,
+    ):
+        clients = (one, two)
+        wait_until(lambda: sum(len(c.accepted) for c in clients) >= 10, 30, 0.1, message="traffic")
+        wait_completed(scene.tenant, one.accepted[:2])
+        # Freeze while the worker holds deliveries: their acks are what time out.
+        wait_until(
+            lambda: running_deliveries(scene.tenant), 30, 0.02, message="a job to be running"
+        )
+        with frozen_redis(scene.base.stack):
+            frozen_at = time.monotonic()
+            while time.monotonic() - frozen_at < REDIS_FREEZE_SECONDS:
+                time.sleep(0.2)  # the hang itself, not an assertion
+        thawed_at = time.monotonic()
+        wait_until(
+            lambda: sum(c.count("POST", since=thawed_at + 1.0, status=202) for c in clients) >= 10,
+            60,
+            0.1,
+            message="posts after Redis thawed",
+        )
+        for client in clients:
+            client.stop()
+    hits = sorted((h for c in clients for h in c.snapshot()), key=lambda h: h.at)
+    summary = status_summary(hits)
+    print(f"\nredis freeze: {summary}")
+    accepted = [*one.accepted, *two.accepted]
+    assert worker.alive(), worker.output(30)
+
+    try:
+        wait_completed(scene.tenant, accepted, timeout=FREEZE_RECOVERY_BOUND_SECONDS)
+    finally:
+        state = Counter(statuses(scene.tenant, accepted).values())
+        print(
+            f"\nredis freeze: accepted {len(accepted)}, states {dict(state)}, "
+            f"queue {scene.broker.llen(QUEUE)}, unacked {scene.broker.hlen('unacked')}, "
+            f"{time.monotonic() - thawed_at:.1f}s after SIGCONT"
+        )
+    recovered = time.monotonic() - thawed_at
+    assert worker.alive(), worker.output(30)
+    drain(scene.broker, scene.procs, env, timeout=120)
+    figures = book(
+        "10-redis-freeze",
+        scene.tenant,
+        accepted,
+        scene.procs,
+        freeze_s=REDIS_FREEZE_SECONDS,
+        all_done_after_s=round(recovered, 1),
+        lost_acks=len(worker_log_starting(scene.procs, "Couldn't ack")),
+        responses=summary,
+    )
+    assert_exactly_once(figures, scene.tenant, accepted)
+
+
+def worker_log_starting(procs: Processes, prefix: str) -> list[dict[str, Any]]:
+    """Worker log lines whose event (for Celery's and kombu's own lines, the message) starts
+    with `prefix`."""
+    return [
+        line
+        for line in procs.log_lines()
+        if line.get("service") == "worker" and str(line.get("event", "")).startswith(prefix)
+    ]

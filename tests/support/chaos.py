@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -375,3 +376,22 @@ def durable_redis_outage(stack: TestStack) -> Iterator[None]:
     finally:
         stack.redis.start()  # `--save ""` again: nothing more is snapshotted
         snapshot.unlink(missing_ok=True)
+
+
+# --- a Redis that hangs ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def frozen_redis(stack: TestStack) -> Iterator[int]:
+    """SIGSTOP the stack's Redis for the block and SIGCONT it when the block ends, even if it
+    raised: a hang, not a crash. Its sockets stay open and accept bytes that nobody reads
+    (clients wait for their socket timeout instead of being refused), and it keeps its data.
+    Yields the server's pid."""
+    assert stack.redis is not None, "needs the embedded Redis (REDIS_URL is set elsewhere)"
+    assert stack.redis.is_running()
+    pid = int(stack.redis.pid_file.read_text().strip())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGCONT)
