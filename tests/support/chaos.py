@@ -1,6 +1,7 @@
 """What the chaos suite needs beyond `processes.py`: the books (accepted vs completed vs
 duplicated vs lost), the broker's idleness, client traffic in a thread, the shared circuit
-breaker in Redis, and a Redis outage that keeps the broker's data like a persistent Redis.
+breaker in Redis, a Redis outage that keeps the broker's data like a persistent Redis, and a
+Redis that hangs.
 
 Everything is read from the real stores: assessments, roadmaps and jobs from Postgres (as
 the runtime role, inside the tenant), queues and breaker state from Redis, and what the
@@ -31,6 +32,7 @@ from tests.support.processes import Processes, wait_until
 from tests.support.users import Account, answers
 
 if TYPE_CHECKING:
+    from rampart.devstack.redis import EmbeddedRedis
     from tests.support.stack import TestStack
 
 # --- the stores --------------------------------------------------------------------------
@@ -382,14 +384,13 @@ def durable_redis_outage(stack: TestStack) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def frozen_redis(stack: TestStack) -> Iterator[int]:
-    """SIGSTOP the stack's Redis for the block and SIGCONT it when the block ends, even if it
-    raised: a hang, not a crash. Its sockets stay open and accept bytes that nobody reads
-    (clients wait for their socket timeout instead of being refused), and it keeps its data.
-    Yields the server's pid."""
-    assert stack.redis is not None, "needs the embedded Redis (REDIS_URL is set elsewhere)"
-    assert stack.redis.is_running()
-    pid = int(stack.redis.pid_file.read_text().strip())
+def frozen_redis(server: EmbeddedRedis) -> Iterator[int]:
+    """SIGSTOP `server` (the stack's Redis, or one a test started) for the block and SIGCONT
+    it when the block ends, even if it raised: a hang, not a crash. Its sockets stay open and
+    take bytes that nobody reads, so clients wait for their socket timeout instead of being
+    refused, and it keeps its data. Yields the server's pid."""
+    assert server.is_running(), "Redis is not running"
+    pid = int(server.pid_file.read_text().strip())
     os.kill(pid, signal.SIGSTOP)
     try:
         yield pid
