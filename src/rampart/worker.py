@@ -2,7 +2,8 @@
 
 Observability (docs/observability.md): the main process starts Sentry (`celeryd_init`,
 before the pool forks, as Sentry's Celery integration wants) and serves the metrics of
-every pool process on WORKER_METRICS_PORT (`worker_init`); each pool process sets up its
+every pool process on WORKER_METRICS_PORT (`worker_init`), with the consumer's progress
+(kit/jobs/liveness.py: alive but not consuming?); each pool process sets up its
 own OpenTelemetry provider (`worker_process_init`) and, on its way out, flushes its spans
 and drops its live gauges (`worker_process_shutdown`).
 """
@@ -20,12 +21,14 @@ from celery.signals import (
 from rampart.config import get_settings
 from rampart.kit import metrics_export, tracing
 from rampart.kit.jobs.celery_app import get_celery
+from rampart.kit.jobs.liveness import ConsumerProgress
 from rampart.kit.logging import configure_logging, get_logger
 from rampart.kit.observability import setup_process
 from rampart.kit.sentry import init_sentry
 
 celery_app = get_celery()
 celery_app.conf.include = ["rampart.assessments.tasks"]
+consumer_progress = ConsumerProgress().connect()
 
 
 def _configure_logging(**_kwargs: object) -> None:
@@ -45,7 +48,10 @@ def _start_sentry(**_kwargs: object) -> None:
 
 def _serve_metrics(**_kwargs: object) -> None:
     settings = get_settings()
-    if metrics_export.serve(settings.worker_metrics_port, settings.metrics_host) is not None:
+    served = metrics_export.serve(
+        settings.worker_metrics_port, settings.metrics_host, extra_collectors=[consumer_progress]
+    )
+    if served is not None:
         get_logger("rampart.metrics").info(
             "metrics_serving", host=settings.metrics_host, port=settings.worker_metrics_port
         )
