@@ -35,8 +35,9 @@ defaults depend on the scheme name. Remove this module once kombu no longer need
    CELERY_VISIBILITY_TIMEOUT_SECONDS, where the job runner skips it as already done (or, for
    a reject with requeue, runs it). Nothing is lost; the worst case is one skipped
    redelivery an hour later. The fix is in the transport, so it does not depend on the pool
-   (prefork or threads): Celery sends every ack and reject through the consumer's event
-   loop in the main process.
+   (prefork or threads): whichever pool ran the task, Celery acks and rejects through the
+   consumer's channel in the main process (via its event loop when it has one), and the
+   slot is released with kombu's own thread-safe step (`_dirty.add`).
 
 2. A broker connection that drops must not kill the worker (chaos suite, scenario 6).
 
