@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI
 
 from rampart.accounts.routes import router as accounts_router
 from rampart.assessments.routes import router as assessments_router
@@ -12,7 +12,6 @@ from rampart.evidence.routes import OWN_BODY_LIMIT as EVIDENCE_UPLOAD
 from rampart.evidence.routes import router as evidence_router
 from rampart.incidents.routes import ALERT_WEBHOOK_PATH
 from rampart.incidents.routes import router as incidents_router
-from rampart.kit import metrics_export
 from rampart.kit.db.admission import DbAdmissionMiddleware
 from rampart.kit.errors import document_error_envelope, install_error_handlers
 from rampart.kit.health import router as health_router
@@ -80,11 +79,6 @@ def create_app() -> FastAPI:
         incidents_router,
     ):
         app.include_router(router)
-
-    @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        # Every API process's metrics (multiprocess mode, kit/metrics_export.py).
-        body, content_type = metrics_export.render()
-        return Response(body, media_type=content_type)
-
+    # No /metrics here: anyone who reaches the API would see build and business counters.
+    # `rampart api` serves them on METRICS_HOST:METRICS_PORT (kit/metrics_export.py).
     return app

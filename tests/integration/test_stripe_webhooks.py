@@ -29,6 +29,7 @@ from psycopg import errors
 from pydantic import ValidationError
 from tests.support import stripe as stripe_support
 from tests.support.db import app_rw, libpq_conninfo
+from tests.support.server import scrape_api_metrics
 from tests.support.stripe import customer_id, deliver, event, event_id, sign
 from tests.support.users import Account, signup
 
@@ -108,7 +109,7 @@ def plan(client: httpx.Client, account: Account) -> str:
 
 
 def metric(client: httpx.Client, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(client.get("/metrics").text):
+    for family in text_string_to_metric_families(scrape_api_metrics()):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
