@@ -284,42 +284,6 @@ def test_each_service_has_its_own_metrics_endpoint_adding_up_all_its_processes(o
         assert sample(samples, "rampart_db_pool_size") > 0
 
 
-def test_api_counts_stay_exact_across_uvicorn_workers_and_forget_a_killed_one(observed):
-    api_metrics = observed.api.metrics_url
-    assert api_metrics is not None
-    health = {"method": "GET", "route": "/health", "status": "200"}
-    directory = service_dir(observed, observed.api)
-
-    def get_health() -> None:  # a new connection each time, so both workers get some
-        assert httpx.get(f"{observed.api.url}/health", headers={"Connection": "close"}).is_success
-
-    def both_workers_served() -> bool:
-        get_health()
-        return len(pids(directory, "counter") - {observed.api.pid}) >= 2
-
-    wait_until(both_workers_served, 30, 0.01, message="both uvicorn workers to serve requests")
-    before = sample(scrape(api_metrics), "rampart_http_requests_total", **health)
-    for _ in range(30):
-        get_health()
-    assert sample(scrape(api_metrics), "rampart_http_requests_total", **health) == before + 30
-
-    workers = (pids(directory, "gauge_livesum") & pids(directory, "counter")) - {observed.api.pid}
-    assert len(workers) >= 2, workers
-    victim = max(workers)
-    os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: not Path(f"/proc/{victim}").exists() or _zombie(victim), 10)
-
-    def forgotten() -> bool:
-        scrape(api_metrics)  # a scrape forgets the live gauges of dead processes
-        return victim not in pids(directory, "gauge_livesum")
-
-    wait_until(forgotten, 20, 0.2, ignore=(httpx.HTTPError,), message="the dead worker forgotten")
-    # Its requests still count: counters of dead processes are kept.
-    total = sample(scrape(api_metrics), "rampart_http_requests_total", **health)
-    assert total == before + 30
-    assert victim in pids(directory, "counter")
-
-
 def listening_sockets(port: int) -> set[str]:
     """Inodes of the TCP sockets listening on `port` (any address), from /proc/net."""
     found = set()
@@ -372,6 +336,42 @@ def test_api_metrics_are_on_one_private_listener_for_all_workers_not_the_public_
     workers = pids(service_dir(observed, api), "gauge_max") - {api.pid}
     alive = {pid for pid in workers if Path(f"/proc/{pid}").exists() and not _zombie(pid)}
     assert len(alive) == 2, workers
+
+
+def test_api_counts_stay_exact_across_uvicorn_workers_and_forget_a_killed_one(observed):
+    api_metrics = observed.api.metrics_url
+    assert api_metrics is not None
+    health = {"method": "GET", "route": "/health", "status": "200"}
+    directory = service_dir(observed, observed.api)
+
+    def get_health() -> None:  # a new connection each time, so both workers get some
+        assert httpx.get(f"{observed.api.url}/health", headers={"Connection": "close"}).is_success
+
+    def both_workers_served() -> bool:
+        get_health()
+        return len(pids(directory, "counter") - {observed.api.pid}) >= 2
+
+    wait_until(both_workers_served, 30, 0.01, message="both uvicorn workers to serve requests")
+    before = sample(scrape(api_metrics), "rampart_http_requests_total", **health)
+    for _ in range(30):
+        get_health()
+    assert sample(scrape(api_metrics), "rampart_http_requests_total", **health) == before + 30
+
+    workers = (pids(directory, "gauge_livesum") & pids(directory, "counter")) - {observed.api.pid}
+    assert len(workers) >= 2, workers
+    victim = max(workers)
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: not Path(f"/proc/{victim}").exists() or _zombie(victim), 10)
+
+    def forgotten() -> bool:
+        scrape(api_metrics)  # a scrape forgets the live gauges of dead processes
+        return victim not in pids(directory, "gauge_livesum")
+
+    wait_until(forgotten, 20, 0.2, ignore=(httpx.HTTPError,), message="the dead worker forgotten")
+    # Its requests still count: counters of dead processes are kept.
+    total = sample(scrape(api_metrics), "rampart_http_requests_total", **health)
+    assert total == before + 30
+    assert victim in pids(directory, "counter")
 
 
 def _zombie(pid: int) -> bool:
