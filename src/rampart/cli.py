@@ -141,6 +141,27 @@ def relay() -> None:
     run_relay(get_celery(), stop)
 
 
+@app.command("release-deliveries")
+def release_deliveries() -> None:
+    """Hand the deliveries of dead workers back to the job queue now, instead of after
+    CELERY_VISIBILITY_TIMEOUT_SECONDS. Refuses while any worker answers a ping: its
+    running tasks would be delivered twice."""
+    from rampart.kit.jobs.celery_app import get_celery
+    from rampart.kit.jobs.redelivery import release_unacked
+
+    url = _settings().require("redis_url")
+    replies = get_celery().control.ping(timeout=2.0)
+    if replies:
+        names = ", ".join(sorted(name for reply in replies for name in reply))
+        console.print(
+            f"[red]refusing: {len(replies)} worker(s) answer ({names}). Stop every worker "
+            "of this broker first, or wait for the visibility timeout.[/red]"
+        )
+        raise typer.Exit(1)
+    released = release_unacked(url)
+    console.print(f"released {released} deliver{'y' if released == 1 else 'ies'}")
+
+
 @app.command()
 def migrate() -> None:
     """Apply database migrations as the migration role (MIGRATION_DATABASE_URL)."""
@@ -269,7 +290,8 @@ def _release_stale_deliveries(redis_url: str, why: str) -> None:
         console.print(f"[yellow]could not release stale deliveries ({why}): {exc}[/yellow]")
         return
     if released:
-        console.print(f"released {released} stale deliveries {why}")
+        noun = "delivery" if released == 1 else "deliveries"
+        console.print(f"released {released} stale {noun} {why}")
 
 
 @app.command()
