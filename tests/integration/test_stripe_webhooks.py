@@ -5,7 +5,7 @@ Deliveries are signed with Stripe's real scheme (tests/support/stripe.py). What 
 answers is checked together with what the stores hold: the tenant's plan through the API
 (`/me`), its billing columns and the event rows as superuser (ground truth, bypassing RLS:
 app_rw may not read webhook_events at all), billing_events as readonly_audit, nonces in
-Redis, counters on /metrics.
+Redis, counters on the API's metrics listener.
 """
 
 from __future__ import annotations
