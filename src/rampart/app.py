@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI
 
 from rampart.accounts.routes import router as accounts_router
 from rampart.accounts.service import load_actor
@@ -16,7 +16,6 @@ from rampart.evidence.routes import UPLOAD_ROUTE
 from rampart.evidence.routes import router as evidence_router
 from rampart.incidents.routes import ALERT_WEBHOOK_PATH
 from rampart.incidents.routes import router as incidents_router
-from rampart.kit import metrics_export
 from rampart.kit.db.pool import close_pool
 from rampart.kit.errors import document_error_envelope, install_error_handlers
 from rampart.kit.health import router as health_router
@@ -98,11 +97,6 @@ def create_app() -> FastAPI:
         incidents_router,
     ):
         app.include_router(router)
-
-    @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        # Every API process's metrics (multiprocess mode, kit/metrics_export.py).
-        body, content_type = metrics_export.render()
-        return Response(body, media_type=content_type)
-
+    # No /metrics here: anyone who reaches the API would see build and business counters.
+    # `rampart api` serves them on METRICS_HOST:METRICS_PORT (kit/metrics_export.py).
     return app

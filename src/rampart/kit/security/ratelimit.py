@@ -8,8 +8,8 @@ exactly when the oldest one leaves, which is our `Retry-After`. It keeps one tim
 hit, so its Redis cost is O(limit) per bucket: trivial for limits of tens.
 
 Where each limit applies:
-- `RateLimitMiddleware`: the base limit per client IP on every request except the probes,
-  /metrics and the paths the app exempts (routes with their own limit count against it too).
+- `RateLimitMiddleware`: the base limit per client IP on every request except the probes
+  and the paths the app exempts (routes with their own limit count against it too).
   An exempt machine endpoint (the incident webhook: one Alertmanager may send bursts, and
   it does not retry a 429) counts only its failed authentications, with
   `limit_failed_attempts`, against the same per-IP limit.
@@ -47,7 +47,8 @@ from rampart.kit.security.permissions import CurrentActor
 log = get_logger(__name__)
 
 KEY_PREFIX = "rampart:ratelimit"
-EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
+# Not /metrics: it is no route of the public port (the metrics have their own listener).
+EXEMPT_PATHS = frozenset({"/health", "/ready"})
 REDIS_TIMEOUT_SECONDS = 0.3
 FAIL_OPEN_PAUSE_SECONDS = 5.0
 _STATE_KEY = "rate_limiter"
