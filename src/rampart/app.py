@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from rampart.accounts.routes import router as accounts_router
-from rampart.accounts.service import load_actor
+from rampart.accounts.service import actor_check_sql, load_actor
 from rampart.assessments.routes import router as assessments_router
 from rampart.billing.routes import router as billing_router
 from rampart.config import get_settings
@@ -23,7 +23,7 @@ from rampart.kit.logging import configure_logging
 from rampart.kit.maintenance import ReadOnlyGate
 from rampart.kit.middleware import BodyGuardMiddleware, RequestContextMiddleware
 from rampart.kit.observability import setup_process
-from rampart.kit.security.auth import set_actor_loader
+from rampart.kit.security.auth import ActorHooks, set_actor_hooks
 from rampart.kit.security.client_ip import TrustedProxyMiddleware
 from rampart.kit.security.cors import CorsMiddleware
 from rampart.kit.security.headers import SecurityHeadersMiddleware
@@ -47,7 +47,8 @@ def create_app() -> FastAPI:
         log_file=settings.log_file,
     )
     setup_process("api")  # OpenTelemetry, Sentry, rampart_build_info
-    set_actor_loader(load_actor)  # who a token or session is now: the accounts domain
+    # Who a token or session is now: the accounts domain's check and loader.
+    set_actor_hooks(ActorHooks(check_sql=actor_check_sql, load=load_actor))
     # telemetry: FastAPI's native OpenTelemetry server span is off; RequestContextMiddleware
     # opens the one server span, whose trace id is also the log trace_id (kit/tracing.py).
     app = FastAPI(

@@ -20,7 +20,7 @@ from fastapi import Depends
 
 from rampart.kit.db.dependency import TenantTx
 from rampart.kit.errors import Forbidden
-from rampart.kit.security.auth import Principal
+from rampart.kit.security.auth import CurrentPrincipal, Principal, load_actor
 
 
 class Role(StrEnum):
@@ -101,9 +101,9 @@ def require(permitted: bool, message: str = "Your role does not allow this.") ->
 # --- the caller's current role -------------------------------------------------------------
 
 
-async def current_actor(tx: TenantTx) -> Principal:
+async def current_actor(tx: TenantTx, principal: CurrentPrincipal) -> Principal:
     """The caller with the role (and plan) the database holds now (same transaction)."""
-    return tx.actor
+    return await load_actor(tx, principal)
 
 
 CurrentActor = Annotated[Principal, Depends(current_actor)]
