@@ -209,14 +209,16 @@ def test_the_relay_collector_reports_how_long_the_oldest_job_has_been_processing
     [job] = jobs(account.tenant_id)
     running, release = threading.Event(), threading.Event()
 
-    def hangs(run):  # a worker stuck on its LLM call, then finishing
+    async def hangs(run):  # a worker stuck on its LLM call, then finishing
+        async with run.transaction():
+            pass  # a step's first transaction: the delivery counted, the job `processing`
         running.set()
-        release.wait(30)
-        with run.transaction() as session:
-            run.succeed(session)
+        await asyncio.to_thread(release.wait, 30)
+        async with run.transaction() as tx:
+            await run.succeed(tx)
 
     worker = threading.Thread(
-        target=run_job, args=(str(job.id), account.tenant_id, hangs), kwargs={"task": "t"}
+        target=lambda: loop.run(run_job(str(job.id), account.tenant_id, hangs, task="t"))
     )
     worker.start()
     try:
