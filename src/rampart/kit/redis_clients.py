@@ -5,6 +5,12 @@ per process, a worker one, and the tests several (apps served in threads). Short
 and one retry without backoff (a pooled connection gone stale after a Redis restart):
 redis-py's default of backed-off retries would hold a request for seconds while Redis is
 down.
+
+Each client's pool holds up to ``MAX_CONNECTIONS`` connections and *blocks* (up to the
+timeout) for a free one beyond that: redis-py's default asyncio pool raises
+``MaxConnectionsError`` at once past 100 connections in use, so a loop running more than
+100 commands at once (a worker holding 200 LLM calls, each asking its circuit breaker)
+would see Redis errors while Redis is fine.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import weakref
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
+MAX_CONNECTIONS = 100  # per loop and purpose; commands take ~0.1 ms, waiting is brief
 
 _clients: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, dict[tuple[str, float], aioredis.Redis]
@@ -27,10 +35,13 @@ def shared(url: str, *, timeout: float) -> aioredis.Redis:
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
     client = per_loop.get((url, timeout))
     if client is None:
-        client = per_loop[(url, timeout)] = aioredis.Redis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=timeout,  # waiting for a free connection
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )
+        client = per_loop[(url, timeout)] = aioredis.Redis.from_pool(pool)
     return client
