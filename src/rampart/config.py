@@ -244,6 +244,14 @@ class Settings(BaseSettings):
         description="Deadline of one HTTP call to an LLM provider (connect to last byte); "
         "past it the call counts as a transient failure.",
     )
+    llm_max_connections: int = Field(
+        512,
+        ge=1,
+        description="Most HTTP connections to the LLM providers per process and event loop "
+        "(all providers together), so most LLM calls in flight at once. Keep it above the "
+        "calls one process runs at once (the worker's concurrency): a call waiting for a free "
+        "connection spends its LLM_TIMEOUT_SECONDS waiting.",
+    )
     llm_retry_attempts: int = Field(
         3, ge=1, description="Tries per provider call for transient failures (1 = no retry)."
     )
