@@ -23,7 +23,7 @@ import httpx
 from rich.console import Console
 
 from bench import load, report
-from bench.llm_stage import measure_llm_stage
+from bench.llm_stage import measure_llm_concurrency, measure_llm_stage
 from bench.pipeline import Account, measure_noop, measure_pipeline
 from bench.procs import ROOT, Procs, wait_http
 
@@ -223,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
 
         with console.status("LLM stage: offline, hanging primary, breaker open..."):
             llm_stage = measure_llm_stage()
+        with console.status("LLM concurrency: 200 assessments' LLM stages on one loop..."):
+            llm_concurrency = measure_llm_concurrency(procs, port=free_port())
 
         http = []
         pairs = _http_pairs(api_port, bare_port, account, pipeline["sample_assessment_id"])
@@ -281,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             "pipeline": pipeline,
             "celery_noop": noop,
             "llm_stage": llm_stage,
+            "llm_concurrency": llm_concurrency,
         }
         results["goals"] = report.goals(results)
         results["pipeline_vs_noop_ratio"] = round(
@@ -289,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         results["total_s"] = round(time.monotonic() - started, 1)
         report.render(console, results)
         report.render_llm_stage(console, llm_stage)
+        report.render_llm_concurrency(console, llm_concurrency)
         report.write_json(args.json, results)
         console.print(f"Wrote {args.json}")
         return 0
