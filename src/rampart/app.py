@@ -23,6 +23,7 @@ from rampart.kit.logging import configure_logging
 from rampart.kit.maintenance import ReadOnlyGate
 from rampart.kit.middleware import BodyGuardMiddleware, RequestContextMiddleware
 from rampart.kit.observability import setup_process
+from rampart.kit.redis_clients import aclose_clients
 from rampart.kit.security.auth import ActorHooks, set_actor_hooks
 from rampart.kit.security.client_ip import TrustedProxyMiddleware
 from rampart.kit.security.cors import CorsMiddleware
@@ -34,7 +35,8 @@ from rampart.roadmaps.routes import router as roadmaps_router
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     yield
-    await close_pool()  # this process's (this event loop's) database connections
+    await close_pool()  # this process's (this event loop's) connections
+    await aclose_clients()
 
 
 def create_app() -> FastAPI:

@@ -56,6 +56,9 @@ def _start(**_kwargs: object) -> None:
 
 
 def _stop(**_kwargs: object) -> None:
+    from rampart.llm.service import aclose
+
+    loop.run(aclose())  # the LLM providers' HTTP connections, on the loop that opened them
     loop.stop()
     tracing.shutdown()
 

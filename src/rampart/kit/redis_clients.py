@@ -35,6 +35,9 @@ _clients = weakref.WeakKeyDictionary()
 
 def shared(url: str, *, timeout: float) -> aioredis.Redis:
     """The running loop's client for `url` with `timeout` (connect and each command)."""
+    for loop in [loop for loop in list(_clients) if loop.is_closed()]:
+        # Its connections refer to their loop, so the entry would outlive it: drop it.
+        _clients.pop(loop, None)
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
     client = per_loop.get((url, timeout))
     if client is None:
@@ -48,3 +51,9 @@ def shared(url: str, *, timeout: float) -> aioredis.Redis:
         )
         client = per_loop[(url, timeout)] = aioredis.Redis.from_pool(pool)
     return client
+
+
+async def aclose_clients() -> None:
+    """Close the running loop's clients (before the loop ends: shutdown, a test's teardown)."""
+    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
+        await client.aclose()
