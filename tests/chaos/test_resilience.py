@@ -491,7 +491,7 @@ def test_4_transient_failures_twice_then_success_completes_on_attempt_3(
 
     Job level (recorded: jobs.attempts == 3): the test holds the assessment's row lock, so
     the worker's score step waits past its statement timeout (DB_STATEMENT_TIMEOUT_MS) and
-    gets `canceling statement due to statement timeout`, an OperationalError, twice (a
+    gets `canceling statement due to statement timeout` (DatabaseUnavailable) twice (a
     saturated database, as far as the worker can tell); the lock is let go after the second
     failure and Celery's third delivery succeeds.
 
@@ -532,7 +532,7 @@ def test_4_transient_failures_twice_then_success_completes_on_attempt_3(
     )
     assert (jobs["generate_roadmap"].status, jobs["generate_roadmap"].attempts) == ("succeeded", 1)
     transient = worker_events(scene.procs, "job_transient_error")
-    assert [line["error_type"] for line in transient] == ["OperationalError"] * 2
+    assert [line["error_type"] for line in transient] == ["DatabaseUnavailable"] * 2
     assert all("statement timeout" in line["error"] for line in transient), transient
     assert as_tenant(scene.tenant, "SELECT * FROM dead_letters") == []
 
