@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import uuid
 
@@ -18,7 +19,7 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 from sqlalchemy import text
-from tests.support.db import app_rw, app_session
+from tests.support.db import app_rw, app_session, libpq_conninfo
 from tests.support.jobs import enqueue_poison_job, run
 from tests.support.processes import wait_until
 from tests.support.users import answers, signup
@@ -118,8 +119,9 @@ def test_a_published_job_whose_message_vanished_is_republished_once_per_stale_pe
     assert job_id not in _sweep()
     assert len(_outbox(superuser, job_id)) == 3
 
-    # `rampart trace` shows every republish as an enqueued (and published) outbox row.
-    with app_rw() as conn:
+    # `rampart trace` (the operator's role) shows every republish as an enqueued (and
+    # published) outbox row.
+    with psycopg.connect(libpq_conninfo(os.environ["OPERATOR_DATABASE_URL"])) as conn:
         timeline = conn.execute(
             "SELECT kind, status FROM app.trace_lookup(%s) WHERE kind = 'outbox'", (trace_id,)
         ).fetchall()
