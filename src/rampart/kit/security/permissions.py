@@ -4,6 +4,10 @@ caller's current role.
 The table is generic (roles × actions on "the tenant's resources"); each domain service
 applies it to its own resource (assessments/service.py: `can_delete_assessment`, ...).
 
+A caller whose email address is not confirmed may read, not write: every route that
+changes anything takes `VerifiedActor` instead of `CurrentActor` (403 `email_not_verified`;
+the route guard test walks every authenticated write with such a caller).
+
 The role is read from the database on every request that opens a tenant transaction,
 never taken from the access token: a token keeps the role it was issued with until it
 expires, so after a demotion the old token would still say "admin". `CurrentActor` is the
@@ -19,7 +23,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from rampart.kit.db.dependency import TenantTx
-from rampart.kit.errors import Forbidden
+from rampart.kit.errors import AppError, Forbidden
 from rampart.kit.security.auth import CurrentPrincipal, Principal, load_actor
 
 
@@ -107,3 +111,21 @@ async def current_actor(tx: TenantTx, principal: CurrentPrincipal) -> Principal:
 
 
 CurrentActor = Annotated[Principal, Depends(current_actor)]
+
+
+class EmailNotVerified(AppError):
+    code, status = "email_not_verified", 403
+    message = (
+        "Confirm your email address first: open the link we mailed you (signing up again "
+        "with the address sends a new one)."
+    )
+
+
+async def verified_actor(actor: CurrentActor) -> Principal:
+    """The caller, if their email address is confirmed; 403 `email_not_verified` else."""
+    if not actor.verified:
+        raise EmailNotVerified()
+    return actor
+
+
+VerifiedActor = Annotated[Principal, Depends(verified_actor)]
