@@ -59,7 +59,8 @@ PRODUCTION = {
 }
 
 
-def test_outside_dev_mail_settings_are_required():
+def test_outside_dev_mail_settings_are_required(monkeypatch):
+    monkeypatch.delenv("SMTP_URL", raising=False)
     with pytest.raises(ValidationError) as info:
         Settings(**{**PRODUCTION, "mail_from": Settings.model_fields["mail_from"].default})
     assert "SMTP_URL: not set" in str(info.value) and "MAIL_FROM: not set" in str(info.value)
