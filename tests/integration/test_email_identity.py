@@ -386,7 +386,7 @@ def test_signup_succeeds_while_the_mail_server_is_down_and_the_mail_goes_out_lat
     tenant_id = http.get(
         "/api/v1/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"}
     ).json()["tenant"]["id"]
-    (job,) = [j for j in jobs(tenant_id) if j.type == service.MAIL_JOB]
+    (job,) = jobs(tenant_id, types=(service.MAIL_JOB,))
 
     working = os.environ["SMTP_URL"]
     os.environ["SMTP_URL"] = f"smtp://127.0.0.1:{free_port()}"  # nobody listens there

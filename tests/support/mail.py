@@ -32,7 +32,7 @@ def deliver(tenant_id: str) -> int:
     from tests.support.jobs import jobs, run_work
 
     ran = 0
-    for job in jobs(tenant_id):
+    for job in jobs(tenant_id, types=(service.MAIL_JOB,)):
         if job.type == service.MAIL_JOB and job.status == "pending":
             run_work(str(job.id), tenant_id, service.mail_step, task=service.MAIL_TASK)
             ran += 1
