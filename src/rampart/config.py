@@ -425,9 +425,10 @@ class Settings(BaseSettings):
     # --- email: verification links, invitations, notices (sent by the worker) -----------
     smtp_url: SecretStr | None = Field(
         None,
-        description="SMTP server of outgoing mail: `smtp+starttls://user:password@host:587` "
-        "(STARTTLS required), `smtps://user:password@host:465` (TLS from the first byte) or "
-        "`smtp://host:25` (STARTTLS only if the server offers it: a local relay). Required "
+        description="SMTP server of outgoing mail: `smtp+starttls://host:587` (STARTTLS "
+        "required), `smtps://host:465` (TLS from the first byte) or `smtp://host:25` "
+        "(STARTTLS only if the server offers it: a local relay); login credentials, if any, "
+        "as the URL's user and password (percent-encoded). Required "
         "outside dev/test, where plain `smtp://` is refused unless the host is loopback. "
         "Unset in dev: `rampart up` starts a local capture server (`rampart mail` reads it).",
     )
@@ -468,7 +469,7 @@ class Settings(BaseSettings):
         if parts.scheme not in SMTP_SCHEMES or not parts.hostname:
             raise ValueError(
                 "SMTP_URL: give smtp+starttls://, smtps:// or smtp:// with a host, e.g. "
-                "smtp+starttls://user:password@mail.example.com:587"
+                "smtp+starttls://mail.example.com:587"
             )
         return value
 

@@ -34,7 +34,7 @@ from tests.support.users import PASSWORD, answers, signup
 
 from rampart.kit.security.ratelimit import KEY_PREFIX
 
-OTHER_PASSWORD = "a different password, long enough"
+OTHER_PASSWORD = "a different password, long enough"  # pragma: allowlist secret
 VERIFY_SUBJECT = "Confirm your email address"
 SOMEONE_TRIED = "Someone tried to sign up with your address"
 INVITED = "You are invited to"
