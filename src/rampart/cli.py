@@ -1,4 +1,4 @@
-"""The `rampart` command: up, api, worker, relay, migrate, config-docs, trace, and the
+"""The `rampart` command: up, api, worker, relay, migrate, config-docs, trace, mail, and the
 operator commands of ops_cli.py (dlq, maintenance, incidents, alertmanager-config)."""
 
 from __future__ import annotations
@@ -243,6 +243,33 @@ def trace(
         raise typer.Exit(1)
 
 
+@app.command()
+def mail(
+    to: Annotated[
+        str | None, typer.Option(help="Only mails to this address (any spelling of it).")
+    ] = None,
+    last: Annotated[int, typer.Option(help="How many of the newest mails to print.")] = 5,
+) -> None:
+    """Print the mails the local capture server kept (`rampart up` sends every mail there,
+    into <RAMPART_HOME>/mail/): verification links, invitations, notices."""
+    from email.utils import parseaddr
+
+    from rampart.devstack.mailbox import captured
+    from rampart.kit.security.emails import canonical_email
+
+    directory = Path(_settings().rampart_home).resolve() / "mail"
+    mails = captured(directory)
+    if to is not None:
+        wanted = canonical_email(to)
+        mails = [m for m in mails if canonical_email(parseaddr(m.to)[1] or m.to) == wanted]
+    out = Console(soft_wrap=True, highlight=False)
+    for found in mails[-last:] if last > 0 else []:
+        out.print(f"To: {found.to}\nSubject: {found.subject}\n({found.path})\n", markup=False)
+        out.print(f"{found.text}\n{'-' * 72}", markup=False)
+    if not mails:
+        console.print(f"no mail in {directory}")
+
+
 @app.command("fake-llm")
 def fake_llm(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
@@ -413,9 +440,16 @@ def up() -> None:
             "DB connections)\n"
             f"  ready     {base}/ready\n"
             f"  trace     rampart trace <trace_id>   (the X-Request-ID of any response)\n"
-            f"  try:  curl -s -X POST {base}/api/v1/auth/signup -H 'content-type: application/json'"
+            + (
+                f"  mail      rampart mail   (mails are kept, not sent: {stack.mail.directory})\n"
+                if stack.mail is not None
+                else ""
+            )
+            + f"  try:  curl -s -X POST {base}/api/v1/auth/signup"
+            " -H 'content-type: application/json'"
             ' -d \'{"email":"you@example.com","password":"correct horse battery",'
             '"tenant_name":"Acme"}\'\n'
+            "        then follow the link in `rampart mail` (confirms the address) and log in\n"
             "A process that crashes is restarted. Ctrl-C stops everything (running jobs "
             f"finish first, up to {drain:g}s; Ctrl-C again to not wait).\n"
         )

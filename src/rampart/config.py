@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_only_change_me"  # noqa: S105  # pragma: allowlist secret
 DEV_SESSION_SECRET = "dev-only-session-secret-change-me-0123456789"  # noqa: S105  # pragma: allowlist secret
+DEV_MAIL_FROM = "Rampart <no-reply@localhost>"
+SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
 MIN_SECRET_LENGTH = 32
 _ORIGIN = re.compile(r"https?://[^/\s:]+(:\d{1,5})?")
 
@@ -35,6 +37,14 @@ def _key_problem(value: str, dev_default: str) -> str | None:
     if len(value) < MIN_SECRET_LENGTH:
         return f"shorter than {MIN_SECRET_LENGTH} characters"
     return None
+
+
+def _plain_smtp_off_host(url: str) -> bool:
+    """Whether `url` is plain smtp:// (no TLS required) to a host other than loopback."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme == "smtp" and parts.hostname not in ("localhost", "127.0.0.1", "::1")
 
 
 class InsecureSettingsError(ValueError):
@@ -420,6 +430,57 @@ class Settings(BaseSettings):
         "also used up by its first acceptance.",
     )
 
+    # --- email: verification links, invitations, notices (sent by the worker) -----------
+    smtp_url: SecretStr | None = Field(
+        None,
+        description="SMTP server of outgoing mail: `smtp+starttls://host:587` (STARTTLS "
+        "required), `smtps://host:465` (TLS from the first byte) or `smtp://host:25` "
+        "(STARTTLS only if the server offers it: a local relay); login credentials, if any, "
+        "as the URL's user and password (percent-encoded). Required "
+        "outside dev/test, where plain `smtp://` is refused unless the host is loopback. "
+        "Unset in dev: `rampart up` starts a local capture server (`rampart mail` reads it).",
+    )
+    smtp_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Deadline of one SMTP conversation; past it the mail job is retried "
+        "later with backoff (a mail server that is down never fails a request).",
+    )
+    mail_from: str = Field(
+        DEV_MAIL_FROM,
+        description="Sender (`From:`) of every mail, e.g. `Rampart <no-reply@example.com>`. "
+        "Required outside dev/test.",
+    )
+    email_link_base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Base URL of the web app that links in emails open: "
+        "`<url>/verify-email#token=...` and `<url>/accept-invitation#token=...` (the token "
+        "in the fragment, so it never reaches a server log or a Referer); the page posts it "
+        "to the API. The mails also show the token itself, for API clients.",
+    )
+    email_verification_ttl_seconds: int = Field(
+        24 * 3600,
+        ge=300,
+        le=7 * 24 * 3600,
+        description="How long an email verification link works (default 24 h); it is also "
+        "used up by its first use. Signing up again sends a new one.",
+    )
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in SMTP_SCHEMES or not parts.hostname:
+            raise ValueError(
+                "SMTP_URL: give smtp+starttls://, smtps:// or smtp:// with a host, e.g. "
+                "smtp+starttls://mail.example.com:587"
+            )
+        return value
+
     # --- observability -----------------------------------------------------------------
     worker_metrics_port: int = Field(
         0,
@@ -624,6 +685,15 @@ class Settings(BaseSettings):
             problems.append(f"ALERT_WEBHOOK_TOKEN: shorter than {MIN_SECRET_LENGTH} characters")
         if self.database_url is None:
             problems.append("DATABASE_URL: not set (no embedded Postgres outside dev)")
+        if self.smtp_url is None:
+            problems.append("SMTP_URL: not set (verification and invitation mails)")
+        elif _plain_smtp_off_host(self.smtp_url.get_secret_value()):
+            problems.append(
+                "SMTP_URL: plain smtp:// to a host other than loopback (use smtp+starttls:// "
+                "or smtps://: the mails carry login links)"
+            )
+        if self.mail_from == DEV_MAIL_FROM:
+            problems.append("MAIL_FROM: not set (the dev default is refused)")
         if self.redis_url is None:
             problems.append("REDIS_URL: not set (no embedded Redis outside dev)")
         for provider, key in (

@@ -24,7 +24,7 @@ from rampart.kit.observability import setup_process
 from rampart.kit.sentry import init_sentry
 
 celery_app = get_celery()
-celery_app.conf.include = ["rampart.assessments.tasks"]
+celery_app.conf.include = ["rampart.assessments.tasks", "rampart.accounts.tasks"]
 consumer_progress = ConsumerProgress().connect()
 
 

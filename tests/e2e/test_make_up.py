@@ -57,6 +57,7 @@ INHERITED = (
     "PORT",
     "HOST",
     "SECRETS_DIR",
+    "SMTP_URL",
 )
 
 
@@ -352,8 +353,10 @@ def test_up_runs_the_product_refuses_a_second_copy_stops_clean_and_keeps_data(ru
     ):
         assert name in running, f"{name!r} not among the stack's processes: {running}"
 
+    # Mails are kept by its capture server, and it says where to read them.
+    assert "rampart mail" in first.stderr() and str(runner.home / "mail") in first.stderr()
     with httpx.Client(base_url=runner.url, timeout=30) as client:
-        account = signup(client)
+        account = signup(client, mailbox=runner.home / "mail")  # the link from the kept mail
         created = client.post(
             "/api/v1/assessments", json={"answers": answers(3)}, headers=account.headers
         )
@@ -472,7 +475,7 @@ def test_sigterm_lets_running_tasks_finish_and_none_is_redelivered(runner):
     up = runner.start()
     runner.wait_up(up)
     with httpx.Client(base_url=runner.url, timeout=30) as client:
-        account = signup(client)
+        account = signup(client, mailbox=runner.home / "mail")
         ids = post_assessments(client, account, 2)
         wait_until(
             lambda: (
@@ -564,7 +567,7 @@ def test_up_restarts_what_crashed_and_says_how_it_ended(runner):
 
     # Everything works again: an assessment goes all the way through.
     with httpx.Client(base_url=runner.url, timeout=30) as client:
-        account = signup(client)
+        account = signup(client, mailbox=runner.home / "mail")
         ids = post_assessments(client, account, 1)
         wait_completed(client, account, ids, 90)
     print("back to ready after SIGKILL: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
@@ -577,7 +580,7 @@ def test_the_next_start_releases_the_deliveries_of_a_worker_that_died_with_the_s
     up = runner.start()
     runner.wait_up(up)
     with httpx.Client(base_url=runner.url, timeout=30) as client:
-        account = signup(client)
+        account = signup(client, mailbox=runner.home / "mail")
         ids = post_assessments(client, account, 1)
         wait_until(
             lambda: ("score_assessment", "processing", 1) in jobs(runner),

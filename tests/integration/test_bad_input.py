@@ -114,7 +114,8 @@ def account_rows(superuser: str) -> dict[str, int]:
 def users_with_email(superuser: str, email: str) -> int:
     with psycopg.connect(superuser) as conn:
         return conn.execute(
-            "SELECT count(*) FROM users WHERE lower(email) = lower(%s)", (email,)
+            "SELECT count(*) FROM users WHERE lower(email) = lower(%s) OR email = %s",
+            (email, email),
         ).fetchone()[0]
 
 
@@ -306,7 +307,7 @@ def test_bad_signup_is_rejected_and_writes_nothing(http, superuser, bad):
 def test_control_a_valid_signup_is_counted(http, superuser):
     before = account_rows(superuser)
     payload = signup_body()
-    assert http.post("/api/v1/auth/signup", json=payload).status_code == 201
+    assert http.post("/api/v1/auth/signup", json=payload).status_code == 202
     after = account_rows(superuser)
     assert after == {
         "tenants": before["tenants"] + 1,

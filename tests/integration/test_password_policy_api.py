@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 import pytest
-from tests.integration.test_invitations import accept, invite, users_of
+from tests.integration.test_invitations import accept, invite, mailed_token, users_of
 from tests.support.users import PASSWORD, Account, signup
 
 
@@ -35,8 +35,10 @@ def _refused(response: httpx.Response, words: str) -> None:
 def test_signup_refuses_a_common_or_trivial_password(http, password):
     email = f"policy-{uuid.uuid4().hex[:10]}@example.com"
     _refused(_signup(http, email, password), "easy to guess")
-    # Nothing was created: the same email signs up with a good password.
-    assert _signup(http, email, PASSWORD).status_code == 201
+    # Nothing was created: the same email signs up with a good password, and logs in.
+    assert _signup(http, email, PASSWORD).status_code == 202
+    login = http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
 
 
 def test_signup_refuses_the_users_own_email_as_password(http):
@@ -56,7 +58,7 @@ def test_invitation_accept_refuses_a_weak_password_and_stays_usable(http, owner,
     email = f"{local}@example.com"
     invited = invite(http, owner, "member", email)
     assert invited.status_code == 201, invited.text
-    token = invited.json()["token"]
+    token = mailed_token(owner, invited.json())
 
     _refused(accept(http, token, "x" * 20), "easy to guess")
     _refused(accept(http, token, email), "email")  # known only from the invitation
@@ -64,5 +66,5 @@ def test_invitation_accept_refuses_a_weak_password_and_stays_usable(http, owner,
     assert email not in users_of(superuser, owner.tenant_id)
 
     accepted = accept(http, token)  # a good password: the invitation was never used up
-    assert accepted.status_code == 201, accepted.text
+    assert accepted.status_code == 202, accepted.text
     assert email in users_of(superuser, owner.tenant_id)

@@ -13,6 +13,8 @@ live session cookie and no CSRF token, and with a bearer token and no CSRF token
 To add a route: if it needs a login, nothing to do (authentication through
 `CurrentPrincipal` checks the CSRF token). If it is public, add it to PUBLIC with the
 reason; if it is also a write, add it to CSRF_EXEMPT with what authenticates it instead.
+An authenticated write refuses a caller whose email address is not confirmed
+(`VerifiedActor`, 403 `email_not_verified`) unless it is on UNVERIFIED_MAY_WRITE.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
-from tests.support.users import PASSWORD, Account, signup
+from tests.support.users import PASSWORD, Account, signup, unverified
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SESSION = "__Host-session"
@@ -46,6 +48,7 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/auth/login"): "credentials in the body → bearer token",
     ("POST", "/api/v1/auth/session"): "credentials in the body → cookie session",
     ("POST", "/api/v1/invitations/accept"): "the one-time invitation token is the credential",
+    ("POST", "/api/v1/auth/verify-email"): "the one-time token mailed at signup is the credential",
     # Machine-to-machine: authenticated by a signature, not by a user.
     ("POST", "/api/v1/webhooks/stripe"): "Stripe-Signature (HMAC) is the authentication",
     ("POST", "/api/v1/internal/alerts"): "Alertmanager: bearer ALERT_WEBHOOK_TOKEN, not a user",
@@ -59,8 +62,14 @@ CSRF_EXEMPT: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/auth/login"): "no session exists yet; answers a bearer token",
     ("POST", "/api/v1/auth/session"): "no session exists yet; it creates one (new id)",
     ("POST", "/api/v1/invitations/accept"): "the body's one-time token, not a cookie",
+    ("POST", "/api/v1/auth/verify-email"): "the body's one-time token, not a cookie",
     ("POST", "/api/v1/webhooks/stripe"): "called by Stripe, never by a browser",
     ("POST", "/api/v1/internal/alerts"): "called by Alertmanager; a cookie never authenticates it",
+}
+
+# Authenticated writes open to a caller whose email address is not confirmed yet.
+UNVERIFIED_MAY_WRITE: dict[tuple[str, str], str] = {
+    ("POST", "/api/v1/auth/logout"): "ending one's own session changes nothing else",
 }
 
 Route = tuple[str, str]  # (method, path template)
@@ -195,3 +204,36 @@ def test_no_write_asks_a_bearer_token_for_a_csrf_token(http, routes, account):
             if response.status_code == 401 or error_code(response) == "csrf_failed":
                 problems.append(f"{route[0]} {route[1]}: {describe(response)}")
     assert_no_problems(problems, "bearer requests need no CSRF token")
+
+
+def test_every_authenticated_write_refuses_a_caller_whose_email_is_not_confirmed(http, routes):
+    """An account whose address nobody proved may read, not write (a squatter's account
+    must not become a working one): each authenticated write answers 403
+    `email_not_verified`, whatever its body, unless it is on UNVERIFIED_MAY_WRITE."""
+    from tests.integration.test_uploads import BOUNDARY, one_file, pdf
+
+    caller = unverified(http, "Unconfirmed walker")
+    # The upload route reads its body before it asks who calls (no connection is held while
+    # a file streams in): it needs a valid one to get that far.
+    upload = {
+        "content": one_file(pdf()),
+        "headers": {"content-type": f"multipart/form-data; boundary={BOUNDARY}"},
+    }
+    bodies = {("POST", "/api/v1/assessments/{assessment_id}/evidence"): upload}
+    problems = []
+    for route in routes:
+        if route[0] not in WRITE_METHODS or route in PUBLIC or route in UNVERIFIED_MAY_WRITE:
+            continue
+        body = bodies.get(route, {})
+        response = http.request(
+            route[0],
+            concrete(route[1]),
+            content=body.get("content"),
+            headers=caller.headers | body.get("headers", {}),
+        )
+        if response.status_code != 403 or error_code(response) != "email_not_verified":
+            problems.append(f"{route[0]} {route[1]}: {describe(response)}")
+    assert_no_problems(
+        problems, "take VerifiedActor in the route, or add it to UNVERIFIED_MAY_WRITE with why"
+    )
+    assert http.get("/api/v1/me", headers=caller.headers).status_code == 200  # reads work

@@ -73,7 +73,7 @@ def test_every_kind_of_response_carries_the_security_headers(client):
     statuses = {name: r.status_code for name, r in responses.items()}
     assert statuses == {
         "ok": 200,
-        "created": 201,
+        "created": 202,
         "accepted": 202,
         "unauthorized": 401,
         "not_found": 404,
@@ -138,6 +138,7 @@ def test_hsts_is_sent_outside_dev_and_test():
         JWT_SECRET="j" * 48,
         SESSION_SECRET="s" * 48,
         STRIPE_WEBHOOK_SECRET="whsec_" + "w" * 40,
+        MAIL_FROM="Rampart <no-reply@example.com>",
     ) as http:
         for response in (http.get("/health"), http.get("/no/such/route")):
             assert response.headers["strict-transport-security"] == HSTS

@@ -75,14 +75,14 @@ def app_session(claims: Claims | None = None) -> Iterator[Session]:
 
 
 def add_user(tenant_id: str, role: str) -> Account:
-    """A user of the tenant with `role`, written under RLS (no signup, no password to log in
-    with); its token issued as login issues it."""
+    """A user of the tenant with `role`, address confirmed, written under RLS (no signup, no
+    password to log in with); its token issued as login issues it."""
     user_id, email = str(uuid.uuid4()), f"{role}-{uuid.uuid4().hex[:12]}@example.com"
     with app_session(Claims(tenant_id=tenant_id, sub=user_id)) as session:
         session.execute(
             text(
-                "INSERT INTO users (id, tenant_id, email, password_hash, role)"
-                " VALUES (:id, :tenant, :email, 'no-login', :role)"
+                "INSERT INTO users (id, tenant_id, email, password_hash, role, email_verified_at)"
+                " VALUES (:id, :tenant, :email, 'no-login', :role, now())"
             ),
             {"id": user_id, "tenant": tenant_id, "email": email, "role": role},
         )

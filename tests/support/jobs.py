@@ -19,11 +19,14 @@ STEPS = {
 }
 
 
-def jobs(tenant_id: str) -> list:
+def jobs(tenant_id: str, *, types: tuple[str, ...] | None = tuple(STEPS)) -> list:
+    """The tenant's jobs of `types` (default: the pipeline's, not the mail jobs every
+    signup makes; None: all), oldest first."""
     with app_session(Claims(tenant_id=tenant_id, role="service")) as session:
-        return session.execute(
+        found = session.execute(
             text("SELECT id, type, status, attempts FROM jobs ORDER BY created_at")
         ).all()
+    return [job for job in found if types is None or job.type in types]
 
 
 def run(job_id: str, job_type: str, tenant_id: str) -> str:

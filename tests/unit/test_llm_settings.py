@@ -16,6 +16,8 @@ PROD = {
     "stripe_webhook_secret": "whsec_" + "x" * 32,  # pragma: allowlist secret
     "database_url": "postgresql://x",
     "redis_url": "redis://x",
+    "smtp_url": "smtp+starttls://mail.example.com:587",
+    "mail_from": "Rampart <no-reply@example.com>",
 }
 
 

@@ -1,8 +1,12 @@
 """All SQL of accounts. Login runs before any tenant is known: it goes through the
 SECURITY DEFINER function app.user_for_login, the one cross-tenant read of users.
-Accepting an invitation is the other step before a tenant is known: app.invitation_accept.
-Role changes and removals go through app.user_set_role / app.user_remove (migration
-0010), which check the caller's authority and write the audit trail themselves."""
+Accepting an invitation is another step before a tenant is known: app.invitation_accept.
+Making an account first claims its address across tenants (app.email_claim), and a
+confirmation link is used up by app.email_verify (migration 0012). Role changes and
+removals go through app.user_set_role / app.user_remove (migration 0010), which check
+the caller's authority and write the audit trail themselves.
+
+Every email here is canonical (kit/security/emails.py): the schemas make it so."""
 
 from __future__ import annotations
 
@@ -14,7 +18,10 @@ from asyncpg import Record
 
 from rampart.kit.db.transaction import Tx
 
-USER_COLUMNS = "u.id, u.email, u.role, u.created_at"
+USER_COLUMNS = (
+    "u.id, u.email, u.email_verified_at IS NOT NULL AS email_verified, u.role, u.created_at"
+)
+USER_FIELDS = ("id", "email", "email_verified", "role", "created_at")
 TENANT_COLUMNS = "t.id, t.name, t.plan, t.created_at"
 
 
@@ -32,6 +39,7 @@ class Actor:
     role: str
     token_version: int
     plan: str
+    verified: bool
 
 
 async def user_for_login(tx: Tx, email: str) -> LoginRecord | None:
@@ -46,7 +54,8 @@ async def actor(tx: Tx, user_id: uuid.UUID) -> Actor | None:
     """The live user's role and token version and their tenant's plan (under RLS: only
     within the claims' tenant)."""
     row = await tx.fetchrow(
-        "SELECT u.role, u.token_version, t.plan FROM users u JOIN tenants t ON t.id = u.tenant_id"
+        "SELECT u.role, u.token_version, t.plan, u.email_verified_at IS NOT NULL"
+        " FROM users u JOIN tenants t ON t.id = u.tenant_id"
         " WHERE u.id = $1 AND u.removed_at IS NULL",
         user_id,
     )
@@ -62,8 +71,9 @@ async def create_tenant_with_owner(
     email: str,
     password_hash: str,
 ) -> None:
-    # One statement; the unique index on lower(email) raises UniqueViolationError for a
-    # live duplicate, whatever tenant holds it.
+    """The tenant and its owner, whose address is not confirmed yet. One statement; the
+    unique index on email raises UniqueViolationError for a live duplicate, whatever
+    tenant holds it (app.email_claim, run first, makes that a race that cannot happen)."""
     await tx.execute(
         "WITH tenant AS (INSERT INTO tenants (id, name) VALUES ($1, $2))"
         " INSERT INTO users (id, tenant_id, email, password_hash, role)"
@@ -85,8 +95,9 @@ async def user_and_tenant(tx: Tx, user_id: uuid.UUID) -> tuple[Record, Record] |
     if row is None:
         return None
     values = list(row.values())
-    user = dict(zip(("id", "email", "role", "created_at"), values[:4], strict=True))
-    tenant = dict(zip(("id", "name", "plan", "created_at"), values[4:], strict=True))
+    count = len(USER_FIELDS)
+    user = dict(zip(USER_FIELDS, values[:count], strict=True))
+    tenant = dict(zip(("id", "name", "plan", "created_at"), values[count:], strict=True))
     return user, tenant  # type: ignore[return-value]
 
 
@@ -117,9 +128,7 @@ async def user_role(tx: Tx, user_id: uuid.UUID) -> Record | None:
 
 
 async def email_in_tenant(tx: Tx, email: str) -> bool:
-    found = await tx.fetchval(
-        "SELECT 1 FROM users WHERE lower(email) = lower($1) AND removed_at IS NULL", email
-    )
+    found = await tx.fetchval("SELECT 1 FROM users WHERE email = $1 AND removed_at IS NULL", email)
     return found is not None
 
 
@@ -165,14 +174,69 @@ async def accept_invitation(tx: Tx, token_hash: str) -> AcceptedInvitation | Non
     return AcceptedInvitation(*row) if row else None
 
 
-async def insert_user(
+async def insert_verified_user(
     tx: Tx, *, user_id: uuid.UUID, tenant_id: uuid.UUID, email: str, password_hash: str, role: str
 ) -> None:
+    """A user whose address is proven (the invitation token reached its mailbox)."""
     await tx.execute(
-        "INSERT INTO users (id, tenant_id, email, password_hash, role) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO users (id, tenant_id, email, password_hash, role, email_verified_at)"
+        " VALUES ($1, $2, $3, $4, $5, now())",
         user_id,
         tenant_id,
         email,
         password_hash,
         role,
     )
+
+
+# --- addresses and their confirmation ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Holder:
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+
+
+async def claim_email(tx: Tx, email: str, trace_id: str | None) -> Holder | None:
+    """Before making an account for `email`: its live verified holder (then make none), or
+    None when the address is free, an unverified holder having been removed (the definer
+    function app.email_claim, cross-tenant path 9)."""
+    row = await tx.fetchrow(
+        "SELECT holder_id, holder_tenant_id FROM app.email_claim($1, $2)", email, trace_id
+    )
+    return Holder(*row) if row else None
+
+
+async def insert_verification(
+    tx: Tx,
+    *,
+    verification_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    email: str,
+    token_hash: str,
+    expires_at: datetime,
+) -> None:
+    # No RETURNING: app_rw may insert links but not read them.
+    await tx.execute(
+        "INSERT INTO email_verifications (id, tenant_id, user_id, email, token_hash, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        verification_id,
+        tenant_id,
+        user_id,
+        email,
+        token_hash,
+        expires_at,
+    )
+
+
+async def verify_email(tx: Tx, token_hash: str) -> Holder | None:
+    """Use up the link with this token hash and mark its user verified (the definer
+    function app.email_verify, cross-tenant path 10); None for any other token."""
+    row = await tx.fetchrow("SELECT user_id, tenant_id FROM app.email_verify($1)", token_hash)
+    return Holder(*row) if row else None
+
+
+async def name_of_tenant(tx: Tx, tenant_id: uuid.UUID) -> str | None:
+    return await tx.fetchval("SELECT name FROM tenants WHERE id = $1", tenant_id)

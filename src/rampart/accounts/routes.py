@@ -6,25 +6,25 @@ from fastapi import APIRouter, Depends, Response
 
 from rampart.accounts import service
 from rampart.accounts.schemas import (
-    InvitationAcceptedOut,
     InvitationAcceptIn,
     InvitationIn,
     InvitationOut,
     LoginIn,
     MeOut,
+    NextStep,
     RoleIn,
     SessionOut,
     SignupIn,
-    SignupOut,
     TokenOut,
     UserList,
     UserOut,
+    VerifyEmailIn,
 )
 from rampart.kit import idempotency
 from rampart.kit.db.dependency import AnonymousTx, TenantTx
 from rampart.kit.security import sessions
 from rampart.kit.security.auth import CurrentBrowserSession
-from rampart.kit.security.permissions import CurrentActor
+from rampart.kit.security.permissions import CurrentActor, VerifiedActor
 from rampart.kit.security.ratelimit import login_rate_limit, signup_rate_limit
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
@@ -32,12 +32,22 @@ router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
 @router.post(
     "/auth/signup",
-    status_code=201,
-    response_model=SignupOut,
+    status_code=202,
+    response_model=NextStep,
     dependencies=[Depends(signup_rate_limit)],
 )
-async def signup(data: SignupIn, tx: AnonymousTx) -> SignupOut:
+async def signup(data: SignupIn, tx: AnonymousTx) -> NextStep:
+    """Sign up: the same 202 whether or not the address has an account. A new account gets
+    a mail with a link to confirm the address; until then it may log in and read, not
+    write. An address with a confirmed account gets a mail saying someone tried."""
     return await service.signup(tx, data)
+
+
+# Public: the one-time token from the mail is the credential.
+@router.post("/auth/verify-email", response_model=NextStep)
+async def verify_email(data: VerifyEmailIn, tx: AnonymousTx) -> NextStep:
+    """Confirm an address with the token of the link mailed at signup."""
+    return await service.verify_email(tx, data)
 
 
 @router.post("/auth/login", response_model=TokenOut, dependencies=[Depends(login_rate_limit)])
@@ -59,7 +69,9 @@ async def list_users(actor: CurrentActor, tx: TenantTx) -> UserList:
 
 
 @router.patch("/users/{user_id}/role", response_model=UserOut)
-async def change_role(user_id: uuid.UUID, data: RoleIn, tx: TenantTx) -> UserOut:
+async def change_role(
+    user_id: uuid.UUID, data: RoleIn, _actor: VerifiedActor, tx: TenantTx
+) -> UserOut:
     return await service.change_role(tx, user_id, data)
 
 
@@ -71,7 +83,7 @@ async def change_role(user_id: uuid.UUID, data: RoleIn, tx: TenantTx) -> UserOut
         409: {"description": "The last owner cannot be removed (`last_owner`)."},
     },
 )
-async def remove_user(user_id: uuid.UUID, tx: TenantTx) -> Response:
+async def remove_user(user_id: uuid.UUID, _actor: VerifiedActor, tx: TenantTx) -> Response:
     """Remove a member (owners and admins; only an owner removes an owner; never the last
     owner). Their tokens and sessions stop working at once."""
     await service.remove_user(tx, user_id)
@@ -81,7 +93,7 @@ async def remove_user(user_id: uuid.UUID, tx: TenantTx) -> Response:
 @router.post("/invitations", status_code=201, response_model=InvitationOut)
 async def invite(
     data: InvitationIn,
-    actor: CurrentActor,
+    actor: VerifiedActor,
     tx: TenantTx,
     response: Response,
     idempotency_key: idempotency.IdempotencyKey = None,
@@ -98,8 +110,11 @@ async def invite(
 
 
 # Public: the invitee has no account yet; the one-time token in the body is the credential.
-@router.post("/invitations/accept", status_code=201, response_model=InvitationAcceptedOut)
-async def accept_invitation(data: InvitationAcceptIn, tx: AnonymousTx) -> InvitationAcceptedOut:
+@router.post("/invitations/accept", status_code=202, response_model=NextStep)
+async def accept_invitation(data: InvitationAcceptIn, tx: AnonymousTx) -> NextStep:
+    """Accept with the token mailed to the invited address, and choose a password; then log
+    in. The same 202 whether or not the address already has an account (then nothing is
+    made, and the address is mailed why)."""
     return await service.accept_invitation(tx, data)
 
 

@@ -2,12 +2,25 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
+from rampart.kit.security.emails import canonical_email
 from rampart.kit.security.passwords import password_problem
+
+# An address as the API takes it: valid (pydantic's EmailStr), then in its one canonical
+# form (kit/security/emails.py), which is what is stored, compared and looked up.
+Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(canonical_email)]
 
 # The rules, as the API documents them (not a secret).
 PASSWORD_RULES = (
@@ -29,7 +42,7 @@ class _Strict(BaseModel):
 
 
 class SignupIn(_Strict):
-    email: EmailStr = Field(max_length=320)
+    email: Email
     password: str = Field(max_length=256, description=PASSWORD_RULES)
     tenant_name: str = Field(min_length=1, max_length=200)
 
@@ -48,7 +61,7 @@ class SignupIn(_Strict):
 
 
 class LoginIn(_Strict):
-    email: EmailStr = Field(max_length=320)
+    email: Email
     password: str = Field(min_length=1, max_length=256)
 
 
@@ -69,15 +82,33 @@ class TenantOut(BaseModel):
 class UserOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: uuid.UUID
-    email: str
+    email: str = Field(description="The address in its canonical form.")
+    email_verified: bool = Field(
+        description="Whether the owner of the address confirmed it; until then the user "
+        "may read, not write."
+    )
     role: str
     created_at: datetime
 
 
-class SignupOut(BaseModel):
-    user: UserOut
-    tenant: TenantOut
-    token: TokenOut
+class NextStep(BaseModel):
+    """The same answer whatever the address: whether it has an account is told only to
+    its mailbox."""
+
+    message: str
+
+
+class VerifyEmailIn(_Strict):
+    token: str = Field(min_length=1, max_length=200)
+
+    @field_validator("token")
+    @classmethod
+    def _encodable(cls, value: str) -> str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError("must be valid Unicode text") from exc
+        return value
 
 
 class MeOut(BaseModel):
@@ -100,19 +131,17 @@ class RoleIn(_Strict):
 
 
 class InvitationIn(_Strict):
-    email: EmailStr = Field(max_length=320)
+    email: Email
     role: RoleName
 
 
 class InvitationOut(BaseModel):
+    """The invitation; its one-time token goes to the invited address only, by mail."""
+
     id: uuid.UUID
     email: str
     role: RoleName
     expires_at: datetime
-    token: str = Field(
-        description="The one-time token to hand to the invitee; shown once, stored only as "
-        "its sha256."
-    )
 
 
 class InvitationAcceptIn(_Strict):
@@ -134,12 +163,6 @@ class InvitationAcceptIn(_Strict):
     def _policy(cls, value: str) -> str:
         # The invitee's email is known only from the invitation: the service checks it too.
         return checked_password(value)
-
-
-class InvitationAcceptedOut(BaseModel):
-    user: UserOut
-    tenant: TenantOut
-    token: TokenOut
 
 
 # --- browser sessions ---------------------------------------------------------------------

@@ -1,37 +1,41 @@
-"""Signup, login, "who am I", roles and invitations. Services never commit: the request's
-transaction does."""
+"""Signup, login, "who am I", roles, invitations and email confirmation. Services never
+commit: the request's transaction does.
+
+Email identity (docs/security.md, "Email identity"): every address is canonical (the
+schemas make it so). Signup, invite and accept answer the same whatever the address: a
+mail to the address tells its owner what happened. Mails are jobs enqueued in the
+request's transaction and sent by the worker (`mail_step`), never in the request."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from anyio import to_thread
 
-from rampart.accounts import repository
+from rampart.accounts import mails, repository
 from rampart.accounts.schemas import (
-    InvitationAcceptedOut,
     InvitationAcceptIn,
     InvitationIn,
     InvitationOut,
     LoginIn,
     MeOut,
+    NextStep,
     RoleIn,
     SessionOut,
     SignupIn,
-    SignupOut,
     TenantOut,
     TokenOut,
     UserList,
     UserOut,
+    VerifyEmailIn,
 )
 from rampart.config import get_settings
 from rampart.kit import audit, context
-from rampart.kit.db.transaction import Claims, Tx
+from rampart.kit.db.transaction import Claims, DatabaseUnavailable, Tx
 from rampart.kit.errors import (
     AppError,
     Conflict,
@@ -40,10 +44,14 @@ from rampart.kit.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from rampart.kit.jobs.enqueue import enqueue
+from rampart.kit.jobs.runner import JobRun
 from rampart.kit.logging import get_logger
+from rampart.kit.mail import get_mailer
 from rampart.kit.metrics import SIGNUPS
 from rampart.kit.security import permissions, sessions
 from rampart.kit.security.auth import CHALLENGE, Principal, TokenRevoked
+from rampart.kit.security.links import link_token, token_hash
 from rampart.kit.security.passwords import hash_password, password_problem, verify_password
 from rampart.kit.security.tokens import issue_access_token
 
@@ -79,7 +87,11 @@ async def load_actor(tx: Tx, principal: Principal) -> Principal:
     if found.token_version != principal.token_version:
         raise TokenRevoked(headers=CHALLENGE)
     return dataclasses.replace(
-        principal, role=found.role, token_version=found.token_version, plan=found.plan
+        principal,
+        role=found.role,
+        token_version=found.token_version,
+        plan=found.plan,
+        verified=found.verified,
     )
 
 
@@ -91,9 +103,78 @@ async def _user_and_tenant(tx: Tx, user_id: uuid.UUID) -> tuple[UserOut, TenantO
     return UserOut.model_validate(user), TenantOut.model_validate(tenant)
 
 
-async def signup(tx: Tx, data: SignupIn) -> SignupOut:
+# --- mail: enqueued with the request's rows, sent by the worker --------------------------
+
+MAIL_JOB = "send_mail"
+MAIL_TASK = "rampart.accounts.send_mail"
+
+
+async def _mail(tx: Tx, tenant_id: uuid.UUID, template: str, to: str, **facts: Any) -> None:
+    """Enqueue one mail in the transaction's tenant (its claims must be that tenant's)."""
+    await enqueue(
+        tx,
+        tenant_id=tenant_id,
+        job_type=MAIL_JOB,
+        task=MAIL_TASK,
+        idempotency_key=f"mail:{uuid.uuid4()}",
+        payload={"template": template, "to": to, **facts},
+    )
+
+
+async def mail_step(run: JobRun) -> None:
+    """The mail job: render the mail (link tokens computed again from their row ids) and
+    send it. The delivery's transaction commits before the SMTP conversation, so no
+    database connection waits on a mail server; the job is marked done after."""
+    payload = dict(run.payload)
+    if payload.get("template") in (mails.INVITATION, mails.INVITATION_EXISTING):
+        async with run.transaction() as tx:
+            payload["tenant_name"] = await repository.name_of_tenant(tx, run.tenant_id) or ""
+    await run.close()
+    mail = mails.render(payload, message_id=f"<{run.job_id}@rampart>")
+    await get_mailer().send(mail)
+    async with run.transaction() as tx:
+        await run.succeed(tx)
+
+
+# --- signup and email confirmation --------------------------------------------------------
+
+SIGNUP_ANSWER = (
+    "Check your inbox: if this address can be used, we sent it a link to confirm it. "
+    "Open it, then log in."
+)
+
+
+class VerificationInvalid(AppError):
+    # One answer for unknown, used and expired links: no oracle for which.
+    code, status, message = (
+        "verification_invalid",
+        400,
+        "The confirmation link is invalid or expired; sign up again for a new one.",
+    )
+
+
+async def _claim_email(tx: Tx, email: str) -> repository.Holder | None:
+    try:
+        return await repository.claim_email(tx, email, _trace_id())
+    except asyncpg.PostgresError as exc:  # e.g. a deadlock between two claims: retry
+        raise DatabaseUnavailable() from exc
+
+
+async def signup(tx: Tx, data: SignupIn) -> NextStep:
+    """The same answer whatever the address. Free (or held by an account that never
+    confirmed it, which is removed): a new tenant, its unconfirmed owner and a mail with
+    the confirmation link. Held by a confirmed account: nothing is made, and its owner is
+    mailed that someone tried."""
+    email = str(data.email)
+    password_hash = await _hash(data.password)  # argon2 either way: no oracle by timing
+    holder = await _claim_email(tx, email)
+    if holder is not None:
+        await tx.set_claims(Claims(tenant_id=str(holder.tenant_id)))
+        await audit.record(tx, tenant_id=holder.tenant_id, actor_id=None, action="signup_refused")
+        await _mail(tx, holder.tenant_id, mails.SIGNUP_EXISTING, email)
+        log.info("signup_refused_address_taken")
+        return NextStep(message=SIGNUP_ANSWER)
     tenant_id, user_id = uuid.uuid4(), uuid.uuid4()
-    password_hash = await _hash(data.password)
     # The new tenant's own claims let RLS accept exactly these rows and no others.
     await tx.set_claims(Claims(tenant_id=str(tenant_id), sub=str(user_id)))
     try:
@@ -102,17 +183,55 @@ async def signup(tx: Tx, data: SignupIn) -> SignupOut:
             tenant_id=tenant_id,
             user_id=user_id,
             tenant_name=data.tenant_name,
-            email=str(data.email),
+            email=email,
             password_hash=password_hash,
         )
-    except asyncpg.UniqueViolationError as exc:
-        raise Conflict("An account with this email already exists.") from exc
+    except asyncpg.UniqueViolationError as exc:  # app.email_claim serializes: not expected
+        raise DatabaseUnavailable() from exc
+    await _send_confirmation(tx, tenant_id, user_id, email)
     await audit.record(tx, tenant_id=tenant_id, actor_id=user_id, action="signup")
-    user, tenant = await _user_and_tenant(tx, user_id)
     context.bind(tenant_id=str(tenant_id), user_id=str(user_id))
     SIGNUPS.inc()
     log.info("signup_completed")
-    return SignupOut(user=user, tenant=tenant, token=_token(user_id, tenant_id, "owner", 0))
+    return NextStep(message=SIGNUP_ANSWER)
+
+
+async def _send_confirmation(tx: Tx, tenant_id: uuid.UUID, user_id: uuid.UUID, email: str) -> None:
+    verification_id = uuid.uuid4()
+    ttl = get_settings().email_verification_ttl_seconds
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
+    await repository.insert_verification(
+        tx,
+        verification_id=verification_id,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        email=email,
+        token_hash=token_hash(link_token(mails.VERIFY_EMAIL, verification_id)),
+        expires_at=expires_at,
+    )
+    await _mail(
+        tx,
+        tenant_id,
+        mails.VERIFY_EMAIL,
+        email,
+        verification_id=str(verification_id),
+        expires_at=expires_at.isoformat(),
+    )
+
+
+async def verify_email(tx: Tx, data: VerifyEmailIn) -> NextStep:
+    """Use up a confirmation link: its user's address is confirmed from now on."""
+    found = await repository.verify_email(tx, token_hash(data.token))
+    if found is None:
+        log.info("email_verification_rejected")
+        raise VerificationInvalid()
+    await tx.set_claims(Claims(tenant_id=str(found.tenant_id), sub=str(found.user_id)))
+    await audit.record(
+        tx, tenant_id=found.tenant_id, actor_id=found.user_id, action="email_verified"
+    )
+    context.bind(tenant_id=str(found.tenant_id), user_id=str(found.user_id))
+    log.info("email_verified")
+    return NextStep(message="Your email address is confirmed.")
 
 
 async def authenticate(
@@ -160,10 +279,6 @@ class InvitationInvalid(AppError):
 
 class LastOwner(Conflict):
     code, message = "last_owner", "A tenant keeps at least one owner: make another owner first."
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 async def list_users(tx: Tx, actor: Principal) -> UserList:
@@ -219,9 +334,9 @@ async def invite(tx: Tx, actor: Principal, data: InvitationIn) -> InvitationOut:
         permissions.can_invite(actor.role, data.role), "Only an owner can invite an owner."
     )
     email = str(data.email)
+    # The tenant's own members only (its admins list them anyway): no cross-tenant oracle.
     if await repository.email_in_tenant(tx, email):
         raise Conflict("This email already belongs to a user of the tenant.")
-    token = secrets.token_urlsafe(32)
     invitation_id = uuid.uuid4()
     expires_at = datetime.now(UTC) + timedelta(seconds=get_settings().invitation_ttl_seconds)
     await repository.insert_invitation(
@@ -230,9 +345,19 @@ async def invite(tx: Tx, actor: Principal, data: InvitationIn) -> InvitationOut:
         tenant_id=uuid.UUID(actor.tenant_id),
         email=email,
         role=data.role,
-        token_hash=_token_hash(token),
+        token_hash=token_hash(link_token(mails.INVITATION, invitation_id)),
         invited_by=uuid.UUID(actor.user_id),
         expires_at=expires_at,
+    )
+    # The token goes to the invited address only: whoever accepts it holds that mailbox.
+    await _mail(
+        tx,
+        uuid.UUID(actor.tenant_id),
+        mails.INVITATION,
+        email,
+        invitation_id=str(invitation_id),
+        role=data.role,
+        expires_at=expires_at.isoformat(),
     )
     await audit.record(
         tx,
@@ -242,27 +367,46 @@ async def invite(tx: Tx, actor: Principal, data: InvitationIn) -> InvitationOut:
         subject=f"invitation:{invitation_id} role:{data.role}",
     )
     log.info("invitation_created", invitation_id=str(invitation_id), role=data.role)
-    return InvitationOut(
-        id=invitation_id, email=email, role=data.role, expires_at=expires_at, token=token
-    )
+    return InvitationOut(id=invitation_id, email=email, role=data.role, expires_at=expires_at)
 
 
-async def accept_invitation(tx: Tx, data: InvitationAcceptIn) -> InvitationAcceptedOut:
-    """Use up the invitation and create its user in the inviting tenant, in one transaction:
-    if creating the user fails, the invitation stays unused."""
+ACCEPT_ANSWER = (
+    "Invitation accepted: log in with this address and the password you chose. We also "
+    "sent you a mail."
+)
+
+
+async def accept_invitation(tx: Tx, data: InvitationAcceptIn) -> NextStep:
+    """Use up the invitation and create its user in the inviting tenant, in one transaction
+    (if that fails, the invitation stays unused). The token reached the invited mailbox,
+    so the new user's address is confirmed. If the address already has a confirmed
+    account, nothing is made and the address is mailed why: the same answer either way."""
     password_hash = await _hash(data.password)
-    invitation = await repository.accept_invitation(tx, _token_hash(data.token))
+    invitation = await repository.accept_invitation(tx, token_hash(data.token))
     if invitation is None:
         log.info("invitation_rejected")
         raise InvitationInvalid()
     problem = password_problem(data.password, email=invitation.email)
     if problem:  # the schema checked all but the email, known only now; rolled back: unused
         raise ValidationFailed(details=[{"field": "password", "problem": problem}])
+    holder = await _claim_email(tx, invitation.email)
+    if holder is not None:
+        await tx.set_claims(Claims(tenant_id=str(invitation.tenant_id)))
+        await audit.record(
+            tx,
+            tenant_id=invitation.tenant_id,
+            actor_id=None,
+            action="invitation_refused",
+            subject=f"invitation:{invitation.id} address has an account",
+        )
+        await _mail(tx, invitation.tenant_id, mails.INVITATION_EXISTING, invitation.email)
+        log.info("invitation_refused_address_taken", invitation_id=str(invitation.id))
+        return NextStep(message=ACCEPT_ANSWER)
     user_id = uuid.uuid4()
     # From here on RLS scopes everything to the inviting tenant, as for its own users.
     await tx.set_claims(Claims(tenant_id=str(invitation.tenant_id), sub=str(user_id)))
     try:
-        await repository.insert_user(
+        await repository.insert_verified_user(
             tx,
             user_id=user_id,
             tenant_id=invitation.tenant_id,
@@ -270,8 +414,8 @@ async def accept_invitation(tx: Tx, data: InvitationAcceptIn) -> InvitationAccep
             password_hash=password_hash,
             role=invitation.role,
         )
-    except asyncpg.UniqueViolationError as exc:  # the email has an account already
-        raise Conflict("An account with this email already exists.") from exc
+    except asyncpg.UniqueViolationError as exc:  # app.email_claim serializes: not expected
+        raise DatabaseUnavailable() from exc
     await audit.record(
         tx,
         tenant_id=invitation.tenant_id,
@@ -279,12 +423,9 @@ async def accept_invitation(tx: Tx, data: InvitationAcceptIn) -> InvitationAccep
         action="invitation_accepted",
         subject=f"invitation:{invitation.id} role:{invitation.role}",
     )
-    user, tenant = await _user_and_tenant(tx, user_id)
     context.bind(tenant_id=str(invitation.tenant_id), user_id=str(user_id))
     log.info("invitation_accepted", invitation_id=str(invitation.id))
-    return InvitationAcceptedOut(
-        user=user, tenant=tenant, token=_token(user_id, invitation.tenant_id, invitation.role, 0)
-    )
+    return NextStep(message=ACCEPT_ANSWER)
 
 
 # --- browser sessions (state in Redis: kit/security/sessions.py) --------------------------

@@ -15,7 +15,7 @@ from rampart.assessments.schemas import (
 )
 from rampart.kit import idempotency
 from rampart.kit.db.dependency import TenantTx
-from rampart.kit.security.permissions import CurrentActor
+from rampart.kit.security.permissions import VerifiedActor
 from rampart.kit.security.ratelimit import assessment_rate_limit
 
 router = APIRouter(prefix="/api/v1/assessments", tags=["assessments"])
@@ -34,7 +34,7 @@ async def questionnaire() -> Questionnaire:
 )
 async def create_assessment(
     data: AssessmentIn,
-    actor: CurrentActor,
+    actor: VerifiedActor,
     tx: TenantTx,
     response: Response,
     idempotency_key: idempotency.IdempotencyKey = None,
@@ -68,7 +68,7 @@ async def get_assessment(assessment_id: uuid.UUID, tx: TenantTx) -> AssessmentOu
 
 @router.delete("/{assessment_id}", status_code=204)
 async def delete_assessment(
-    assessment_id: uuid.UUID, actor: CurrentActor, tx: TenantTx
+    assessment_id: uuid.UUID, actor: VerifiedActor, tx: TenantTx
 ) -> Response:
     await service.delete(tx, actor, assessment_id)
     return Response(status_code=204)

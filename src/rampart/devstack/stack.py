@@ -1,6 +1,8 @@
-"""The local stack: embedded Postgres and Redis, bootstrapped and migrated, as environment
+"""The local stack: embedded Postgres and Redis, bootstrapped and migrated, and a mail
+capture server (devstack/mailbox.py: mails land in `<home>/mail/`), as environment
 variables for the processes that use them. `rampart up` and the test suite both use it;
-whatever is already configured (DATABASE_URL, REDIS_URL) is used instead of starting one.
+whatever is already configured (DATABASE_URL, REDIS_URL, SMTP_URL) is used instead of
+starting one.
 
 Everything under the home (.rampart/) is private to its owner: files 0600, directories
 0700, except that the home and postgres/ are 0711 when we are root, so the unprivileged
@@ -19,6 +21,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rampart.devstack.mailbox import MailCapture
 from rampart.devstack.ports import free_port
 from rampart.devstack.postgres import EmbeddedPostgres, bootstrap_database
 from rampart.devstack.redis import EmbeddedRedis
@@ -63,10 +66,11 @@ def _ports(home: Path) -> dict[str, int]:
     """Ports chosen once per .rampart/ and reused, so a server left running by a killed
     `rampart up` is found again instead of clashing with a fresh port."""
     path = home / "ports.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    ports = {"postgres": free_port(), "redis": free_port()}
-    _write_private(path, json.dumps(ports))
+    ports = json.loads(path.read_text()) if path.exists() else {}
+    missing = {name: free_port() for name in ("postgres", "redis", "smtp") if name not in ports}
+    if missing:  # a new home, or one from before a server was added
+        ports |= missing
+        _write_private(path, json.dumps(ports))
     return ports
 
 
@@ -96,6 +100,7 @@ class LocalStack:
     fast: bool = False
     postgres: EmbeddedPostgres | None = None
     redis: EmbeddedRedis | None = None
+    mail: MailCapture | None = None
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> dict[str, str]:
@@ -152,6 +157,12 @@ class LocalStack:
             )
             self.redis.start()
             env["REDIS_URL"] = self.redis.url
+        if os.environ.get("SMTP_URL"):
+            env["SMTP_URL"] = os.environ["SMTP_URL"]
+        else:
+            self.mail = MailCapture(self.home / "mail", ports["smtp"])
+            self.mail.start()
+            env["SMTP_URL"] = self.mail.url
         migrate(
             env["MIGRATION_DATABASE_URL"], env["DATABASE_URL"], env.get("OPERATOR_DATABASE_URL")
         )
@@ -159,6 +170,8 @@ class LocalStack:
         return env
 
     def stop(self) -> None:
+        if self.mail is not None:
+            self.mail.stop()
         if self.redis is not None:
             self.redis.stop()
         if self.postgres is not None:

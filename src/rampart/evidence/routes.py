@@ -18,7 +18,7 @@ from rampart.kit.db.dependency import TenantTx
 from rampart.kit.errors import AppError
 from rampart.kit.metrics import EVIDENCE_UPLOADS
 from rampart.kit.security.auth import CurrentPrincipal
-from rampart.kit.security.permissions import CurrentActor
+from rampart.kit.security.permissions import VerifiedActor
 from rampart.kit.security.ratelimit import upload_rate_limit
 from rampart.kit.security.uploads import ReceivedFile, UploadPolicy, receive_upload
 from rampart.kit.storage import get_storage
@@ -83,7 +83,7 @@ async def _received_file(
 async def upload_evidence(
     assessment_id: uuid.UUID,
     upload: Annotated[ReceivedFile, Depends(_received_file)],
-    actor: CurrentActor,
+    actor: VerifiedActor,
     tx: TenantTx,
     response: Response,
     idempotency_key: idempotency.IdempotencyKey = None,

@@ -53,13 +53,15 @@ _STATE_KEY = "browser_session"
 @dataclass(frozen=True)
 class Principal:
     """The caller. From a token or session: what it claims; from `CurrentActor`: what the
-    database holds now (role, version, and the tenant's plan)."""
+    database holds now (role, version, the tenant's plan, and whether the caller's email
+    address is confirmed: unknown, so False, until the database says)."""
 
     user_id: str
     tenant_id: str
     role: str
     token_version: int = 0
     plan: str | None = None
+    verified: bool = False
 
     @property
     def claims(self) -> Claims:

@@ -4,6 +4,10 @@ caller's current role.
 The table is generic (roles × actions on "the tenant's resources"); each domain service
 applies it to its own resource (assessments/service.py: `can_delete_assessment`, ...).
 
+A caller whose email address is not confirmed may read, not write: every route that
+changes anything takes `VerifiedActor` instead of `CurrentActor` (403 `email_not_verified`;
+the route guard test walks every authenticated write with such a caller).
+
 The role a request acts with is the database's: a token or session is checked against the
 user's token version as the request's transaction opens (kit/security/auth.py), and every
 role change bumps that version, so an old token that still says "admin" after a demotion
@@ -18,8 +22,8 @@ from typing import Annotated
 from fastapi import Depends
 
 from rampart.kit.db.dependency import TenantTx
-from rampart.kit.errors import Forbidden
-from rampart.kit.security.auth import CurrentPrincipal, Principal
+from rampart.kit.errors import AppError, Forbidden
+from rampart.kit.security.auth import CurrentPrincipal, Principal, load_actor
 
 
 class Role(StrEnum):
@@ -109,3 +113,23 @@ async def current_actor(_tx: TenantTx, principal: CurrentPrincipal) -> Principal
 
 
 CurrentActor = Annotated[Principal, Depends(current_actor)]
+
+
+class EmailNotVerified(AppError):
+    code, status = "email_not_verified", 403
+    message = (
+        "Confirm your email address first: open the link we mailed you (signing up again "
+        "with the address sends a new one)."
+    )
+
+
+async def verified_actor(tx: TenantTx, principal: CurrentPrincipal) -> Principal:
+    """The caller, if their email address is confirmed (read in the request's transaction,
+    with the plan: once per request); 403 `email_not_verified` else."""
+    actor = await load_actor(tx, principal)
+    if not actor.verified:
+        raise EmailNotVerified()
+    return actor
+
+
+VerifiedActor = Annotated[Principal, Depends(verified_actor)]

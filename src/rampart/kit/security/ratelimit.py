@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import unicodedata
 from dataclasses import dataclass
 
 import redis
@@ -43,6 +44,7 @@ from rampart.kit.logging import get_logger
 from rampart.kit.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
 from rampart.kit.security.auth import CurrentPrincipal, load_actor
 from rampart.kit.security.client_ip import client_ip, ip_bucket
+from rampart.kit.security.emails import canonical_email
 
 log = get_logger(__name__)
 
@@ -196,14 +198,22 @@ async def limit_failed_attempts(request: Request, name: str) -> None:
 
 
 async def _login_email(request: Request) -> str:
-    """The email of a login body, digested: buckets never hold clear PII. FastAPI has read
-    and cached the body already; an unreadable one counts under the empty email."""
+    """The email of a login body in its canonical form (kit/security/emails.py: the one the
+    account is stored and looked up under, so every spelling of one address is one
+    bucket), digested: buckets never hold clear PII. FastAPI has read and cached the body
+    already; an unreadable one counts under the empty email, and a string that is no
+    address (the request then gets 422) under its NFKC-casefolded self."""
     try:
         body = await request.json()
     except ValueError:
         body = None
     email = body.get("email") if isinstance(body, dict) else None
-    email = email.strip().lower() if isinstance(email, str) else ""
+    if not isinstance(email, str):
+        email = ""
+    try:
+        email = canonical_email(email)
+    except ValueError:
+        email = unicodedata.normalize("NFKC", email.strip()).casefold()
     return hashlib.sha256(email.encode("utf-8", "replace")).hexdigest()[:32]
 
 
