@@ -98,17 +98,19 @@ class NextStep(BaseModel):
     message: str
 
 
+def _encodable(value: str) -> str:
+    # A lone surrogate ("\ud800" in JSON) cannot be hashed: a 422 here, not a 500.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
 class VerifyEmailIn(_Strict):
     token: str = Field(min_length=1, max_length=200)
 
-    @field_validator("token")
-    @classmethod
-    def _encodable(cls, value: str) -> str:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError("must be valid Unicode text") from exc
-        return value
+    _token_encodable = field_validator("token")(_encodable)
 
 
 class MeOut(BaseModel):
@@ -148,15 +150,7 @@ class InvitationAcceptIn(_Strict):
     token: str = Field(min_length=1, max_length=200)
     password: str = Field(max_length=256, description=PASSWORD_RULES)
 
-    @field_validator("token", "password")
-    @classmethod
-    def _encodable(cls, value: str) -> str:
-        # A lone surrogate ("\ud800" in JSON) cannot be hashed: a 422 here, not a 500.
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError("must be valid Unicode text") from exc
-        return value
+    _token_and_password_encodable = field_validator("token", "password")(_encodable)
 
     @field_validator("password")
     @classmethod
