@@ -91,7 +91,7 @@ def measure_llm_pipeline(
             started = time.monotonic()
             ids = post_many(base_url, account, body, count)
             posted = time.monotonic()
-            done, failed = wait_completed(conn, ids, 300, running, on_poll=sample)
+            done, failed = wait_completed(conn, ids, 120, running, on_poll=sample)
             cpu = cpu_watch.stop()
             stats = control.get("/_stats").json()
             degraded = conn.execute(

@@ -166,7 +166,7 @@ def measure_pipeline(
         started = time.monotonic()
         ids = post_many(base_url, account, body, count)
         posted = time.monotonic()
-        done, failed = wait_completed(conn, ids, 300, [relay, worker])
+        done, failed = wait_completed(conn, ids, 120, [relay, worker])
         cpu = cpu_watch.stop()
         latency = job_latency(conn, ids)
         e2e = end_to_end_ms(conn, ids)
