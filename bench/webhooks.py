@@ -37,19 +37,38 @@ def new_secret() -> str:
 
 def _invoice(customer: str, rng: random.Random) -> dict:
     amount = rng.choice((900, 2900, 9900))
+    now = int(time.time())
     return {
         "id": "in_bench" + secrets.token_hex(8),
         "object": "invoice",
+        "account_country": "US",
+        "account_name": "Rampart Inc.",
+        "attempt_count": 1,
+        "attempted": True,
+        "auto_advance": False,
+        "created": now - 3600,
         "customer": customer,
+        "customer_address": None,
+        "customer_name": "Bench Customer",
+        "number": f"BENCH-{rng.randrange(10**6):06d}",
+        "payment_intent": "pi_bench" + secrets.token_hex(8),
+        "period_start": now - 2_592_000,
+        "period_end": now,
         "status": "paid",
+        "status_transitions": {"finalized_at": now - 3600, "paid_at": now - 60,
+                               "marked_uncollectible_at": None, "voided_at": None},
         "paid": True,
         "currency": "usd",
+        "subtotal": amount,
+        "tax": None,
+        "total": amount,
         "amount_due": amount,
         "amount_paid": amount,
         "amount_remaining": 0,
         "billing_reason": "subscription_cycle",
         "collection_method": "charge_automatically",
         "customer_email": "billing@example.com",
+        "webhooks_delivered_at": now - 3590,
         "hosted_invoice_url": "https://invoice.stripe.com/i/acct_bench/test_" + "x" * 40,
         "lines": {
             "object": "list",
