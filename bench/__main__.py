@@ -108,11 +108,15 @@ def _git_commit() -> str | None:
 
 
 def _admin_url(stack) -> str:
-    """The bench stack's Postgres superuser on Rampart's database (for the observers)."""
+    """A role that reads every tenant's rows (for the observers): the embedded stack's
+    superuser, or BENCH_ADMIN_DATABASE_URL with an external DATABASE_URL."""
     from rampart.devstack.stack import DATABASE
 
     if stack.postgres is None:
-        return os.environ["MIGRATION_DATABASE_URL"]
+        if not os.environ.get("BENCH_ADMIN_DATABASE_URL"):
+            raise RuntimeError("external DATABASE_URL: set BENCH_ADMIN_DATABASE_URL too "
+                               "(a role that bypasses RLS, to check the results)")
+        return os.environ["BENCH_ADMIN_DATABASE_URL"]
     return stack.postgres.superuser_url.rsplit("/", 1)[0] + "/" + DATABASE
 
 
