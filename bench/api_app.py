@@ -3,10 +3,11 @@ that exists only here, `GET /bench/ping`, which authenticates the bearer token
 (`CurrentPrincipal`: JWT decode, no database) and answers a tiny JSON. Against the bare
 app's GET it prices Rampart's middleware stack and auth alone.
 
-Served the way `rampart api` serves the product (src/rampart/cli.py `api`): its own
-metrics directory first, then uvicorn with the same arguments (one process, access log
-off, no proxy or server headers; loop and HTTP "auto", which pick uvloop and httptools,
-both installed by uvicorn[standard]).
+Served the way `rampart api` serves the product (src/rampart/cli.py `api`, mirrored here:
+keep the two in step): its own metrics directory first, the metrics listener (off unless
+METRICS_PORT is set), then uvicorn with the same arguments (one process, access log off,
+no proxy or server headers, the same graceful shutdown; loop and HTTP "auto", which pick
+uvloop and httptools, both installed by uvicorn[standard]).
 
     python -m bench.api_app --host 127.0.0.1 --port PORT
 """
@@ -44,6 +45,11 @@ def main() -> None:
     prepare_multiprocess_dir("api")  # before anything imports prometheus_client
     import uvicorn
 
+    from rampart.config import get_settings
+    from rampart.kit import metrics_export
+
+    settings = get_settings()
+    metrics_export.serve(settings.metrics_port, settings.metrics_host)  # METRICS_PORT 0: off
     uvicorn.run(
         "bench.api_app:create_app",
         factory=True,
@@ -54,8 +60,8 @@ def main() -> None:
         access_log=False,
         proxy_headers=False,
         server_header=False,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_drain_seconds)),
     )
-
 
 if __name__ == "__main__":
     main()

@@ -381,3 +381,27 @@ def render_llm_stage(console: Console, rows: list[dict]) -> None:
             f"{row['median_ms'] / offline:.1f}×",
         )
     console.print(table)
+
+
+def render_llm_concurrency(console: Console, row: dict) -> None:
+    """Many assessments' LLM stages at once on one event loop (issue 10: >= 100 calls in
+    flight per worker node, >= 25 assessments/s with a ~2 s model)."""
+    table = Table(
+        title=f"LLM stages at once on one loop ({row['loop']}), "
+        f"model latency {row['model_latency_s']:g} s"
+    )
+    for column in (
+        "assessments", "calls", "most in flight", "seconds", "assessments/s",
+        "RSS KiB / call in flight", "traced KiB / call in flight",
+    ):
+        table.add_column(column)
+    table.add_row(
+        str(row["assessments"]),
+        str(row["calls"]),
+        str(row["max_in_flight"]),
+        f"{row['elapsed_s']:.2f}",
+        f"{row['assessments_per_s']:.1f}",
+        f"{row['rss_kib_per_in_flight_call']:.1f}",
+        f"{row['traced_kib_per_in_flight_call']:.1f}",
+    )
+    console.print(table)

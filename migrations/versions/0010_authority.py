@@ -13,7 +13,8 @@ Reading guide.
    pooled connection. The policies that called `auth.uid()` now call `app.uid()`; the shim,
    where this migration role owns it (plain Postgres), reads the claims alone too.
 2. Revocable tokens. `users.token_version` is written into every access token and browser
-   session; the API compares it on every request (kit/security/auth.py). Removing a member
+   session; the API checks it on every request, in the round trip that opens the request's
+   transaction (`app.actor_check`, kit/security/auth.py). Removing a member
    (`removed_at`) or changing their role bumps it, so their older tokens and sessions stop
    working at once. Emails are unique among live users only, so a removed member's address
    can sign up or be invited again. Login never finds a removed user.
@@ -97,6 +98,27 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 $$;
 REVOKE ALL ON FUNCTION app.user_for_login(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app.user_for_login(text) TO app_rw;
+
+-- Is the caller still who their token or session says? Runs as the caller (RLS: only the
+-- claims' tenant's users), in the same round trip as BEGIN and the claims; refuses with
+-- SQLSTATE RA401 (no such live user) or RA402 (the token version moved on).
+CREATE FUNCTION app.actor_check(p_user uuid, p_version integer) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public AS $$
+DECLARE
+  current_version integer;
+BEGIN
+  SELECT u.token_version INTO current_version FROM public.users u
+   WHERE u.id = p_user AND u.removed_at IS NULL;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'the account no longer exists' USING ERRCODE = 'RA401';
+  END IF;
+  IF current_version <> p_version THEN
+    RAISE EXCEPTION 'the token or session was revoked' USING ERRCODE = 'RA402';
+  END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION app.actor_check(uuid, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.actor_check(uuid, integer) TO app_rw;
 """
 
 NARROW_PATHS = """

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI
 
 from rampart.accounts.routes import router as accounts_router
-from rampart.accounts.service import load_actor
+from rampart.accounts.service import actor_check_sql, load_actor
 from rampart.assessments.routes import router as assessments_router
 from rampart.billing.routes import router as billing_router
 from rampart.config import get_settings
@@ -16,7 +16,6 @@ from rampart.evidence.routes import UPLOAD_ROUTE
 from rampart.evidence.routes import router as evidence_router
 from rampart.incidents.routes import ALERT_WEBHOOK_PATH
 from rampart.incidents.routes import router as incidents_router
-from rampart.kit import metrics_export
 from rampart.kit.db.pool import close_pool
 from rampart.kit.errors import document_error_envelope, install_error_handlers
 from rampart.kit.health import router as health_router
@@ -24,7 +23,8 @@ from rampart.kit.logging import configure_logging
 from rampart.kit.maintenance import ReadOnlyGate
 from rampart.kit.middleware import BodyGuardMiddleware, RequestContextMiddleware
 from rampart.kit.observability import setup_process
-from rampart.kit.security.auth import set_actor_loader
+from rampart.kit.redis_clients import aclose_clients
+from rampart.kit.security.auth import ActorHooks, set_actor_hooks
 from rampart.kit.security.client_ip import TrustedProxyMiddleware
 from rampart.kit.security.cors import CorsMiddleware
 from rampart.kit.security.headers import SecurityHeadersMiddleware
@@ -35,7 +35,8 @@ from rampart.roadmaps.routes import router as roadmaps_router
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     yield
-    await close_pool()  # this process's (this event loop's) database connections
+    await close_pool()  # this process's (this event loop's) connections
+    await aclose_clients()
 
 
 def create_app() -> FastAPI:
@@ -48,7 +49,8 @@ def create_app() -> FastAPI:
         log_file=settings.log_file,
     )
     setup_process("api")  # OpenTelemetry, Sentry, rampart_build_info
-    set_actor_loader(load_actor)  # who a token or session is now: the accounts domain
+    # Who a token or session is now: the accounts domain's check and loader.
+    set_actor_hooks(ActorHooks(check_sql=actor_check_sql, load=load_actor))
     # telemetry: FastAPI's native OpenTelemetry server span is off; RequestContextMiddleware
     # opens the one server span, whose trace id is also the log trace_id (kit/tracing.py).
     app = FastAPI(
@@ -98,11 +100,6 @@ def create_app() -> FastAPI:
         incidents_router,
     ):
         app.include_router(router)
-
-    @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        # Every API process's metrics (multiprocess mode, kit/metrics_export.py).
-        body, content_type = metrics_export.render()
-        return Response(body, media_type=content_type)
-
+    # No /metrics here: anyone who reaches the API would see build and business counters.
+    # `rampart api` serves them on METRICS_HOST:METRICS_PORT (kit/metrics_export.py).
     return app

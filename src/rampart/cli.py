@@ -6,8 +6,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -53,11 +51,24 @@ def api(
         typer.Option(help="uvicorn worker processes (default: WEB_CONCURRENCY, else 1)."),
     ] = None,
 ) -> None:
-    """Serve the HTTP API with uvicorn."""
+    """Serve the HTTP API with uvicorn; its metrics on METRICS_HOST:METRICS_PORT."""
     _prepare_metrics("api")
     import uvicorn
 
+    from rampart.kit import metrics_export
+
     settings = _settings()
+    # One metrics listener for all uvicorn workers: here, in the main process, before
+    # uvicorn starts any (they write to this service's multiprocess directory and never
+    # bind the port themselves). The public port has no /metrics.
+    try:
+        metrics_export.serve(settings.metrics_port, settings.metrics_host)
+    except OSError as exc:
+        console.print(
+            f"[red]cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} "
+            f"(METRICS_HOST, METRICS_PORT): {exc.strerror or exc}[/red]"
+        )
+        raise typer.Exit(1) from None
     uvicorn.run(
         "rampart.app:create_app",
         factory=True,
@@ -68,6 +79,8 @@ def api(
         access_log=False,
         proxy_headers=False,
         server_header=False,
+        # SIGTERM: stop accepting, finish the requests in flight, at most this long.
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_drain_seconds)),
     )
 
 
@@ -139,6 +152,27 @@ def relay() -> None:
             await close_pool()
 
     uvloop.run(main())
+
+
+@app.command("release-deliveries")
+def release_deliveries() -> None:
+    """Hand the deliveries of dead workers back to the job queue now, instead of after
+    CELERY_VISIBILITY_TIMEOUT_SECONDS. Refuses while any worker answers a ping: its
+    running tasks would be delivered twice."""
+    from rampart.kit.jobs.celery_app import get_celery
+    from rampart.kit.jobs.redelivery import release_unacked
+
+    url = _settings().require("redis_url")
+    replies = get_celery().control.ping(timeout=2.0)
+    if replies:
+        names = ", ".join(sorted(name for reply in replies for name in reply))
+        console.print(
+            f"[red]refusing: {len(replies)} worker(s) answer ({names}). Stop every worker "
+            "of this broker first, or wait for the visibility timeout.[/red]"
+        )
+        raise typer.Exit(1)
+    released = release_unacked(url)
+    console.print(f"released {released} deliver{'y' if released == 1 else 'ies'}")
 
 
 @app.command()
@@ -239,31 +273,9 @@ def _acquire_up_lock(home: Path):
     return handle
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen:
-    child_env = {**os.environ, **env, "LOG_FILE": str(logs / f"{name}.log")}
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "rampart.cli", *args],
-        env=child_env,
-        start_new_session=True,  # we stop them ourselves, in order, on Ctrl-C
-    )
-
-
-def _stop_all(children: dict[str, subprocess.Popen], timeout: float = 15.0) -> None:
-    for proc in children.values():
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for proc in children.values():
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def _metrics_ports(settings) -> dict[str, str]:
-    """The worker's and relay's metrics ports for `up`: as configured, else 9101 and 9102
-    when free (stable for a local Prometheus), else any free port."""
+    """The API's, worker's and relay's metrics ports for `up`: as configured, else 9100,
+    9101 and 9102 when free (stable for a local Prometheus), else any free port."""
     import socket
 
     from rampart.devstack.ports import free_port
@@ -278,6 +290,7 @@ def _metrics_ports(settings) -> dict[str, str]:
 
     chosen = {}
     for service, configured, default in (
+        ("api", settings.metrics_port, 9100),
         ("worker", settings.worker_metrics_port, 9101),
         ("relay", settings.relay_metrics_port, 9102),
     ):
@@ -285,45 +298,116 @@ def _metrics_ports(settings) -> dict[str, str]:
     return chosen
 
 
+def _release_stale_deliveries(redis_url: str, why: str) -> None:
+    """Hand the unacknowledged deliveries of our dead worker back to the queue."""
+    from rampart.kit.jobs.redelivery import release_unacked
+
+    try:
+        released = release_unacked(redis_url)
+    except Exception as exc:  # Redis down: they come back after the visibility timeout
+        console.print(f"[yellow]could not release stale deliveries ({why}): {exc}[/yellow]")
+        return
+    if released:
+        noun = "delivery" if released == 1 else "deliveries"
+        console.print(f"released {released} stale {noun} {why}")
+
+
 @app.command()
 def up() -> None:
-    """Start everything locally: Postgres, Redis, migrations, API, worker, relay."""
+    """Start everything locally: Postgres, Redis, migrations, API, worker, relay; restart
+    whatever crashes; on Ctrl-C or SIGTERM let running work finish, then stop."""
     from rampart.devstack.stack import LocalStack
+    from rampart.devstack.supervisor import (
+        CrashLoop,
+        Service,
+        Supervisor,
+        leftovers,
+        rampart_command,
+        stop_groups,
+        stop_services,
+    )
 
+    os.umask(0o077)  # logs, Redis files, secrets: readable by their owner only
     settings = _settings()
     home = Path(settings.rampart_home).resolve()
     lock = _acquire_up_lock(home)
     stack = LocalStack(home)
-    children: dict[str, subprocess.Popen] = {}
-    stopping = False
+    services: dict[str, Service] = {}
+    signals = 0
 
     def request_stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
+        nonlocal signals
+        signals += 1
+        if signals == 2:
+            console.print("[yellow]second signal: not waiting for running work[/yellow]")
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    drain = settings.shutdown_drain_seconds
     try:
+        # Services an earlier `up` left running (it was killed) go first: they hold the
+        # ports, and their deliveries must not be released while they still run.
+        left = leftovers(home)
+        if left:
+            console.print(f"stopping {sum(map(len, left.values()))} processes of an earlier up")
+            stop_groups(left, drain, lambda: signals > 0)
         with console.status("starting Postgres and Redis, applying migrations..."):
             env = stack.start()
         _fresh_settings_from(env)
         logs = home / "logs"
-        logs.mkdir(exist_ok=True)
+        logs.mkdir(mode=0o700, exist_ok=True)
         port = str(settings.port)
         metrics = _metrics_ports(settings)
         env = {
             **env,
+            "RAMPART_HOME": str(home),
+            "METRICS_PORT": metrics["api"],
             "WORKER_METRICS_PORT": metrics["worker"],
             "RELAY_METRICS_PORT": metrics["relay"],
         }
-        children["api"] = _spawn("api", ["api", "--port", port], env, logs)
-        children["worker"] = _spawn("worker", ["worker"], env, logs)
-        children["relay"] = _spawn("relay", ["relay"], env, logs)
+        for name, args in (
+            ("api", ["api", "--port", port]),
+            ("worker", ["worker"]),
+            ("relay", ["relay"]),
+        ):
+            log_env = {**env, "LOG_FILE": str(logs / f"{name}.log")}
+            services[name] = Service(name, rampart_command(*args), log_env, home)
+        # Our Redis serves no other worker: whatever it holds unacknowledged belongs to a
+        # worker of ours that is gone (killed with an earlier `up`, or crashed just now).
+        own_broker = stack.redis.url if stack.redis is not None else None
+
+        def before_worker_start(why: str) -> None:
+            services["worker"].clear_group()
+            if own_broker is not None:
+                _release_stale_deliveries(own_broker, why)
+
+        before_worker_start("of a worker that is gone")
+        for service in services.values():
+            service.start()
+
+        supervisor = Supervisor(lambda line: console.print(line, highlight=False))
+        if stack.postgres is not None:
+            supervisor.watch("postgres", stack.postgres.start, stack.postgres.ended)
+        if stack.redis is not None:
+            supervisor.watch("redis", stack.redis.start, stack.redis.ended)
+        for name, service in services.items():
+            supervisor.watch(
+                name,
+                service.start,
+                service.ended,
+                before_restart=(
+                    (lambda: before_worker_start("of the worker that crashed"))
+                    if name == "worker"
+                    else service.clear_group
+                ),
+            )
+
         base = f"http://{settings.host}:{port}"
         mhost = settings.metrics_host
         console.print(
             f"\n[bold green]Rampart is up[/bold green]  (data in {home}, logs in {logs})\n"
-            f"  API docs  {base}/docs\n  metrics   {base}/metrics (API)\n"
+            f"  API docs  {base}/docs\n"
+            f"  metrics   http://{mhost}:{metrics['api']}/metrics (api)\n"
             f"            http://{mhost}:{metrics['worker']}/metrics (worker)\n"
             f"            http://{mhost}:{metrics['relay']}/metrics (relay: also jobs, queues, "
             "DB connections)\n"
@@ -332,17 +416,23 @@ def up() -> None:
             f"  try:  curl -s -X POST {base}/api/v1/auth/signup -H 'content-type: application/json'"
             ' -d \'{"email":"you@example.com","password":"correct horse battery",'
             '"tenant_name":"Acme"}\'\n'
-            "Ctrl-C stops everything.\n"
+            "A process that crashes is restarted. Ctrl-C stops everything (running jobs "
+            f"finish first, up to {drain:g}s; Ctrl-C again to not wait).\n"
         )
-        while not stopping:
-            dead = [name for name, proc in children.items() if proc.poll() is not None]
-            if dead:
-                console.print(f"[red]{', '.join(dead)} exited; stopping the stack[/red]")
-                raise typer.Exit(1)
-            time.sleep(0.5)
+        while not signals:
+            try:
+                supervisor.check()
+            except CrashLoop as exc:
+                console.print(f"[red]{exc}[/red]")
+                raise typer.Exit(1) from None
+            time.sleep(0.2)
     finally:
-        console.print("stopping...")
-        _stop_all(children)
+        console.print("stopping... (running jobs finish first)" if services else "stopping...")
+        started = time.monotonic()
+        clean = stop_services(services.values(), drain, lambda: signals > 1)
+        if services:
+            how = "" if clean else f"; what still ran after {drain:g}s was killed"
+            console.print(f"services stopped in {time.monotonic() - started:.1f}s{how}")
         stack.stop()
         lock.close()
         console.print("stopped.")

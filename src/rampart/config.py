@@ -158,6 +158,16 @@ class Settings(BaseSettings):
         description="Jobs one worker process runs at once. Their work shares one event loop "
         "(I/O-bound: LLM calls, database), so this bounds LLM calls in flight per process.",
     )
+    shutdown_drain_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long a stopping service may finish its work: `rampart up` sends "
+        "SIGTERM to each service's main process only (the worker finishes its running tasks "
+        "and takes no new ones, the API its requests in flight, the relay its round) and "
+        "kills whatever still runs after this. Also the API's graceful-shutdown limit. A "
+        "task still running then is delivered again later: raise it toward "
+        "TASK_TIME_LIMIT_SECONDS if tasks are long.",
+    )
     relay_poll_interval_seconds: float = Field(
         1.0,
         gt=0,
@@ -234,6 +244,14 @@ class Settings(BaseSettings):
         description="Deadline of one HTTP call to an LLM provider (connect to last byte); "
         "past it the call counts as a transient failure.",
     )
+    llm_max_connections: int = Field(
+        512,
+        ge=1,
+        description="Most HTTP connections to the LLM providers per process and event loop "
+        "(all providers together), so most LLM calls in flight at once. Keep it above the "
+        "calls one process runs at once (the worker's concurrency): a call waiting for a free "
+        "connection spends its LLM_TIMEOUT_SECONDS waiting.",
+    )
     llm_retry_attempts: int = Field(
         3, ge=1, description="Tries per provider call for transient failures (1 = no retry)."
     )
@@ -308,8 +326,8 @@ class Settings(BaseSettings):
     )
     rate_limit_default_per_ip: str = Field(
         "60/minute",
-        description="Base limit per client IP on every route except /health, /ready, "
-        "/metrics and the incident webhook, where only failed token attempts count "
+        description="Base limit per client IP on every route except /health, /ready "
+        "and the incident webhook, where only failed token attempts count "
         "(`limits` notation: `N/minute`, `N per 15 minutes`, ...).",
     )
     rate_limit_login_per_ip_email: str = Field(
@@ -417,8 +435,18 @@ class Settings(BaseSettings):
         description="Port of the relay's Prometheus endpoint; 0 disables it. The relay also "
         "reports the cross-service gauges (jobs, queues, database connections) at scrape time.",
     )
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the API's Prometheus endpoint (`/metrics`, served by the main "
+        "`rampart api` process for all its uvicorn workers); 0 disables it. The public API "
+        "port has no /metrics: it would show build and business counters to anyone.",
+    )
     metrics_host: str = Field(
-        "127.0.0.1", description="Address the worker and relay metrics endpoints bind to."
+        "127.0.0.1",
+        description="Address the API, worker and relay metrics endpoints bind to (loopback: "
+        "only this host can scrape; set the address Prometheus reaches, never a public one).",
     )
     prometheus_multiproc_dir: str | None = Field(
         None,

@@ -6,7 +6,8 @@ the worker shuts down (`worker_shutdown`).
 
 Observability (docs/observability.md): the process starts Sentry (`celeryd_init`, as
 Sentry's Celery integration wants), its OpenTelemetry provider and the metrics endpoint on
-WORKER_METRICS_PORT (`worker_init`), and flushes its spans on the way out.
+WORKER_METRICS_PORT (`worker_init`), with the consumer's progress (kit/jobs/liveness.py:
+alive but not consuming?), and flushes its spans on the way out.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from rampart.config import get_settings
 from rampart.kit import metrics_export, tracing
 from rampart.kit.jobs import loop
 from rampart.kit.jobs.celery_app import get_celery
+from rampart.kit.jobs.liveness import ConsumerProgress
 from rampart.kit.logging import configure_logging, get_logger
 from rampart.kit.observability import setup_process
 from rampart.kit.sentry import init_sentry
 
 celery_app = get_celery()
 celery_app.conf.include = ["rampart.assessments.tasks"]
+consumer_progress = ConsumerProgress().connect()
 
 
 def _configure_logging(**_kwargs: object) -> None:
@@ -43,13 +46,19 @@ def _start_sentry(**_kwargs: object) -> None:
 def _start(**_kwargs: object) -> None:
     setup_process("worker", sentry=False)  # OpenTelemetry, rampart_build_info
     settings = get_settings()
-    if metrics_export.serve(settings.worker_metrics_port, settings.metrics_host) is not None:
+    served = metrics_export.serve(
+        settings.worker_metrics_port, settings.metrics_host, extra_collectors=[consumer_progress]
+    )
+    if served is not None:
         get_logger("rampart.metrics").info(
             "metrics_serving", host=settings.metrics_host, port=settings.worker_metrics_port
         )
 
 
 def _stop(**_kwargs: object) -> None:
+    from rampart.llm.service import aclose
+
+    loop.run(aclose())  # the LLM providers' HTTP connections, on the loop that opened them
     loop.stop()
     tracing.shutdown()
 

@@ -134,7 +134,9 @@ def sim(stack: TestStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         reset_breaker(broker, "openai")
         # Earlier tests' unpublished jobs are worked off first (they would call the fake LLM).
         wait_until(lambda: broker_idle(broker), 90, 0.2, message="the broker to be idle")
-        api_target = api.url.removeprefix("http://")
+        # The API's metrics listener (METRICS_PORT), not its public port: no /metrics there.
+        assert api.metrics_url is not None
+        api_target = api.metrics_url.removeprefix("http://").removesuffix("/metrics")
         prometheus = PrometheusStack(
             base / "prometheus",
             targets={

@@ -10,6 +10,7 @@ forget a killed one; a job that fails for good reaches Sentry once, tagged and s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -227,7 +228,8 @@ def test_one_trace_runs_from_the_request_through_relay_and_worker_to_the_llm(obs
 
 
 def test_each_service_has_its_own_metrics_endpoint_adding_up_all_its_processes(observed):
-    api_metrics = f"{observed.api.url}/metrics"
+    api_metrics = observed.api.metrics_url
+    assert api_metrics is not None
     before = {
         "api": scrape(api_metrics),
         "worker": scrape(observed.worker_metrics),
@@ -283,8 +285,63 @@ def test_each_service_has_its_own_metrics_endpoint_adding_up_all_its_processes(o
         assert sample(samples, "rampart_db_pool_size") > 0
 
 
+def listening_sockets(port: int) -> set[str]:
+    """Inodes of the TCP sockets listening on `port` (any address), from /proc/net."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    found.add(inode)
+    return found
+
+
+def socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def test_api_metrics_are_on_one_private_listener_for_all_workers_not_the_public_port(observed):
+    api = observed.api
+    assert api.metrics_url is not None
+    # The public port has no /metrics: the normal 404 envelope, like any unknown path.
+    public = httpx.get(f"{api.url}/metrics", timeout=10)
+    assert public.status_code == 404, public.text
+    assert public.json()["error"]["code"] == "not_found"
+    assert public.headers["content-type"].startswith("application/json")
+
+    # Its metrics port serves the API's series, from every uvicorn worker.
+    health = {"method": "GET", "route": "/health", "status": "200"}
+    before = sample(scrape(api.metrics_url), "rampart_http_requests_total", **health)
+    for _ in range(10):
+        assert httpx.get(f"{api.url}/health", headers={"Connection": "close"}).is_success
+    samples = scrape(api.metrics_url)
+    assert sample(samples, "rampart_http_requests_total", **health) == before + 10
+    assert "rampart_build_info" in names(samples)
+    assert "rampart_http_request_duration_seconds_bucket" in names(samples)
+
+    # Exactly one listener, in the main `rampart api` process (uvicorn's supervisor), and
+    # both workers (WEB_CONCURRENCY=2) write into the directory it reads.
+    port = int(api.metrics_url.rsplit(":", 1)[1].split("/")[0])
+    listeners = listening_sockets(port)
+    assert len(listeners) == 1, listeners
+    assert listeners <= socket_inodes(api.pid)
+    workers = pids(service_dir(observed, api), "gauge_max") - {api.pid}
+    alive = {pid for pid in workers if Path(f"/proc/{pid}").exists() and not _zombie(pid)}
+    assert len(alive) == 2, workers
+
+
 def test_api_counts_stay_exact_across_uvicorn_workers_and_forget_a_killed_one(observed):
-    api_metrics = f"{observed.api.url}/metrics"
+    api_metrics = observed.api.metrics_url
+    assert api_metrics is not None
     health = {"method": "GET", "route": "/health", "status": "200"}
     directory = service_dir(observed, observed.api)
 

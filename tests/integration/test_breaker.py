@@ -1,19 +1,26 @@
-"""The Redis-backed circuit breaker on a real Redis: shared state, one half-open trial across
-processes (two breaker instances with their own connections stand in for two processes),
-fail fast while open, and fail-open when Redis is gone."""
+"""The Redis-backed circuit breaker on a real Redis, through redis.asyncio: shared state, one
+half-open trial across processes (breaker instances with their own connection pools stand in
+for processes), fail fast while open, and fail-open when Redis is gone or too slow."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
 
 import pytest
-import redis
-from tests.support.processes import wait_until
+import redis.asyncio as aioredis
 
 from rampart.devstack.ports import free_port
+from rampart.kit import redis_clients
 from rampart.kit.resilience import BreakerState, CircuitBreaker, CircuitOpenError
+
+pytestmark = pytest.mark.anyio
+T = TypeVar("T")
 
 
 class Boom(Exception):
@@ -26,187 +33,240 @@ def redis_url(stack) -> str:
 
 
 @pytest.fixture
-def make_breaker(redis_url):
+async def make_breaker(redis_url):
     """Breakers sharing one fresh name; each call opens its own connection pool
     (a separate "process")."""
     name = f"test-{uuid.uuid4().hex[:10]}"
-    clients: list[redis.Redis] = []
+    clients: list[aioredis.Redis] = []
 
     def make(**options) -> CircuitBreaker:
-        client = redis.Redis.from_url(redis_url)
+        client = aioredis.Redis.from_url(redis_url)
         clients.append(client)
         defaults = {"failure_threshold": 3, "cooldown_seconds": 0.3, "trial_ttl_seconds": 10}
-        return CircuitBreaker(name, client, **{**defaults, **options})
+        return CircuitBreaker(name, lambda: client, **{**defaults, **options})
 
     yield make
     if clients:
-        clients[0].delete(*make().keys)
+        await make().reset()
     for client in clients:
-        client.close()
+        await client.aclose()
 
 
-def fail(breaker: CircuitBreaker, times: int = 1) -> None:
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:
+    """The first truthy result of `check`, polled every 20 ms."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+async def fail(breaker: CircuitBreaker, times: int = 1) -> None:
     for _ in range(times):
         with pytest.raises((Boom, CircuitOpenError)):
-            breaker.call(_boom)
+            await breaker.call(_boom)
 
 
-def _boom() -> None:
+async def _boom() -> None:
     raise Boom("provider down")
 
 
-def test_breaker_opens_after_the_threshold_of_consecutive_failures(make_breaker):
+async def _ok() -> str:
+    return "ok"
+
+
+async def test_breaker_opens_after_the_threshold_of_consecutive_failures(make_breaker):
     breaker = make_breaker(failure_threshold=3)
-    fail(breaker, 2)
-    assert breaker.state() is BreakerState.CLOSED
-    assert breaker.failures() == 2
-    fail(breaker, 1)
-    assert breaker.state() is BreakerState.OPEN
+    await fail(breaker, 2)
+    assert await breaker.state() is BreakerState.CLOSED
+    assert await breaker.failures() == 2
+    await fail(breaker, 1)
+    assert await breaker.state() is BreakerState.OPEN
 
 
-def test_a_success_resets_the_consecutive_failure_count(make_breaker):
+async def test_a_success_resets_the_consecutive_failure_count(make_breaker):
     breaker = make_breaker(failure_threshold=3)
-    fail(breaker, 2)
-    assert breaker.call(lambda: "ok") == "ok"
-    fail(breaker, 2)
-    assert breaker.state() is BreakerState.CLOSED
+    await fail(breaker, 2)
+    assert await breaker.call(_ok) == "ok"
+    await fail(breaker, 2)
+    assert await breaker.state() is BreakerState.CLOSED
 
 
-def test_while_open_calls_fail_fast_without_calling(make_breaker):
+async def test_while_open_calls_fail_fast_without_calling(make_breaker):
     breaker = make_breaker(failure_threshold=1, cooldown_seconds=60)
-    fail(breaker)
+    await fail(breaker)
     calls = []
+
+    async def record() -> None:
+        calls.append(1)
+
     t0 = time.perf_counter()
     with pytest.raises(CircuitOpenError) as info:
-        breaker.call(lambda: calls.append(1))
+        await breaker.call(record)
     assert calls == []
     assert info.value.state is BreakerState.OPEN
     assert 55 < info.value.retry_in <= 60
-    assert breaker.allow() is None
+    assert await breaker.allow() is None
     assert time.perf_counter() - t0 < 0.5
 
 
-def test_state_is_shared_between_processes(make_breaker):
+async def test_state_is_shared_between_processes(make_breaker):
     here, elsewhere = make_breaker(), make_breaker()
-    fail(here, 3)
-    calls = []
+    await fail(here, 3)
     with pytest.raises(CircuitOpenError):
-        elsewhere.call(lambda: calls.append(1))
-    assert calls == []
+        await elsewhere.call(_ok)
 
 
-def test_half_open_lets_exactly_one_trial_through_across_processes(make_breaker):
+async def test_half_open_lets_exactly_one_trial_through_across_processes(make_breaker):
     a, b = make_breaker(cooldown_seconds=0.3), make_breaker(cooldown_seconds=0.3)
-    fail(a, 3)
-    wait_until(lambda: a.state() is BreakerState.HALF_OPEN, timeout=5, interval=0.02)
+    await fail(a, 3)
+    await eventually(lambda: _is(a, BreakerState.HALF_OPEN))
 
-    permits = []
-    lock = threading.Lock()
-    start = threading.Barrier(16)
+    # 16 callers at once, half through each "process".
+    permits = await asyncio.gather(*((a if i % 2 else b).allow() for i in range(16)))
+    granted = [p for p in permits if p is not None]
 
-    def contend(breaker: CircuitBreaker) -> None:
-        start.wait()
-        permit = breaker.allow()
-        if permit is not None:
-            with lock:
-                permits.append(permit)
-
-    threads = [threading.Thread(target=contend, args=(a if i % 2 else b,)) for i in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-
-    assert len(permits) == 1
-    assert permits[0].trial
+    assert len(granted) == 1
+    assert granted[0].trial
     # While the trial runs, everyone else still fails fast.
     with pytest.raises(CircuitOpenError) as info:
-        b.call(lambda: None)
+        await b.call(_ok)
     assert info.value.state is BreakerState.HALF_OPEN
 
 
-def test_a_successful_trial_closes_the_breaker_for_everyone(make_breaker):
+async def test_a_successful_trial_closes_the_breaker_for_everyone(make_breaker):
     a, b = make_breaker(), make_breaker()
-    fail(a, 3)
-    permit = wait_until(lambda: a.allow(), timeout=5, interval=0.02)
+    await fail(a, 3)
+    permit = await eventually(a.allow)
     assert permit.trial
-    assert a.record_success(permit) is BreakerState.CLOSED
-    assert b.state() is BreakerState.CLOSED
-    assert b.call(lambda: "ok") == "ok"
-    assert b.failures() == 0
+    assert await a.record_success(permit) is BreakerState.CLOSED
+    assert await b.state() is BreakerState.CLOSED
+    assert await b.call(_ok) == "ok"
+    assert await b.failures() == 0
 
 
-def test_a_failed_trial_reopens_for_a_new_cool_down(make_breaker):
+async def test_a_failed_trial_reopens_for_a_new_cool_down(make_breaker):
     a, b = make_breaker(cooldown_seconds=0.5), make_breaker(cooldown_seconds=0.5)
-    fail(a, 3)
-    permit = wait_until(lambda: a.allow(), timeout=5, interval=0.02)
+    await fail(a, 3)
+    permit = await eventually(a.allow)
     assert permit.trial
-    assert a.record_failure(permit) is BreakerState.OPEN
+    assert await a.record_failure(permit) is BreakerState.OPEN
     with pytest.raises(CircuitOpenError) as info:
-        b.call(lambda: None)
+        await b.call(_ok)
     assert info.value.state is BreakerState.OPEN
     assert info.value.retry_in > 0.3  # a fresh cool-down, not the old one
     # And after that cool-down, a new single trial.
-    trial = wait_until(lambda: b.allow(), timeout=5, interval=0.02)
+    trial = await eventually(b.allow)
     assert trial.trial
 
 
-def test_call_runs_the_trial_and_closes_on_success(make_breaker):
+async def test_call_runs_the_trial_and_closes_on_success(make_breaker):
     breaker = make_breaker(cooldown_seconds=0.2)
-    fail(breaker, 3)
-    wait_until(lambda: breaker.state() is BreakerState.HALF_OPEN, timeout=5, interval=0.02)
-    assert breaker.call(lambda: "recovered") == "recovered"
-    assert breaker.state() is BreakerState.CLOSED
+    await fail(breaker, 3)
+    await eventually(lambda: _is(breaker, BreakerState.HALF_OPEN))
+    assert await breaker.call(_ok) == "ok"
+    assert await breaker.state() is BreakerState.CLOSED
 
 
-def test_a_trial_whose_process_died_is_taken_over_after_its_ttl(make_breaker):
+async def test_a_trial_whose_process_died_is_taken_over_after_its_ttl(make_breaker):
     a = make_breaker(cooldown_seconds=0.1, trial_ttl_seconds=0.4)
     b = make_breaker(cooldown_seconds=0.1, trial_ttl_seconds=0.4)
-    fail(a, 3)
-    lost = wait_until(lambda: a.allow(), timeout=5, interval=0.02)  # a "dies" holding it
+    await fail(a, 3)
+    lost = await eventually(a.allow)  # a "dies" holding it
     assert lost.trial
-    assert b.allow() is None
-    taken = wait_until(lambda: b.allow(), timeout=5, interval=0.05)
+    assert await b.allow() is None
+    taken = await eventually(b.allow)
     assert taken.trial
 
 
-def test_a_late_success_from_before_the_opening_does_not_close_it(make_breaker):
+async def test_a_late_success_from_before_the_opening_does_not_close_it(make_breaker):
     breaker = make_breaker(cooldown_seconds=60)
-    early = breaker.allow()  # a slow call started while closed...
-    fail(breaker, 3)  # ...meanwhile others failed and opened the breaker
-    assert breaker.record_success(early) is BreakerState.OPEN
-    assert breaker.state() is BreakerState.OPEN
+    early = await breaker.allow()  # a slow call started while closed...
+    await fail(breaker, 3)  # ...meanwhile others failed and opened the breaker
+    assert await breaker.record_success(early) is BreakerState.OPEN
+    assert await breaker.state() is BreakerState.OPEN
 
 
-def test_an_exception_that_is_not_a_failure_releases_the_trial(make_breaker):
+async def test_a_cancelled_call_releases_the_trial_without_a_verdict(make_breaker):
     breaker = make_breaker(cooldown_seconds=0.1, failure_exceptions=(Boom,))
-    fail(breaker, 3)
-    wait_until(lambda: breaker.state() is BreakerState.HALF_OPEN, timeout=5, interval=0.02)
-    with pytest.raises(KeyboardInterrupt):
-        breaker.call(_interrupt)
-    assert breaker.state() is BreakerState.HALF_OPEN
-    assert breaker.allow().trial  # the next caller can run the trial at once
+    await fail(breaker, 3)
+    await eventually(lambda: _is(breaker, BreakerState.HALF_OPEN))
+    started = asyncio.Event()
+
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    trial = asyncio.create_task(breaker.call(slow))
+    await started.wait()
+    assert await breaker.allow() is None  # the trial is taken
+    trial.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await trial
+    assert await breaker.state() is BreakerState.HALF_OPEN
+    assert (await breaker.allow()).trial  # the next caller can run the trial at once
 
 
-def _interrupt() -> None:
-    raise KeyboardInterrupt
-
-
-def test_with_redis_unreachable_the_breaker_fails_open(caplog):
-    client = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
-    breaker = CircuitBreaker("test-no-redis", client, failure_threshold=1)
-    calls = []
+async def test_with_redis_unreachable_the_breaker_fails_open():
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    breaker = CircuitBreaker(
+        "test-no-redis", partial(redis_clients.shared, url, timeout=0.2), failure_threshold=1
+    )
     for _ in range(3):
         with pytest.raises(Boom):
-            breaker.call(_boom)
-    assert breaker.call(lambda: calls.append(1) or "ok") == "ok"
-    assert calls == [1]
-    assert breaker.state() is BreakerState.CLOSED
+            await breaker.call(_boom)
+    assert await breaker.call(_ok) == "ok"
+    assert (await breaker.allow()).unguarded
+    assert await breaker.state() is BreakerState.CLOSED
 
 
-def test_without_a_redis_client_the_breaker_allows_everything():
+async def test_with_redis_too_slow_the_breaker_fails_open_within_its_timeout():
+    """A server that accepts connections and never answers (a hung Redis): every breaker
+    step gives up after the client's timeout (one retry) and lets the call through."""
+    with socket.create_server(("127.0.0.1", 0)) as hung:  # never accepts, never answers
+        url = f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
+        breaker = CircuitBreaker(
+            "test-hung-redis", partial(redis_clients.shared, url, timeout=0.2), failure_threshold=1
+        )
+        t0 = time.perf_counter()
+        permit = await breaker.allow()
+        assert permit is not None and permit.unguarded
+        assert time.perf_counter() - t0 < 2.0  # 2 tries x 0.2 s, not a hang
+        with pytest.raises(Boom):
+            await breaker.call(_boom)
+        assert await breaker.call(_ok) == "ok"
+
+
+async def test_without_a_redis_client_the_breaker_allows_everything():
     breaker = CircuitBreaker("test-none", None, failure_threshold=1)
     for _ in range(3):
         with pytest.raises(Boom):
-            breaker.call(_boom)
-    assert breaker.call(lambda: "ok") == "ok"
+            await breaker.call(_boom)
+    assert await breaker.call(_ok) == "ok"
+
+
+async def test_more_concurrent_callers_than_pooled_connections_are_all_guarded(redis_url):
+    """Past the per-loop pool's connections, callers wait for one (briefly) instead of
+    failing: the breaker still counts every failure, so it opens as configured."""
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    breaker = CircuitBreaker(
+        name,
+        partial(redis_clients.shared, redis_url, timeout=2.0),
+        failure_threshold=10_000,
+        cooldown_seconds=60,
+    )
+    callers = redis_clients.MAX_CONNECTIONS * 2
+    try:
+        permits = await asyncio.gather(*(breaker.acquire() for _ in range(callers)))
+        assert not any(p.unguarded for p in permits)
+        await asyncio.gather(*(breaker.record_failure(p) for p in permits))
+        assert await breaker.failures() == callers
+    finally:
+        await breaker.reset()
+
+
+async def _is(breaker: CircuitBreaker, state: BreakerState) -> bool:
+    return await breaker.state() is state

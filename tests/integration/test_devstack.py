@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -57,8 +58,10 @@ def pg(base: Path) -> Iterator[EmbeddedPostgres]:
 def make_redis() -> Iterator[Callable[..., EmbeddedRedis]]:
     started: list[EmbeddedRedis] = []
 
-    def make(data_dir: Path, port: int, fast: bool = False) -> EmbeddedRedis:
-        server = EmbeddedRedis(data_dir, port, fast=fast)
+    def make(
+        data_dir: Path, port: int, fast: bool = False, password: str | None = None
+    ) -> EmbeddedRedis:
+        server = EmbeddedRedis(data_dir, port, fast=fast, password=password)
         started.append(server)
         return server
 
@@ -236,3 +239,74 @@ def test_redis_start_failure_points_at_the_log(
     with pytest.raises(DevStackError, match="redis.log"):
         clash.start()
     assert first.is_running()
+
+
+def private(root: Path) -> list[str]:
+    """Paths under `root` (itself included) that group or others may read or write; others
+    may only traverse directories (the unprivileged Postgres user must)."""
+    exposed = []
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink() or path.is_socket():
+            continue
+        mode = path.stat().st_mode
+        if mode & (0o066 if path.is_dir() else 0o077):
+            exposed.append(f"{path} {oct(stat.S_IMODE(mode))}")
+    return exposed
+
+
+def test_redis_with_a_password_refuses_anyone_without_it_and_keeps_its_files_private(
+    make_redis: Callable[..., EmbeddedRedis], tmp_path: Path
+) -> None:
+    password = "redis-test-password-0123456789abcdef"  # pragma: allowlist secret
+    server = make_redis(tmp_path / "redis", free_port(), password=password)
+    server.start()
+    assert server.is_running()
+    anonymous = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=5)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.set("rampart:session:forged", "admin")
+    anonymous.close()
+    client = redis.Redis.from_url(server.url, socket_timeout=5)
+    assert client.set("k", "v") and client.get("k") == b"v"
+    # Not on the command line either, where any local user could read it.
+    pid = int(server.pid_file.read_text())
+    assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+    server.stop()
+    server.start()  # the append-only file came back, and the password with it
+    assert client.get("k") == b"v"
+    client.close()
+    assert private(server.data_dir) == []
+
+
+def test_a_crashed_server_says_how_it_ended_and_starts_again(
+    pg: EmbeddedPostgres, make_redis: Callable[..., EmbeddedRedis], tmp_path: Path
+) -> None:
+    pg.start()
+    assert pg.ended() is None
+    pg.kill()
+    assert pg.ended() == "was killed by SIGKILL"
+    pg.start()
+    assert pg.ended() is None
+    assert pg.psql("SELECT 1").strip() == "1"
+    pg.stop()
+    assert pg.ended() == "exited with status 0"
+
+    server = make_redis(tmp_path / "redis", free_port(), fast=True)
+    server.start()
+    assert server.ended() is None
+    server.kill()
+    assert server.ended() == "was killed by SIGKILL"
+    server.start()
+    assert server.ended() is None
+
+
+def test_postgres_keeps_its_files_private(pg: EmbeddedPostgres) -> None:
+    pg.start()
+    pg.psql("SELECT 1")
+    base = pg.base_dir
+    exposed = private(base)
+    assert exposed == [], exposed
+    if AS_ROOT:  # the server runs as nobody, who must own its data and reach it
+        nobody = pwd.getpwnam("nobody")
+        assert pg.data_dir.stat().st_uid == nobody.pw_uid
+        assert stat.S_IMODE(base.stat().st_mode) == 0o711

@@ -1,10 +1,12 @@
 """The LLM providers over real HTTP against the fake LLM server (both wire formats), through
-the real chain: circuit breaker in the test Redis -> retry policy -> provider -> fallback.
+the real chain: circuit breaker in the test Redis -> retry policy -> provider -> fallback,
+all async (each test runs on its own event loop, as a worker process runs one).
 
 Settings come from the environment, as in production; retries wait milliseconds here."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -13,12 +15,14 @@ from tests.support.users import answers
 
 from rampart.assessments.questionnaire import QUESTIONNAIRE
 from rampart.config import get_settings
-from rampart.llm import service
+from rampart.llm import http, service
 from rampart.llm.anthropic import ANTHROPIC_VERSION
 from rampart.llm.fake_server import FakeLLMServer
-from rampart.llm.offline import OfflineProvider
+from rampart.llm.offline import plan_roadmap, score_answers
 from rampart.llm.prompts import read_input
 from rampart.llm.service import GuardedProvider, provider_chain
+
+pytestmark = pytest.mark.anyio
 
 OPENAI_KEY = "sk-test-openai-0123456789abcdef"
 ANTHROPIC_KEY = "sk-ant-test-0123456789abcdef"
@@ -29,7 +33,6 @@ ANSWERS = {
     "res.failure_testing": 5,
 }
 CONTEXT = "We are Jane Roe's clinic; patient notes live in the shared drive."
-OFFLINE = OfflineProvider()
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +42,16 @@ def fake():
 
 
 @pytest.fixture
-def llm(stack, fake, monkeypatch):
-    """`llm(**env)` configures the chain from env vars and returns it (breakers reset)."""
+async def llm(stack, fake, monkeypatch):
+    """`await llm(**env)` configures the chain from env vars and returns it (breakers reset).
+    The test's loop's HTTP connections are closed after it."""
 
-    def reset_breakers() -> None:
+    async def reset_breakers() -> None:
         for provider in provider_chain():
             if isinstance(provider, GuardedProvider):
-                provider.breaker.reset()
+                await provider.breaker.reset()
 
-    def configure(**env: str):
+    async def configure(**env: str):
         settings = {
             "LLM_PROVIDERS": "openai,anthropic,offline",
             "OPENAI_BASE_URL": f"{fake.url}/v1",
@@ -68,12 +72,13 @@ def llm(stack, fake, monkeypatch):
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
         provider_chain.cache_clear()
-        reset_breakers()
+        await reset_breakers()
         return provider_chain()
 
     fake.reset()
     yield configure
-    reset_breakers()
+    await reset_breakers()
+    await service.aclose()
     monkeypatch.undo()
     get_settings.cache_clear()
     provider_chain.cache_clear()
@@ -87,15 +92,15 @@ def metric(name: str, **labels: str) -> float:
 # --- healthy providers ---------------------------------------------------------------------
 
 
-def test_openai_provider_answers_with_a_valid_score_and_roadmap(llm, fake):
-    llm(LLM_PROVIDERS="openai,offline")
-    scored = service.score(ANSWERS, CONTEXT)
+async def test_openai_provider_answers_with_a_valid_score_and_roadmap(llm, fake):
+    await llm(LLM_PROVIDERS="openai,offline")
+    scored = await service.score(ANSWERS, CONTEXT)
     assert (scored.provider, scored.model, scored.degraded) == ("openai", "gpt-test", False)
-    assert scored.result == OFFLINE.score(ANSWERS)
+    assert scored.result == score_answers(ANSWERS)
 
-    planned = service.roadmap(ANSWERS, scored.result, CONTEXT)
+    planned = await service.roadmap(ANSWERS, scored.result, CONTEXT)
     assert (planned.provider, planned.degraded) == ("openai", False)
-    assert planned.result == OFFLINE.roadmap(ANSWERS, scored.result)
+    assert planned.result == plan_roadmap(ANSWERS, scored.result)
 
     request = fake.requests[0]
     assert request["path"] == "/v1/chat/completions"
@@ -105,14 +110,14 @@ def test_openai_provider_answers_with_a_valid_score_and_roadmap(llm, fake):
     assert [m["role"] for m in request["json"]["messages"]] == ["system", "user"]
 
 
-def test_anthropic_provider_answers_with_a_valid_score_and_roadmap(llm, fake):
-    llm(LLM_PROVIDERS="anthropic,offline")
-    scored = service.score(ANSWERS, None)
+async def test_anthropic_provider_answers_with_a_valid_score_and_roadmap(llm, fake):
+    await llm(LLM_PROVIDERS="anthropic,offline")
+    scored = await service.score(ANSWERS, None)
     assert (scored.provider, scored.model, scored.degraded) == ("anthropic", "claude-test", False)
-    assert scored.result == OFFLINE.score(ANSWERS)
-    planned = service.roadmap(ANSWERS, scored.result, None)
+    assert scored.result == score_answers(ANSWERS)
+    planned = await service.roadmap(ANSWERS, scored.result, None)
     assert planned.provider == "anthropic"
-    assert planned.result == OFFLINE.roadmap(ANSWERS, scored.result)
+    assert planned.result == plan_roadmap(ANSWERS, scored.result)
 
     request = fake.requests[0]
     assert request["path"] == "/v1/messages"
@@ -123,9 +128,9 @@ def test_anthropic_provider_answers_with_a_valid_score_and_roadmap(llm, fake):
     assert request["json"]["system"]
 
 
-def test_the_prompt_carries_every_question_and_answer(llm, fake):
-    llm(LLM_PROVIDERS="openai,offline")
-    service.score(ANSWERS, CONTEXT)
+async def test_the_prompt_carries_every_question_and_answer(llm, fake):
+    await llm(LLM_PROVIDERS="openai,offline")
+    await service.score(ANSWERS, CONTEXT)
     user = fake.requests[0]["json"]["messages"][1]["content"]
     document = read_input(user)
     assert document is not None
@@ -134,11 +139,13 @@ def test_the_prompt_carries_every_question_and_answer(llm, fake):
     assert document["context"] == CONTEXT
 
 
-def test_the_context_and_keys_reach_the_provider_but_never_the_logs(llm, fake, capsys, caplog):
-    llm(LLM_PROVIDERS="openai,anthropic,offline")
+async def test_the_context_and_keys_reach_the_provider_but_never_the_logs(
+    llm, fake, capsys, caplog
+):
+    await llm(LLM_PROVIDERS="openai,anthropic,offline")
     fake.set_fault("status", status=401, target="openai")
     fake.set_fault("error", status=500, target="anthropic")
-    result = service.score(ANSWERS, CONTEXT)
+    result = await service.score(ANSWERS, CONTEXT)
     assert result.provider == "offline"
     sent = [read_input(r["json"]["messages"][-1]["content"]) for r in fake.requests]
     assert sent and all(doc["context"] == CONTEXT for doc in sent)  # it was sent...
@@ -152,55 +159,55 @@ def test_the_context_and_keys_reach_the_provider_but_never_the_logs(llm, fake, c
 # --- transient failures: retried, then the next provider -----------------------------------
 
 
-def test_a_500_is_retried_then_the_next_provider_answers_degraded(llm, fake):
-    llm()
+async def test_a_500_is_retried_then_the_next_provider_answers_degraded(llm, fake):
+    await llm()
     fake.set_fault("error", status=500, target="openai")
     retries = metric("rampart_llm_retries_total", provider="openai")
 
-    scored = service.score(ANSWERS, None)
+    scored = await service.score(ANSWERS, None)
 
     assert (scored.provider, scored.degraded) == ("anthropic", True)
-    assert scored.result == OFFLINE.score(ANSWERS)
+    assert scored.result == score_answers(ANSWERS)
     assert fake.calls("openai") == 3  # LLM_RETRY_ATTEMPTS tries
     assert fake.calls("anthropic") == 1
     assert metric("rampart_llm_retries_total", provider="openai") - retries == 2
 
 
-def test_a_transient_failure_that_clears_is_not_degraded(llm, fake):
-    llm()
+async def test_a_transient_failure_that_clears_is_not_degraded(llm, fake):
+    await llm()
     fake.set_fault("error", status=503, times=2, target="openai")
-    scored = service.score(ANSWERS, None)
+    scored = await service.score(ANSWERS, None)
     assert (scored.provider, scored.degraded) == ("openai", False)
     assert fake.calls("openai") == 3
     assert fake.calls("anthropic") == 0
 
 
-def test_a_429_waits_the_retry_after_it_asks_for(llm, fake):
-    llm(LLM_RETRY_MAX_SECONDS="5")
+async def test_a_429_waits_the_retry_after_it_asks_for(llm, fake):
+    await llm(LLM_RETRY_MAX_SECONDS="5")
     fake.set_fault("rate_limit", retry_after=1, times=1, target="openai")
     t0 = time.perf_counter()
-    scored = service.score(ANSWERS, None)
+    scored = await service.score(ANSWERS, None)
     elapsed = time.perf_counter() - t0
     assert (scored.provider, scored.degraded) == ("openai", False)
     assert fake.calls("openai") == 2
     assert elapsed >= 1.0  # the backoff alone would have waited ~0.01 s
 
 
-def test_a_429_retry_after_is_capped(llm, fake):
-    llm(LLM_RETRY_MAX_SECONDS="0.2")
+async def test_a_429_retry_after_is_capped(llm, fake):
+    await llm(LLM_RETRY_MAX_SECONDS="0.2")
     fake.set_fault("rate_limit", retry_after=30, times=1, target="openai")
     t0 = time.perf_counter()
-    scored = service.score(ANSWERS, None)
+    scored = await service.score(ANSWERS, None)
     assert scored.provider == "openai"
     assert time.perf_counter() - t0 < 5
 
 
-def test_a_hanging_provider_times_out_and_the_chain_moves_on(llm, fake):
-    llm(LLM_TIMEOUT_SECONDS="0.3", LLM_RETRY_ATTEMPTS="2", LLM_PROVIDERS="openai,offline")
+async def test_a_hanging_provider_times_out_and_the_chain_moves_on(llm, fake):
+    await llm(LLM_TIMEOUT_SECONDS="0.3", LLM_RETRY_ATTEMPTS="2", LLM_PROVIDERS="openai,offline")
     fake.set_fault("hang", hang=5, target="openai")
     timeouts = metric("rampart_llm_requests_total", provider="openai", outcome="timeout")
     t0 = time.perf_counter()
-    scored = service.score(ANSWERS, None)
+    scored = await service.score(ANSWERS, None)
     elapsed = time.perf_counter() - t0
     assert (scored.provider, scored.degraded) == ("offline", True)
     assert fake.calls("openai") == 2  # a timeout is transient: retried
@@ -210,76 +217,76 @@ def test_a_hanging_provider_times_out_and_the_chain_moves_on(llm, fake):
     )
 
 
-def test_a_provider_trickling_its_answer_past_the_deadline_times_out(llm, fake):
+async def test_a_provider_trickling_its_answer_past_the_deadline_times_out(llm, fake):
     # Each piece arrives well within the timeout (a per-read timeout never fires); the
     # whole answer would take 20 x 0.1 s = 2 s: the deadline covers the whole exchange.
-    llm(LLM_TIMEOUT_SECONDS="0.5", LLM_RETRY_ATTEMPTS="1", LLM_PROVIDERS="openai,offline")
+    await llm(LLM_TIMEOUT_SECONDS="0.5", LLM_RETRY_ATTEMPTS="1", LLM_PROVIDERS="openai,offline")
     fake.set_fault("drip", latency=0.1, target="openai")
     t0 = time.perf_counter()
-    scored = service.score(ANSWERS, None)
+    scored = await service.score(ANSWERS, None)
     assert (scored.provider, scored.degraded) == ("offline", True)
     assert time.perf_counter() - t0 < 1.5
 
 
-def test_a_slow_but_timely_provider_answers(llm, fake):
-    llm(LLM_TIMEOUT_SECONDS="2", LLM_PROVIDERS="openai,offline")
+async def test_a_slow_but_timely_provider_answers(llm, fake):
+    await llm(LLM_TIMEOUT_SECONDS="2", LLM_PROVIDERS="openai,offline")
     fake.set_fault("latency", latency=0.3, target="openai")
-    assert service.score(ANSWERS, None).provider == "openai"
+    assert (await service.score(ANSWERS, None)).provider == "openai"
     fake.set_fault("drip", latency=0.01, target="openai")  # trickled, but complete in time
-    assert service.score(ANSWERS, None).provider == "openai"
+    assert (await service.score(ANSWERS, None)).provider == "openai"
 
 
-def test_connection_refused_is_transient(llm, fake):
+async def test_connection_refused_is_transient(llm, fake):
     from rampart.devstack.ports import free_port
 
-    llm(OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")
-    scored = service.score(ANSWERS, None)
+    await llm(OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")
+    scored = await service.score(ANSWERS, None)
     assert (scored.provider, scored.degraded) == ("anthropic", True)
 
 
 # --- definitive failures: no retry, next provider at once ---------------------------------
 
 
-def test_a_bad_base_url_is_definitive(llm, fake):
-    llm(OPENAI_BASE_URL="ftp://127.0.0.1/v1")
+async def test_a_bad_base_url_is_definitive(llm, fake):
+    await llm(OPENAI_BASE_URL="ftp://127.0.0.1/v1")
     errors = metric("rampart_llm_requests_total", provider="openai", outcome="error")
-    scored = service.score(ANSWERS, None)
+    scored = await service.score(ANSWERS, None)
     assert (scored.provider, scored.degraded) == ("anthropic", True)
     assert metric("rampart_llm_requests_total", provider="openai", outcome="error") - errors == 1
 
 
-def test_a_bug_inside_a_provider_still_falls_back():
+async def test_a_bug_inside_a_provider_still_falls_back():
     from rampart.kit.resilience import CircuitBreaker, RetryPolicy
     from rampart.llm.base import DefinitiveLLMError, TransientLLMError
 
     class Broken:
         name, model = "broken", "m"
 
-        def score(self, answers, context):
+        async def score(self, answers, context):
             raise KeyError("choices")
 
     guarded = GuardedProvider(
         Broken(), CircuitBreaker("test-broken", None), RetryPolicy(transient=(TransientLLMError,))
     )
     with pytest.raises(DefinitiveLLMError, match="unexpected KeyError"):
-        guarded.score(ANSWERS, None)
+        await guarded.score(ANSWERS, None)
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
-def test_a_client_error_is_not_retried(llm, fake, status):
-    llm()
+async def test_a_client_error_is_not_retried(llm, fake, status):
+    await llm()
     fake.set_fault("status", status=status, target="openai")
-    scored = service.score(ANSWERS, None)
+    scored = await service.score(ANSWERS, None)
     assert (scored.provider, scored.degraded) == ("anthropic", True)
     assert fake.calls("openai") == 1
 
 
 @pytest.mark.parametrize("mode", ["malformed_json", "wrong_schema"])
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-def test_bad_model_output_is_definitive(llm, fake, mode, provider):
-    llm(LLM_PROVIDERS=f"{provider},offline")
+async def test_bad_model_output_is_definitive(llm, fake, mode, provider):
+    await llm(LLM_PROVIDERS=f"{provider},offline")
     fake.set_fault(mode, target=provider)
-    scored = service.score(ANSWERS, None)
+    scored = await service.score(ANSWERS, None)
     assert (scored.provider, scored.degraded) == ("offline", True)
     assert fake.calls(provider) == 1
 
@@ -287,8 +294,8 @@ def test_bad_model_output_is_definitive(llm, fake, mode, provider):
 # --- circuit breaker ------------------------------------------------------------------------
 
 
-def test_breaker_opens_and_the_provider_gets_no_calls_until_the_cool_down(llm, fake):
-    llm(
+async def test_breaker_opens_and_the_provider_gets_no_calls_until_the_cool_down(llm, fake):
+    await llm(
         LLM_PROVIDERS="openai,offline",
         LLM_RETRY_ATTEMPTS="1",
         LLM_BREAKER_FAILURE_THRESHOLD="3",
@@ -298,13 +305,13 @@ def test_breaker_opens_and_the_provider_gets_no_calls_until_the_cool_down(llm, f
     fast_fails = metric("rampart_llm_requests_total", provider="openai", outcome="circuit_open")
 
     for _ in range(3):
-        assert service.score(ANSWERS, None).provider == "offline"
+        assert (await service.score(ANSWERS, None)).provider == "offline"
     assert fake.calls("openai") == 3
     assert metric("rampart_circuit_breaker_state", provider="openai") == 2
 
     t0 = time.perf_counter()
     for _ in range(10):
-        scored = service.score(ANSWERS, None)
+        scored = await service.score(ANSWERS, None)
         assert (scored.provider, scored.degraded) == ("offline", True)
     assert fake.calls("openai") == 3  # open: no network at all
     assert time.perf_counter() - t0 < 1.0
@@ -316,16 +323,16 @@ def test_breaker_opens_and_the_provider_gets_no_calls_until_the_cool_down(llm, f
 
     # After the cool-down one trial goes through; the provider has recovered: closed again.
     fake.set_fault("ok")
-    time.sleep(1.1)
-    scored = service.score(ANSWERS, None)
+    await asyncio.sleep(1.1)
+    scored = await service.score(ANSWERS, None)
     assert (scored.provider, scored.degraded) == ("openai", False)
     assert fake.calls("openai") == 4
     assert metric("rampart_circuit_breaker_state", provider="openai") == 0
-    assert service.score(ANSWERS, None).provider == "openai"
+    assert (await service.score(ANSWERS, None)).provider == "openai"
 
 
-def test_a_failed_trial_reopens_the_breaker(llm, fake):
-    llm(
+async def test_a_failed_trial_reopens_the_breaker(llm, fake):
+    await llm(
         LLM_PROVIDERS="openai,offline",
         LLM_RETRY_ATTEMPTS="1",
         LLM_BREAKER_FAILURE_THRESHOLD="2",
@@ -333,59 +340,111 @@ def test_a_failed_trial_reopens_the_breaker(llm, fake):
     )
     fake.set_fault("error", status=500, target="openai")
     for _ in range(2):
-        service.score(ANSWERS, None)
-    time.sleep(0.6)
-    assert service.score(ANSWERS, None).provider == "offline"  # the trial, failed
+        await service.score(ANSWERS, None)
+    await asyncio.sleep(0.6)
+    assert (await service.score(ANSWERS, None)).provider == "offline"  # the trial, failed
     assert fake.calls("openai") == 3
     for _ in range(5):
-        service.score(ANSWERS, None)
+        await service.score(ANSWERS, None)
     assert fake.calls("openai") == 3  # open again for a new cool-down
 
 
-def test_the_breaker_state_is_shared_with_other_processes(llm, fake):
+async def test_the_breaker_state_is_shared_with_other_processes(llm, fake):
     """A second chain (as built by another process) sees the breaker the first one opened."""
-    llm(
+    await llm(
         LLM_PROVIDERS="openai,offline",
         LLM_RETRY_ATTEMPTS="1",
         LLM_BREAKER_FAILURE_THRESHOLD="2",
     )
     fake.set_fault("error", status=500, target="openai")
-    service.score(ANSWERS, None)
-    service.score(ANSWERS, None)
+    await service.score(ANSWERS, None)
+    await service.score(ANSWERS, None)
     provider_chain.cache_clear()  # a fresh chain: new clients, same Redis
-    service.score(ANSWERS, None)
+    await service.score(ANSWERS, None)
     assert fake.calls("openai") == 2
 
 
 # --- the chain ------------------------------------------------------------------------------
 
 
-def test_with_every_real_provider_failing_the_offline_provider_answers_degraded(llm, fake):
-    llm(LLM_PROVIDERS="openai,anthropic,offline")
+async def test_with_every_real_provider_failing_the_offline_provider_answers_degraded(llm, fake):
+    await llm(LLM_PROVIDERS="openai,anthropic,offline")
     fake.set_fault("error", status=502)  # both
-    scored = service.score(ANSWERS, None)
+    scored = await service.score(ANSWERS, None)
     assert (scored.provider, scored.model, scored.degraded) == ("offline", "rules-v1", True)
-    assert scored.result == OFFLINE.score(ANSWERS)
-    planned = service.roadmap(ANSWERS, scored.result, None)
+    assert scored.result == score_answers(ANSWERS)
+    planned = await service.roadmap(ANSWERS, scored.result, None)
     assert (planned.provider, planned.degraded) == ("offline", True)
     assert fake.calls("openai") == 6 and fake.calls("anthropic") == 6
 
 
-def test_a_healthy_first_provider_is_not_degraded(llm, fake):
-    llm(LLM_PROVIDERS="openai,anthropic,offline")
-    scored = service.score(ANSWERS, None)
+async def test_a_healthy_first_provider_is_not_degraded(llm, fake):
+    await llm(LLM_PROVIDERS="openai,anthropic,offline")
+    scored = await service.score(ANSWERS, None)
     assert (scored.provider, scored.degraded) == ("openai", False)
     assert fake.calls("anthropic") == 0
 
 
-def test_the_chain_always_ends_in_offline(llm):
-    chain = llm(LLM_PROVIDERS="anthropic")
+async def test_the_chain_always_ends_in_offline(llm):
+    chain = await llm(LLM_PROVIDERS="anthropic")
     assert [p.name for p in chain] == ["anthropic", "offline"]
 
 
-def test_offline_alone_needs_no_redis_and_is_not_degraded(llm, fake):
-    chain = llm(LLM_PROVIDERS="offline")
+async def test_offline_alone_needs_no_redis_and_is_not_degraded(llm, fake):
+    chain = await llm(LLM_PROVIDERS="offline")
     assert [p.name for p in chain] == ["offline"]
-    scored = service.score(ANSWERS, None)
+    scored = await service.score(ANSWERS, None)
     assert (scored.provider, scored.degraded) == ("offline", False)
     assert fake.calls() == 0
+
+
+# --- concurrency: one event loop, many calls in flight ---------------------------------------
+
+
+async def test_one_event_loop_holds_100_calls_in_flight_at_once(llm, fake):
+    """100 concurrent calls against a model taking 2 s each: all 100 are at the server at
+    the same time (one after the other they would take 200 s)."""
+    await llm(LLM_PROVIDERS="openai,offline", LLM_TIMEOUT_SECONDS="30")
+    fake.set_fault("latency", latency=2.0, target="openai")
+
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(service.score(ANSWERS, None) for _ in range(100)))
+    elapsed = time.perf_counter() - t0
+
+    assert {(r.provider, r.degraded) for r in results} == {("openai", False)}
+    assert all(r.result == score_answers(ANSWERS) for r in results)
+    assert fake.calls("openai") == 100  # no timeouts, no retries
+    assert fake.max_in_flight() == 100
+    assert elapsed < 20
+
+
+async def test_calls_from_several_event_loops_each_use_their_own_clients(llm, fake):
+    """The chain is shared; its HTTP and Redis clients are not. A call on another loop (a
+    thread serving another app, say) after this loop left an idle keep-alive connection,
+    then one on each loop at once: each loop uses its own connections (a connection used
+    from a foreign loop fails, and the chain would fall back to offline)."""
+    await llm(LLM_PROVIDERS="openai,offline")
+
+    async def on_another_loop() -> tuple[str, bool, int]:
+        try:
+            result = await service.score(ANSWERS, None)
+            return result.provider, result.degraded, id(_loop_client())
+        finally:
+            await service.aclose()
+
+    def elsewhere():
+        return asyncio.to_thread(asyncio.run, on_another_loop())
+
+    first = await service.score(ANSWERS, None)  # leaves an idle connection in this loop's pool
+    after = await elsewhere()
+    fake.set_fault("latency", latency=0.5, target="openai")
+    here, alongside = await asyncio.gather(service.score(ANSWERS, None), elsewhere())
+
+    assert [(r.provider, r.degraded) for r in (first, here)] == [("openai", False)] * 2
+    assert [r[:2] for r in (after, alongside)] == [("openai", False)] * 2
+    assert id(_loop_client()) not in (after[2], alongside[2])
+    assert fake.max_in_flight() == 2
+
+
+def _loop_client():
+    return http.shared_client(get_settings().llm_max_connections)

@@ -9,13 +9,16 @@ import asyncio
 import json
 import re
 import threading
+import time
 import uuid
 
+import psycopg
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from tests.support.db import app_session
 from tests.support.jobs import jobs, run_pending
+from tests.support.server import scrape_api_metrics
 from tests.support.users import answers, signup
 
 from rampart.assessments import service
@@ -194,6 +197,50 @@ def test_the_relay_collector_reports_jobs_queues_and_connections_across_tenants(
     assert after[("rampart_dependency_up", (("dependency", "redis"),))] == 1
 
 
+def test_the_relay_collector_reports_how_long_the_oldest_job_has_been_processing(client, superuser):
+    """A delivery that started and hangs (or whose worker died) keeps its job `processing`:
+    the relay reports how long, next to the task time limit the alert compares it with."""
+    collector = OpsCollector()
+    account = signup(client, "Hung Worker Inc")
+    created = client.post(
+        "/api/v1/assessments", json={"answers": answers(2)}, headers=account.headers
+    )
+    assert created.status_code == 202
+    [job] = jobs(account.tenant_id)
+    running, release = threading.Event(), threading.Event()
+
+    async def hangs(run):  # a worker stuck on its LLM call, then finishing
+        async with run.transaction():
+            pass  # a step's first transaction: the delivery counted, the job `processing`
+        running.set()
+        await asyncio.to_thread(release.wait, 30)
+        async with run.transaction() as tx:
+            await run.succeed(tx)
+
+    worker = threading.Thread(
+        target=lambda: loop.run(run_job(str(job.id), account.tenant_id, hangs, task="t"))
+    )
+    worker.start()
+    try:
+        assert running.wait(10)
+        time.sleep(1.5)
+        during = collected(collector)
+    finally:
+        release.set()
+        worker.join(30)
+    age = during[("rampart_jobs_processing_oldest_age_seconds", ())]
+    assert age >= 1.5
+    limit = during[("rampart_task_time_limit_seconds", ())]
+    assert limit == get_settings().task_time_limit_seconds
+
+    # Done: the age is now that of another processing job, if any, else 0.
+    after = collected(collector)[("rampart_jobs_processing_oldest_age_seconds", ())]
+    with psycopg.connect(superuser) as conn:
+        others = conn.execute("SELECT count(*) FROM jobs WHERE status = 'processing'").fetchone()
+    if others == (0,):
+        assert after == 0
+
+
 def test_the_relay_collector_says_redis_is_down_instead_of_reporting_zero(stack):
     collector = OpsCollector()
     stack.redis.stop()
@@ -227,9 +274,9 @@ def test_every_error_envelope_is_counted_by_status_and_code(client):
 
 
 def test_metrics_endpoint_reports_the_build(client):
-    body = client.get("/metrics").text
+    body = scrape_api_metrics()
     match = re.search(r'rampart_build_info\{commit="([^"]+)",version="([^"]+)"\} 1\.0', body)
-    assert match, "rampart_build_info missing from /metrics"
+    assert match, "rampart_build_info missing from the API's metrics"
     commit, version = match.groups()
     assert version == get_settings().version
     assert re.fullmatch(r"[0-9a-f]{12}|unknown", commit)

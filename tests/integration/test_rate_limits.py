@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 import redis
-from tests.support.server import serving
+from tests.support.server import scrape_api_metrics, serving
 from tests.support.users import PASSWORD, answers, signup
 
 from rampart.devstack.ports import free_port
@@ -119,14 +119,18 @@ def test_assessment_creation_is_limited_per_user_by_the_tenants_plan(superuser):
         assert count(superuser, written.format("assessments"), free.tenant_id) == 6
 
 
-def test_base_limit_per_ip_spares_the_probes_and_metrics():
+def test_base_limit_per_ip_spares_the_probes_not_a_public_metrics_path():
     with serving(RATE_LIMIT_DEFAULT_PER_IP="3/minute") as http:
         for _ in range(3):
             assert http.get("/api/v1/assessments/questionnaire").status_code == 200
         assert_rate_limited(http.get("/api/v1/assessments/questionnaire"), 60)
         assert_rate_limited(http.get("/api/v1/me"), 60)
-        for path in ("/health", "/ready", "/metrics"):
+        for path in ("/health", "/ready"):
             assert http.get(path).status_code == 200, path
+        # /metrics is no route of the public port, so nothing exempts it from the limit;
+        # the metrics listener (its own port, not the app) still answers Prometheus.
+        assert_rate_limited(http.get("/metrics"), 60)
+        assert "rampart_rate_limited_total" in scrape_api_metrics()
 
 
 def test_a_spoofed_forwarded_for_from_an_untrusted_peer_does_not_change_the_bucket():
@@ -155,7 +159,7 @@ def test_forwarded_for_from_a_trusted_proxy_picks_the_client_walking_from_the_ri
 
 
 def fail_open_count(http: httpx.Client) -> float:
-    for line in http.get("/metrics").text.splitlines():
+    for line in scrape_api_metrics().splitlines():
         if line.startswith("rampart_rate_limit_fail_open_total "):
             return float(line.split()[1])
     return 0.0

@@ -306,9 +306,9 @@ def test_a_promoted_member_needs_a_new_token_which_has_the_new_role(http):
     assert promoted.status_code == 200, promoted.text
     path = f"/api/v1/assessments/{world.assessments['others']}"
     assert http.delete(path, headers=world.actor.headers).status_code == 401
-    # What a fresh login issues: the new token version (the role comes from the database).
+    # What a fresh login issues: the new role, with the user's new token version.
     token, _ = issue_access_token(
-        user_id=world.actor.user_id, tenant_id=world.actor.tenant_id, role="member", version=1
+        user_id=world.actor.user_id, tenant_id=world.actor.tenant_id, role="admin", version=1
     )
     response = http.delete(path, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 204, response.text

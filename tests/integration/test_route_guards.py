@@ -6,7 +6,7 @@ token unless it is on CSRF_EXEMPT. A new route that is neither fails the build (
 The routes come from `create_app()` itself, flattened with FastAPI's own
 `fastapi.routing.iter_route_contexts` (FastAPI 0.165 wraps included routers, so
 `app.routes` no longer lists their paths; the OpenAPI schema would miss routes with
-`include_in_schema=False`, such as /metrics). The checks are behavioural, not a reading of
+`include_in_schema=False`). The checks are behavioural, not a reading of
 the code: each route is called without credentials, with an unknown session cookie, with a
 live session cookie and no CSRF token, and with a bearer token and no CSRF token.
 
@@ -35,7 +35,6 @@ PUBLIC: dict[tuple[str, str], str] = {
     # Probes and scraping: load balancers and Prometheus hold no user credentials.
     ("GET", "/health"): "liveness probe, touches nothing",
     ("GET", "/ready"): "readiness probe (Postgres, Redis)",
-    ("GET", "/metrics"): "Prometheus scrape; aggregate counters only, no tenant data",
     # API documentation: the schema is not a secret; it lists routes, not data.
     ("GET", "/openapi.json"): "OpenAPI schema",
     ("GET", "/docs"): "Swagger UI",

@@ -68,7 +68,7 @@ def test_every_kind_of_response_carries_the_security_headers(client):
         "too_large": client.post(
             "/api/v1/auth/login", content=big, headers={"content-type": "application/json"}
         ),
-        "metrics": client.get("/metrics"),
+        "metrics_is_not_public": client.get("/metrics"),
     }
     statuses = {name: r.status_code for name, r in responses.items()}
     assert statuses == {
@@ -80,7 +80,7 @@ def test_every_kind_of_response_carries_the_security_headers(client):
         "method_not_allowed": 405,
         "validation": 422,
         "too_large": 413,
-        "metrics": 200,
+        "metrics_is_not_public": 404,
     }
     for response in responses.values():
         assert_api_headers(response)

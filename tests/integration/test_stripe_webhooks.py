@@ -5,7 +5,7 @@ Deliveries are signed with Stripe's real scheme (tests/support/stripe.py). What 
 answers is checked together with what the stores hold: the tenant's plan through the API
 (`/me`), its billing columns and the event rows as superuser (ground truth, bypassing RLS:
 app_rw may not read webhook_events at all), billing_events as readonly_audit, nonces in
-Redis, counters on /metrics.
+Redis, counters on the API's metrics listener.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from psycopg import errors
 from pydantic import ValidationError
 from tests.support import stripe as stripe_support
 from tests.support.db import app_rw, libpq_conninfo
+from tests.support.server import scrape_api_metrics
 from tests.support.stripe import customer_id, deliver, event, event_id, sign
 from tests.support.users import Account, signup
 
@@ -108,7 +109,7 @@ def plan(client: httpx.Client, account: Account) -> str:
 
 
 def metric(client: httpx.Client, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(client.get("/metrics").text):
+    for family in text_string_to_metric_families(scrape_api_metrics()):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value

@@ -1,6 +1,7 @@
 """What the chaos suite needs beyond `processes.py`: the books (accepted vs completed vs
 duplicated vs lost), the broker's idleness, client traffic in a thread, the shared circuit
-breaker in Redis, and a Redis outage that keeps the broker's data like a persistent Redis.
+breaker in Redis, a Redis outage that keeps the broker's data like a persistent Redis, and a
+Redis that hangs.
 
 Everything is read from the real stores: assessments, roadmaps and jobs from Postgres (as
 the runtime role, inside the tenant), queues and breaker state from Redis, and what the
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -31,6 +33,7 @@ from tests.support.processes import Processes, wait_until
 from tests.support.users import Account, answers
 
 if TYPE_CHECKING:
+    from rampart.devstack.redis import EmbeddedRedis
     from tests.support.stack import TestStack
 
 # --- the stores --------------------------------------------------------------------------
@@ -376,3 +379,21 @@ def durable_redis_outage(stack: TestStack) -> Iterator[None]:
     finally:
         stack.redis.start()  # `--save ""` again: nothing more is snapshotted
         snapshot.unlink(missing_ok=True)
+
+
+# --- a Redis that hangs ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def frozen_redis(server: EmbeddedRedis) -> Iterator[int]:
+    """SIGSTOP `server` (the stack's Redis, or one a test started) for the block and SIGCONT
+    it when the block ends, even if it raised: a hang, not a crash. Its sockets stay open and
+    take bytes that nobody reads, so clients wait for their socket timeout instead of being
+    refused, and it keeps its data. Yields the server's pid."""
+    assert server.is_running(), "Redis is not running"
+    pid = int(server.pid_file.read_text().strip())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGCONT)

@@ -110,6 +110,7 @@ class Proc:
     log_file: Path
     env: dict[str, str]
     url: str | None = None  # the API's base URL
+    metrics_url: str | None = None  # the API's metrics listener (METRICS_PORT)
     _ready: bool = field(default=False, repr=False)
 
     @property
@@ -222,11 +223,14 @@ def spawn(role: str, stack: TestStack, log_dir: Path, **env: str) -> Proc:
     output_file = log_dir / f"{name}.out"
     log_file = log_dir / f"{name}.log"
     args = [sys.executable, "-m", "rampart.cli", role]
-    url = None
+    url = metrics_url = None
     if role == "api":
         port = free_port()
         args += ["--host", "127.0.0.1", "--port", str(port)]
         url = f"http://127.0.0.1:{port}"
+        # The API's metrics are served on their own port, never on the public one.
+        env = {"METRICS_PORT": str(free_port()), **env}
+        metrics_url = f"http://127.0.0.1:{env['METRICS_PORT']}/metrics"
     process_env = stack.process_env(LOG_FILE=str(log_file), **env)
     process_env.setdefault("PYTHONUNBUFFERED", "1")
     with output_file.open("ab") as out:
@@ -239,7 +243,7 @@ def spawn(role: str, stack: TestStack, log_dir: Path, **env: str) -> Proc:
             start_new_session=True,
         )
     _live.add(popen.pid)
-    return Proc(role, popen, output_file, log_file, process_env, url)
+    return Proc(role, popen, output_file, log_file, process_env, url, metrics_url)
 
 
 class Processes:

@@ -4,7 +4,7 @@ processes, evaluating the repository's own rule files and delivering to a real r
 
     stack = PrometheusStack(
         workdir,
-        targets={"rampart-api": "127.0.0.1:8000", "rampart-worker": "127.0.0.1:9101", ...},
+        targets={"rampart-api": "127.0.0.1:9100", "rampart-worker": "127.0.0.1:9101", ...},
         alertmanager_config=render_alertmanager_config(webhook_url, token, workdir / "am.yml"),
     )
     with stack:

@@ -14,6 +14,8 @@ import uvicorn
 from rampart.devstack.ports import free_port
 from tests.support.stack import reset_caches
 
+_metrics_url: str | None = None
+
 
 @contextmanager
 def serve_in_thread() -> Iterator[str]:
@@ -55,3 +57,24 @@ def serving(**env: str) -> Iterator[httpx.Client]:
             else:
                 os.environ[name] = value
         reset_caches()
+
+
+def api_metrics_url() -> str:
+    """The in-process app's metrics listener: what `rampart api` starts on METRICS_PORT
+    (`kit.metrics_export.serve`; the public port has no /metrics), started once per test
+    process on a free port. In-process the registry is prometheus-client's default one."""
+    global _metrics_url
+    if _metrics_url is None:
+        from rampart.kit import metrics_export
+
+        port = free_port()
+        metrics_export.serve(port, "127.0.0.1")
+        _metrics_url = f"http://127.0.0.1:{port}/metrics"
+    return _metrics_url
+
+
+def scrape_api_metrics() -> str:
+    """The text exposition of the in-process app's metrics, as Prometheus would get it."""
+    response = httpx.get(api_metrics_url(), timeout=10)
+    assert response.status_code == 200, response.text
+    return response.text

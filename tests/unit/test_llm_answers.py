@@ -3,6 +3,7 @@ questionnaire. Anything else is a definitive error (never retried)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -10,11 +11,10 @@ import pytest
 from rampart.assessments.questionnaire import QUESTIONNAIRE
 from rampart.llm.base import DefinitiveLLMError
 from rampart.llm.http import HTTPProvider
-from rampart.llm.offline import OfflineProvider
+from rampart.llm.offline import plan_roadmap, score_answers
 from rampart.llm.prompts import read_input, roadmap_task, score_task
 
 ANSWERS = {q.id: 2 for q in QUESTIONNAIRE.questions}
-OFFLINE = OfflineProvider()
 
 
 class Canned(HTTPProvider):
@@ -26,24 +26,30 @@ class Canned(HTTPProvider):
         super().__init__(base_url="http://unused.invalid", api_key=None, model="m", timeout=1)
         self.text = text
 
-    def _complete(self, system: str, user: str) -> str | None:
+    async def _complete(self, system: str, user: str) -> str | None:
         return self.text
+
+    def score_now(self, answers: dict[str, int]):
+        return asyncio.run(self.score(answers, None))
+
+    def roadmap_now(self, answers: dict[str, int], scored):
+        return asyncio.run(self.roadmap(answers, scored, None))
 
 
 def score_json(**changes) -> dict:
-    data = OFFLINE.score(ANSWERS).model_dump()
+    data = score_answers(ANSWERS).model_dump()
     data.update(changes)
     return data
 
 
 def test_a_valid_answer_is_accepted():
     text = json.dumps(score_json())
-    assert Canned(text).score(ANSWERS, None) == OFFLINE.score(ANSWERS)
+    assert Canned(text).score_now(ANSWERS) == score_answers(ANSWERS)
 
 
 def test_an_answer_in_a_code_fence_is_accepted():
     text = "```json\n" + json.dumps(score_json()) + "\n```"
-    assert Canned(text).score(ANSWERS, None) == OFFLINE.score(ANSWERS)
+    assert Canned(text).score_now(ANSWERS) == score_answers(ANSWERS)
 
 
 @pytest.mark.parametrize(
@@ -61,37 +67,37 @@ def test_an_answer_in_a_code_fence_is_accepted():
 )
 def test_invalid_answers_are_definitive(text, reason):
     with pytest.raises(DefinitiveLLMError, match=reason):
-        Canned(text).score(ANSWERS, None)
+        Canned(text).score_now(ANSWERS)
 
 
 def test_a_score_for_other_dimensions_is_rejected():
     data = score_json()
     data["dimensions"]["marketing"] = data["dimensions"].pop("security")
     with pytest.raises(DefinitiveLLMError, match="dimensions differ"):
-        Canned(json.dumps(data)).score(ANSWERS, None)
+        Canned(json.dumps(data)).score_now(ANSWERS)
 
 
 def test_a_roadmap_naming_an_unknown_dimension_is_rejected():
-    scored = OFFLINE.score(ANSWERS)
-    data = OFFLINE.roadmap(ANSWERS, scored).model_dump()
+    scored = score_answers(ANSWERS)
+    data = plan_roadmap(ANSWERS, scored).model_dump()
     data["items"][0]["dimension"] = "marketing"
     with pytest.raises(DefinitiveLLMError, match="unknown dimensions"):
-        Canned(json.dumps(data)).roadmap(ANSWERS, scored, None)
+        Canned(json.dumps(data)).roadmap_now(ANSWERS, scored)
 
 
 def test_a_roadmap_with_priorities_out_of_order_is_rejected():
-    scored = OFFLINE.score(ANSWERS)
-    data = OFFLINE.roadmap(ANSWERS, scored).model_dump()
+    scored = score_answers(ANSWERS)
+    data = plan_roadmap(ANSWERS, scored).model_dump()
     data["items"][0]["priority"], data["items"][1]["priority"] = 2, 1
     with pytest.raises(DefinitiveLLMError, match="priorities"):
-        Canned(json.dumps(data)).roadmap(ANSWERS, scored, None)
+        Canned(json.dumps(data)).roadmap_now(ANSWERS, scored)
 
 
 def test_errors_never_quote_the_model_output():
     secret = "Jane Roe, patient 4711"
     text = json.dumps(score_json(overall=secret))
     with pytest.raises(DefinitiveLLMError) as info:
-        Canned(text).score(ANSWERS, None)
+        Canned(text).score_now(ANSWERS)
     assert secret not in str(info.value)
 
 
@@ -103,7 +109,7 @@ def test_the_context_cannot_break_out_of_the_input_block():
 
 
 def test_the_roadmap_prompt_carries_the_score():
-    scored = OFFLINE.score(ANSWERS)
+    scored = score_answers(ANSWERS)
     document = read_input(roadmap_task(ANSWERS, scored, None).user)
     assert document["task"] == "roadmap"
     assert document["score"] == scored.model_dump()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 
@@ -10,7 +11,13 @@ from pydantic import ValidationError
 
 from rampart.assessments.questionnaire import QUESTION_IDS, QUESTIONNAIRE, QUESTIONS_BY_ID
 from rampart.llm.base import DefinitiveLLMError, LLMError, LLMProvider, TransientLLMError
-from rampart.llm.offline import MAX_ROADMAP_ITEMS, MIN_ROADMAP_ITEMS, OfflineProvider
+from rampart.llm.offline import (
+    MAX_ROADMAP_ITEMS,
+    MIN_ROADMAP_ITEMS,
+    OfflineProvider,
+    plan_roadmap,
+    score_answers,
+)
 from rampart.llm.schemas import DimensionScore, RoadmapItem, RoadmapResult, ScoreResult
 
 pytestmark = pytest.mark.unit
@@ -54,9 +61,21 @@ def provider() -> OfflineProvider:
     return OfflineProvider()
 
 
+def scored(provider: OfflineProvider, answers: dict[str, int], context: str | None) -> ScoreResult:
+    """`provider.score`, run to completion on a fresh event loop."""
+    return asyncio.run(provider.score(answers, context))
+
+
+def planned(
+    provider: OfflineProvider, answers: dict[str, int], score: ScoreResult, context: str | None
+) -> RoadmapResult:
+    """`provider.roadmap`, run to completion on a fresh event loop."""
+    return asyncio.run(provider.roadmap(answers, score, context))
+
+
 def run(provider: OfflineProvider, answers: dict[str, int]) -> tuple[ScoreResult, RoadmapResult]:
-    score = provider.score(answers, None)
-    return score, provider.roadmap(answers, score, None)
+    score = scored(provider, answers, None)
+    return score, planned(provider, answers, score, None)
 
 
 # --- seam -------------------------------------------------------------------------------
@@ -78,7 +97,7 @@ def test_error_hierarchy() -> None:
 
 
 def test_mixed_answers_give_hand_computed_scores(provider: OfflineProvider) -> None:
-    score = provider.score(MIXED, None)
+    score = scored(provider, MIXED, None)
     assert {k: v.score for k, v in score.dimensions.items()} == {
         "observability": 30,
         "security": 70,
@@ -96,30 +115,30 @@ def test_overall_rounds_halves_up(provider: OfflineProvider) -> None:
         "obs.tracing": 4,
         "obs.slo_alerting": 2,
     }
-    score = provider.score(answers, None)
+    score = scored(provider, answers, None)
     assert score.dimensions["observability"].score == 70
     assert score.overall == 93
 
 
 def test_all_zeros_score_zero(provider: OfflineProvider) -> None:
-    score = provider.score(uniform(0), None)
+    score = scored(provider, uniform(0), None)
     assert score.overall == 0
     assert all(d.score == 0 for d in score.dimensions.values())
 
 
 def test_all_fives_score_hundred(provider: OfflineProvider) -> None:
-    score = provider.score(uniform(5), None)
+    score = scored(provider, uniform(5), None)
     assert score.overall == 100
     assert all(d.score == 100 for d in score.dimensions.values())
 
 
 def test_every_dimension_is_scored(provider: OfflineProvider) -> None:
-    score = provider.score(MIXED, None)
+    score = scored(provider, MIXED, None)
     assert list(score.dimensions) == [d.id for d in QUESTIONNAIRE.dimensions]
 
 
 def test_rationale_names_weakest_and_strong_practices(provider: OfflineProvider) -> None:
-    dims = provider.score(MIXED, None).dimensions
+    dims = scored(provider, MIXED, None).dimensions
     assert dims["security"].rationale == (
         "Security scores 70/100. Weakest: dependency scanning (2/5), "
         "production access control (3/5). Strong: secrets management (5/5), "
@@ -129,7 +148,7 @@ def test_rationale_names_weakest_and_strong_practices(provider: OfflineProvider)
         "Resilience scores 10/100. Weakest: tested backups (0/5), failure testing (0/5). "
         "Nothing is rated 4/5 or higher yet."
     )
-    perfect = provider.score(uniform(5), None).dimensions["operations"].rationale
+    perfect = scored(provider, uniform(5), None).dimensions["operations"].rationale
     assert perfect.startswith("Operations scores 100/100. Nothing is rated below 4/5.")
 
 
@@ -144,8 +163,8 @@ def test_context_is_ignored_and_never_echoed(provider: OfflineProvider) -> None:
     context = "Contact Jane Doe, jane.doe@example.com, +1 555 0100"
     plain = run(provider, MIXED)
     with_context = (
-        provider.score(MIXED, context),
-        provider.roadmap(MIXED, plain[0], context),
+        scored(provider, MIXED, context),
+        planned(provider, MIXED, plain[0], context),
     )
     assert with_context[0] == plain[0]
     assert with_context[1] == plain[1]
@@ -187,15 +206,15 @@ def test_roadmap_priorities_horizons_and_dimensions(provider: OfflineProvider) -
 
 def test_roadmap_uses_given_dimension_scores_to_break_ties(provider: OfflineProvider) -> None:
     answers = uniform(5) | {"obs.tracing": 1, "sec.access_control": 1}
-    own = provider.score(answers, None)
+    own = scored(provider, answers, None)
     assert own.dimensions["observability"].score == own.dimensions["security"].score
     # equal answers and equal scores: question id decides (obs < sec)
-    first = provider.roadmap(answers, own, None).items[0]
+    first = planned(provider, answers, own, None).items[0]
     assert ACTION_TO_ID[first.title] == "obs.tracing"
     # another provider judged security weaker: it comes first
     weaker = DimensionScore(score=10, rationale="x")
     other = own.model_copy(update={"dimensions": own.dimensions | {"security": weaker}})
-    first = provider.roadmap(answers, other, None).items[0]
+    first = planned(provider, answers, other, None).items[0]
     assert ACTION_TO_ID[first.title] == "sec.access_control"
 
 
@@ -275,24 +294,61 @@ def test_tolerates_unvalidated_answers_without_failing(provider: OfflineProvider
 # --- latency ----------------------------------------------------------------------------
 
 
+class Sleeps(list):
+    """An injectable async sleep that records what it was asked to wait."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
 def test_latency_sleeps_before_each_answer() -> None:
-    calls: list[float] = []
-    provider = OfflineProvider(latency_seconds=1.5, sleep=calls.append)
+    calls = Sleeps()
+    provider = OfflineProvider(latency_seconds=1.5, sleep=calls)
     run(provider, MIXED)
     assert calls == [1.5, 1.5]
 
 
 def test_no_latency_by_default() -> None:
-    calls: list[float] = []
-    run(OfflineProvider(sleep=calls.append), MIXED)
+    calls = Sleeps()
+    run(OfflineProvider(sleep=calls), MIXED)
     assert calls == []
 
 
 def test_latency_really_sleeps() -> None:
     provider = OfflineProvider(latency_seconds=0.05)
     started = time.monotonic()
-    provider.score(MIXED, None)
+    scored(provider, MIXED, None)
     assert time.monotonic() - started >= 0.05
+
+
+def test_simulated_latency_does_not_block_the_event_loop() -> None:
+    """Slow offline calls overlap: the loop keeps running other tasks while they wait."""
+    ticks: list[int] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(1)
+            await asyncio.sleep(0.01)
+
+    async def main() -> list[ScoreResult]:
+        provider = OfflineProvider(latency_seconds=0.2)
+        other = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        results = await asyncio.gather(*(provider.score(MIXED) for _ in range(20)))
+        other.cancel()
+        return results
+
+    started = time.monotonic()
+    results = asyncio.run(main())
+    assert results == [score_answers(MIXED)] * 20
+    assert len(ticks) >= 5  # a blocking sleep would have let the ticker run once
+    assert time.monotonic() - started < 2.0  # 20 x 0.2 s one after the other would be 4 s
+
+
+def test_the_provider_answers_what_the_plain_rules_compute(provider: OfflineProvider) -> None:
+    score, roadmap = run(provider, MIXED)
+    assert score == score_answers(MIXED)
+    assert roadmap == plan_roadmap(MIXED, score)
 
 
 @pytest.mark.parametrize("bad", [-0.1, float("nan")])

@@ -126,7 +126,7 @@ def test_prometheus_scrapes_the_ports_the_services_listen_on(compose):
     prometheus = load_yaml(OPS / "prometheus" / "prometheus.yml")
     rampart_env = service_env(compose, "rampart")
     listens = {
-        "rampart-api": ("rampart", int(rampart_env["PORT"])),
+        "rampart-api": ("rampart", int(rampart_env["METRICS_PORT"])),
         "rampart-worker": ("rampart", int(rampart_env["WORKER_METRICS_PORT"])),
         "rampart-relay": ("rampart", int(rampart_env["RELAY_METRICS_PORT"])),
         "node": ("node-exporter", 9100),  # node_exporter's default
@@ -204,7 +204,7 @@ def test_the_dockerfile_builds_from_python_311_slim_and_runs_unprivileged():
             assert (REPO / path).exists(), path
     assert re.search(r"^USER (?!root)\w+", text, re.M)
     exposed = {int(p) for line in re.findall(r"^EXPOSE (.+)$", text, re.M) for p in line.split()}
-    assert exposed == {8000, 9101, 9102}
+    assert exposed == {8000, 9100, 9101, 9102}
     assert 'CMD ["rampart", "up"]' in text
 
 

@@ -1,7 +1,10 @@
 """The retry policy: transient errors are retried with bounded, jittered backoff (or the
-server's Retry-After, capped); definitive errors are never retried."""
+server's Retry-After, capped); definitive errors are never retried. The policy is async:
+the call is a coroutine and the waits are awaited (recorded here instead of slept)."""
 
 from __future__ import annotations
+
+import asyncio
 
 import httpx
 import pytest
@@ -12,28 +15,41 @@ from rampart.llm.http import LLMRateLimitedError, parse_retry_after
 
 
 class Flaky:
-    """Fails with the given exceptions in turn, then returns "ok"."""
+    """A coroutine function that fails with the given exceptions in turn, then returns "ok"."""
 
     def __init__(self, *errors: BaseException) -> None:
         self.errors = list(errors)
         self.calls = 0
 
-    def __call__(self) -> str:
+    async def __call__(self) -> str:
         self.calls += 1
         if self.errors:
             raise self.errors.pop(0)
         return "ok"
 
 
-def policy(sleeps: list[float], **overrides) -> RetryPolicy:
-    options = {
-        "transient": (TransientLLMError,),
-        "attempts": 3,
-        "base_seconds": 1.0,
-        "max_seconds": 8.0,
-        "sleep": sleeps.append,
-    }
-    return RetryPolicy(**{**options, **overrides})
+class Policy:
+    """A RetryPolicy whose waits are recorded in `sleeps`; `call` runs it on a fresh loop."""
+
+    def __init__(self, sleeps: list[float], **overrides) -> None:
+        async def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        options = {
+            "transient": (TransientLLMError,),
+            "attempts": 3,
+            "base_seconds": 1.0,
+            "max_seconds": 8.0,
+            "sleep": sleep,
+        }
+        self.policy = RetryPolicy(**{**options, **overrides})
+
+    def call(self, fn: Flaky) -> str:
+        return asyncio.run(self.policy.call(fn))
+
+
+def policy(sleeps: list[float], **overrides) -> Policy:
+    return Policy(sleeps, **overrides)
 
 
 def test_a_transient_error_is_retried_until_success():
@@ -162,3 +178,35 @@ def test_retry_after_as_a_future_http_date():
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     seconds = parse_retry_after(httpx.Headers({"retry-after": when}))
     assert seconds is not None and 25 <= seconds <= 31
+
+
+def test_the_waits_are_asyncio_sleeps_that_leave_the_loop_free():
+    """With the default sleep, other tasks of the loop run while a call waits to retry."""
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(asyncio.get_running_loop().time())
+            await asyncio.sleep(0.005)
+
+    async def main() -> tuple[str, int]:
+        retry = RetryPolicy(transient=(TransientLLMError,), base_seconds=0.1, max_seconds=0.2)
+        other = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = len(ticks)
+        result = await retry.call(Flaky(TransientLLMError("503")))
+        other.cancel()
+        return result, len(ticks) - before
+
+    result, ticked_meanwhile = asyncio.run(main())
+    assert result == "ok"
+    assert ticked_meanwhile >= 5  # a blocking sleep of >= 0.1 s would allow none
+
+
+def test_cancellation_is_never_retried():
+    sleeps: list[float] = []
+    fn = Flaky(asyncio.CancelledError())
+    with pytest.raises(asyncio.CancelledError):
+        policy(sleeps, transient=(Exception,)).call(fn)
+    assert fn.calls == 1
+    assert sleeps == []

@@ -62,9 +62,17 @@ async def _hash(password: str) -> str:
     return await to_thread.run_sync(hash_password, password)
 
 
+def actor_check_sql(principal: Principal) -> str:
+    """The check run as the request's transaction opens (kit/security/auth.py): RA401 unless
+    the user is live in the claims' tenant, RA402 if the token version moved on. Literals
+    from validated values only: a canonical UUID and an int."""
+    user_id = str(uuid.UUID(principal.user_id))
+    return f"SELECT app.actor_check('{user_id}', {int(principal.token_version)})"
+
+
 async def load_actor(tx: Tx, principal: Principal) -> Principal:
-    """The caller as the database knows them now (kit/security/auth.py's actor loader): a
-    removed user, or a token or session older than the user's token version, is a 401."""
+    """The caller as the database knows them now, with role and plan: a removed user, or a
+    token or session older than the user's token version, is a 401."""
     found = await repository.actor(tx, uuid.UUID(principal.user_id))
     if found is None:
         raise Unauthorized("The account no longer exists.", headers=CHALLENGE)

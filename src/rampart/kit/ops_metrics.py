@@ -11,6 +11,11 @@ multiply them by the number of processes.
   LLEN); `outbox` = committed jobs the relay has not published yet.
 - `rampart_queue_oldest_age_seconds{queue}`: `outbox` = oldest unpublished outbox row;
   `rampart` = oldest job still pending (accepted, not yet started by a worker).
+- `rampart_jobs_processing_oldest_age_seconds`: how long ago the current delivery of the
+  oldest `processing` job started (app.jobs_processing_oldest_age(), migration 0009). Past
+  `rampart_task_time_limit_seconds` (the TASK_TIME_LIMIT_SECONDS setting) no live delivery
+  can still run it: its worker died and Redis hands the message out again only after the
+  visibility timeout.
 - `rampart_db_connections{state}` (pg_stat_activity of this database, client backends) and
   `rampart_db_max_connections`.
 - `rampart_dependency_up{dependency}`: 1 when postgres / redis answered this scrape, else 0;
@@ -56,6 +61,7 @@ async def _postgres_figures() -> dict[str, Any]:
                 if row["state"] == "pending":
                     pending_oldest = max(pending_oldest, float(row["oldest_age_seconds"]))
             outbox = await conn.fetchrow("SELECT * FROM app.outbox_pending()")
+            processing_oldest = await conn.fetchval("SELECT app.jobs_processing_oldest_age()")
             connections = {
                 row["state"]: int(row["connections"])
                 for row in await conn.fetch("SELECT * FROM app.db_connection_counts()")
@@ -66,6 +72,7 @@ async def _postgres_figures() -> dict[str, Any]:
     return {
         "jobs": jobs,
         "pending_oldest": pending_oldest,
+        "processing_oldest": float(processing_oldest),
         "outbox_pending": int(outbox["pending"]),
         "outbox_oldest": float(outbox["oldest_age_seconds"]),
         "connections": connections,
@@ -120,6 +127,18 @@ class OpsCollector:
         oldest.add_metric(["outbox"], database["outbox_oldest"])
         oldest.add_metric([self.queue], database["pending_oldest"])
         yield oldest
+        yield GaugeMetricFamily(
+            "rampart_jobs_processing_oldest_age_seconds",
+            "Seconds since the current delivery of the oldest `processing` job started (0 "
+            "when none). Past the task time limit its worker is gone: the message comes back "
+            "only after the broker's visibility timeout.",
+            value=database["processing_oldest"],
+        )
+        yield GaugeMetricFamily(
+            "rampart_task_time_limit_seconds",
+            "The TASK_TIME_LIMIT_SECONDS setting: Celery kills a task running longer.",
+            value=get_settings().task_time_limit_seconds,
+        )
 
         jobs = GaugeMetricFamily(
             "rampart_jobs",

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import random
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -86,6 +87,7 @@ class _PresetIdGenerator(IdGenerator):
 
 
 class _State:
+    tracer: tuple[Any, trace.Tracer] | None = None
     provider: TracerProvider | None = None
     pid: int | None = None
     exporting: bool = False
@@ -176,7 +178,12 @@ def db_span(statement: str) -> Span:
 
 
 def tracer() -> trace.Tracer:
-    return trace.get_tracer("rampart")
+    """This process's tracer (looked up once per provider: it is asked for on every span)."""
+    provider = trace.get_tracer_provider()
+    cached = _state.tracer
+    if cached is None or cached[0] is not provider:
+        cached = _state.tracer = (provider, trace.get_tracer("rampart"))
+    return cached[1]
 
 
 def _parent(traceparent: str | None) -> otel_context.Context | None:
@@ -197,6 +204,30 @@ def _links(traceparent: str | None) -> list[trace.Link] | None:
 
 
 _CLIENT_LINK = {"rampart.link": "client_trace"}
+_RANDOM_IDS = RandomIdGenerator()
+
+
+def _id_only_span(parent: otel_context.Context | None, trace_id: str | None) -> Span:
+    """A NonRecordingSpan with the ids `start_span` would give a recording one."""
+    context = parent if parent is not None else otel_context.get_current()
+    enclosing = trace.get_current_span(context).get_span_context()
+    if parent is None and trace_id and _HEX_TRACE_ID.match(trace_id) and int(trace_id, 16):
+        trace_int, sampled = int(trace_id, 16), _sampled_by_ratio()
+    elif enclosing.is_valid:
+        trace_int, sampled = enclosing.trace_id, enclosing.trace_flags.sampled
+    else:
+        trace_int, sampled = _RANDOM_IDS.generate_trace_id(), _sampled_by_ratio()
+    flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled else trace.TraceFlags.DEFAULT)
+    return trace.NonRecordingSpan(
+        trace.SpanContext(trace_int, _RANDOM_IDS.generate_span_id(), False, flags)
+    )
+
+
+def _sampled_by_ratio() -> bool:
+    from rampart.config import get_settings
+
+    ratio = get_settings().otel_traces_sample_ratio
+    return ratio >= 1.0 or random.random() < ratio  # noqa: S311 - sampling, not security
 
 
 def start_span(
@@ -211,8 +242,14 @@ def start_span(
     """A span continuing `traceparent` if it is valid; else a root span whose trace id is
     `trace_id` when that is 32 hex characters; else the current context's child. `link`:
     a traceparent the span is linked to without continuing it (W3C Trace Context: restart
-    the trace of an untrusted caller, keep the relation)."""
+    the trace of an untrusted caller, keep the relation).
+
+    While no exporter is installed, the span is a non-recording one that only carries its
+    ids (same trace-id rules, sampled flag from the parent or the sample ratio): ids and
+    propagation work as always, and a request pays nothing for a span no one will see."""
     parent = _parent(traceparent)
+    if not _state.exporting:
+        return _id_only_span(parent, trace_id)
     links = _links(link)
     if parent is None and trace_id and _HEX_TRACE_ID.match(trace_id) and int(trace_id, 16):
         token = _preset_trace_id.set(int(trace_id, 16))

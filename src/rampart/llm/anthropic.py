@@ -5,8 +5,8 @@
 ``max_tokens``. The Messages API has no JSON mode: the prompt asks for one JSON object and
 the answer is the first ``text`` content block, validated like any other.
 
-Plain httpx, no vendor SDK: one request per call, no hidden retries (our retry policy and
-circuit breaker decide).
+Plain httpx (``AsyncClient``), no vendor SDK: one request per call, no hidden retries (our
+retry policy and circuit breaker decide).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ MAX_TOKENS = 4096
 class AnthropicProvider(HTTPProvider):
     name = "anthropic"
 
-    def _complete(self, system: str, user: str) -> str | None:
+    async def _complete(self, system: str, user: str) -> str | None:
         headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
         if self._api_key:
             headers["x-api-key"] = self._api_key
@@ -35,7 +35,7 @@ class AnthropicProvider(HTTPProvider):
             "system": system,
             "messages": [{"role": "user", "content": user}],
         }
-        data = self._post(f"{self.base_url}/v1/messages", headers, payload)
+        data = await self._post(f"{self.base_url}/v1/messages", headers, payload)
         blocks = data.get("content")
         if not isinstance(blocks, list):
             raise shape_error(self.name, "no content list")

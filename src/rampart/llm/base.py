@@ -24,7 +24,8 @@ class DefinitiveLLMError(LLMError):
 
 @runtime_checkable
 class LLMProvider(Protocol):
-    """Scores an assessment and writes a roadmap.
+    """Scores an assessment and writes a roadmap, as coroutines: a provider waiting for its
+    model must not block the event loop (one loop runs every in-flight call of a process).
 
     ``answers`` maps question ids to scale values and has already passed
     ``validate_answers``. ``context`` is optional free text from the tenant; it may contain
@@ -35,11 +36,11 @@ class LLMProvider(Protocol):
     name: str
     model: str
 
-    def score(self, answers: dict[str, int], context: str | None) -> ScoreResult:
+    async def score(self, answers: dict[str, int], context: str | None) -> ScoreResult:
         """Score the answers overall and per dimension."""
         ...
 
-    def roadmap(
+    async def roadmap(
         self, answers: dict[str, int], score: ScoreResult, context: str | None
     ) -> RoadmapResult:
         """Write a prioritized roadmap for the answers, given their score."""

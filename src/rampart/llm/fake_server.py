@@ -11,7 +11,8 @@ Endpoints
     POST /_faults   set a fault:   {"mode": "...", "status": 500, "retry_after": 1,
                                     "latency": 2.0, "times": N, "target": "openai"}
     GET  /_faults   the faults in force
-    GET  /_stats    calls so far: {"total", "providers": {...}, "paths": {...}}
+    GET  /_stats    calls so far: {"total", "providers": {...}, "paths": {...}, "in_flight",
+                    "max_in_flight"} (LLM calls being answered now, and the most at once)
     POST /_reset    no faults, counters to zero
 
 Fault modes (``times`` = apply to the next N calls, then back to ok; omitted = until
@@ -27,6 +28,10 @@ changed; ``target`` = only ``openai`` or ``anthropic`` calls, omitted = both):
     wrong_schema    HTTP 200, valid JSON that does not match the schema
     drip            HTTP 200 with a valid answer trickled out in 20 pieces, ``latency``
                     seconds apart (each piece on time, the whole answer late)
+
+Each connection is served by its own thread, so slow answers (``latency``, ``hang``,
+``drip``) overlap: hundreds of calls can be in flight at once (``max_in_flight`` says how
+many were). The listen backlog is deep enough for a burst of that many connections.
 
 Like the real APIs, requests without ``model``/``messages`` (and, for Anthropic,
 ``max_tokens`` and the ``anthropic-version`` header) get a 400; when the server is given an
@@ -46,12 +51,13 @@ import json
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from rampart.llm import prompts
-from rampart.llm.offline import OfflineProvider
+from rampart.llm.offline import plan_roadmap, score_answers
 from rampart.llm.schemas import ScoreResult
 
 __all__ = ["MODES", "Fault", "FakeLLMServer", "serve"]
@@ -74,6 +80,7 @@ _PATHS = {
     "/v1/messages": "anthropic",
 }
 _MAX_BODY = 5_000_000
+_BACKLOG = 1024  # socketserver's default of 5 drops a burst of connects (SYN retried after 1 s)
 _ERROR_TYPES = {
     401: "authentication_error",
     403: "permission_error",
@@ -124,13 +131,14 @@ class FakeLLMServer:
         self._faults: dict[str | None, Fault] = {}
         self._calls: Counter[str] = Counter()
         self._ids = itertools.count(1)
+        self._in_flight = 0
+        self._max_in_flight = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         # The last requests (path, lower-cased headers, JSON body), for tests to inspect;
         # bounded so a long benchmark run does not grow without limit.
         self.requests: deque[dict[str, Any]] = deque(maxlen=1000)
-        self.httpd = ThreadingHTTPServer((host, port), _handler_for(self))
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), _handler_for(self))
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -186,20 +194,44 @@ class FakeLLMServer:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             paths = dict(self._calls)
+            in_flight, max_in_flight = self._in_flight, self._max_in_flight
         providers = dict.fromkeys(TARGETS, 0)
         for path, count in paths.items():
             providers[_PATHS[path]] += count
-        return {"total": sum(paths.values()), "providers": providers, "paths": paths}
+        return {
+            "total": sum(paths.values()),
+            "providers": providers,
+            "paths": paths,
+            "in_flight": in_flight,
+            "max_in_flight": max_in_flight,
+        }
 
     def calls(self, provider: str | None = None) -> int:
         stats = self.stats()
         return stats["total"] if provider is None else stats["providers"][provider]
+
+    def max_in_flight(self) -> int:
+        """The most LLM calls this server was answering at once (since the last reset)."""
+        return self.stats()["max_in_flight"]
 
     def reset(self) -> None:
         with self._lock:
             self._faults.clear()
             self._calls.clear()
             self.requests.clear()
+            self._max_in_flight = self._in_flight
+
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Count one LLM call in flight while it is being answered."""
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def _take_fault(self, provider: str, path: str, record: dict[str, Any]) -> Fault:
         """Count the call and pick (and use up) the fault that applies to it."""
@@ -231,14 +263,21 @@ def _answer_text(document: dict[str, Any] | None) -> str:
         for q in questions:
             if isinstance(q, dict) and isinstance(q.get("id"), str):
                 answers[q["id"]] = q.get("answer")  # type: ignore[assignment]
-    offline = OfflineProvider()
     if document.get("task") == "roadmap":
         try:
             scored = ScoreResult.model_validate(document.get("score"))
         except ValueError:
-            scored = offline.score(answers)
-        return offline.roadmap(answers, scored).model_dump_json()
-    return offline.score(answers).model_dump_json()
+            scored = score_answers(answers)
+        return plan_roadmap(answers, scored).model_dump_json()
+    return score_answers(answers).model_dump_json()
+
+
+class _Server(ThreadingHTTPServer):
+    """One daemon thread per connection; ``stop`` does not wait for idle keep-alive ones."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = _BACKLOG
 
 
 def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
@@ -299,7 +338,8 @@ def _handler_for(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 server.reset()
                 self._send(200, {"reset": True})
             elif self.path in _PATHS:
-                self._llm(_PATHS[self.path], raw)
+                with server._answering():
+                    self._llm(_PATHS[self.path], raw)
             else:
                 self._send(404, {"error": {"type": "not_found", "message": "no such path"}})
 

@@ -1,4 +1,26 @@
-"""HTTP for LLM providers: one JSON POST with a hard deadline, and the error classification.
+"""HTTP for LLM providers: one async JSON POST with a hard deadline, the pooled clients, and
+the error classification.
+
+Calls go through ``httpx.AsyncClient``, one per event loop (``shared_client``): an asyncio
+client's connections belong to the loop that opened them, and the tests run several loops
+in one process. Each client opens up to ``LLM_MAX_CONNECTIONS`` connections at once, so as
+many calls can be in flight. A call beyond that waits for a free connection, within its
+deadline; keep the limit above the calls a process runs at once so none waits: besides the
+wasted time, httpcore 1.0.9 can leak a pool slot when a call is cancelled (here: by its
+deadline) just as it is handed a new connection while queued (encode/httpcore#1093).
+
+Keep-alive: ``KEEPALIVE_CONNECTIONS`` (20, httpx's default) idle connections, expiring after
+5 s. While no more than 20 connections are open, calls reuse them; past that (high
+concurrency) httpcore 1.0.9 closes each connection when its call ends, so each call opens
+its own (a TCP and TLS handshake). Keeping more alive costs more: httpcore's pool rescans
+all its connections for each idle one on every request (quadratic; encode/httpcore#1035,
+unmerged), which measured ~20 ms of CPU per call with 200 connections kept alive against
+~5 ms for the whole call without (``bench/llm_stage.py``).
+
+The deadline is one ``asyncio.timeout`` around the whole exchange, connect to last byte:
+the body is streamed (and its size checked as it arrives), and a server trickling a slow
+answer is cut off at the deadline, not after a per-read timeout restarted by each chunk.
+httpx's own per-operation timeouts are off: the deadline alone decides.
 
 Every outcome becomes either a parsed JSON body or an ``LLMError`` that says whether to retry:
 
@@ -20,11 +42,11 @@ and never an API key.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
-import os
 import re
-import time
+import weakref
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -41,14 +63,17 @@ __all__ = [
     "LLMHTTPStatusError",
     "LLMRateLimitedError",
     "LLMTimeoutError",
-    "parse_retry_after",
+    "aclose_clients",
     "parse_model_json",
+    "parse_retry_after",
     "post_json",
     "shape_error",
+    "shared_client",
 ]
 
 M = TypeVar("M", bound=BaseModel)
 MAX_RESPONSE_BYTES = 2_000_000
+KEEPALIVE_CONNECTIONS = 20  # httpx's default; more is slower (see above)
 _KEYISH = re.compile(r"\b(sk|key|pk|rk)-[A-Za-z0-9_\-*.]{6,}")
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?```$", re.S)
 
@@ -81,8 +106,39 @@ class LLMHTTPStatusError(DefinitiveLLMError):
         self.status = status
 
 
-def post_json(
-    client: httpx.Client,
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, httpx.AsyncClient]]
+_clients = weakref.WeakKeyDictionary()
+
+
+def shared_client(max_connections: int) -> httpx.AsyncClient:
+    """The running loop's pooled client with this connection limit (made on first use)."""
+    for loop in [loop for loop in list(_clients) if loop.is_closed()]:
+        # A client's connections refer to their loop, so its entry would outlive the loop:
+        # drop what a finished loop left behind (its sockets close when collected).
+        _clients.pop(loop, None)
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    client = per_loop.get(max_connections)
+    if client is None:
+        client = per_loop[max_connections] = httpx.AsyncClient(
+            timeout=None,  # noqa: S113 - post_json bounds each exchange with asyncio.timeout
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=KEEPALIVE_CONNECTIONS
+            ),
+            follow_redirects=False,
+            headers={"user-agent": "rampart"},
+        )
+    return client
+
+
+async def aclose_clients() -> None:
+    """Close the running loop's clients and their pooled connections (before the loop ends:
+    a worker's shutdown, a test's teardown)."""
+    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
+        await client.aclose()
+
+
+async def post_json(
+    client: httpx.AsyncClient,
     url: str,
     *,
     provider: str,
@@ -93,28 +149,22 @@ def post_json(
 ) -> dict[str, Any]:
     """POST ``payload`` as JSON and return the JSON object answered, or raise an LLMError.
 
-    ``timeout`` bounds the whole exchange (connect to last byte), not only each socket
-    operation: the body is streamed and the deadline checked between chunks. ``secrets``
-    (API keys) are masked out of any error message.
+    ``timeout`` bounds the whole exchange (connect to last byte), not each socket
+    operation: the body is streamed, its size checked as it arrives, and the exchange is
+    cancelled at the deadline. ``secrets`` (API keys) are masked out of any error message.
     """
-    deadline = time.monotonic() + timeout
     try:
-        with client.stream(
-            "POST", url, headers=headers, json=payload, timeout=httpx.Timeout(timeout)
-        ) as response:
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if time.monotonic() > deadline:
-                    raise LLMTimeoutError(f"{provider}: no complete answer within {timeout:g}s")
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise DefinitiveLLMError(
-                        f"{provider}: response larger than {MAX_RESPONSE_BYTES} bytes"
-                    )
-    except httpx.TimeoutException as exc:
-        raise LLMTimeoutError(
-            f"{provider}: timed out after {timeout:g}s ({type(exc).__name__})"
-        ) from None
+        async with asyncio.timeout(timeout):
+            async with client.stream("POST", url, headers=headers, json=payload) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise DefinitiveLLMError(
+                            f"{provider}: response larger than {MAX_RESPONSE_BYTES} bytes"
+                        )
+    except (TimeoutError, httpx.TimeoutException):
+        raise LLMTimeoutError(f"{provider}: no complete answer within {timeout:g}s") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:  # a bad *_BASE_URL
         raise DefinitiveLLMError(f"{provider}: {type(exc).__name__}: {exc}") from None
     except httpx.TransportError as exc:  # connect/read/write errors, protocol errors
@@ -222,12 +272,12 @@ def _scrub(text: str, secrets: tuple[str, ...]) -> str:
 
 
 class HTTPProvider:
-    """Shared plumbing of the HTTP providers: a pooled client per process, the deadline,
+    """Shared plumbing of the HTTP providers: the running loop's pooled client, the deadline,
     the key kept out of messages. Subclasses build the request and read the text answer in
     ``_complete``; the prompts and answer checks come from ``prompts``.
 
-    The client is created lazily and again after a fork (a Celery prefork child must not
-    share its parent's sockets). ``transport`` is injectable for tests.
+    A provider holds no connection itself (``shared_client`` does, per event loop), so one
+    instance serves every loop of the process.
     """
 
     name: str = "http"
@@ -239,41 +289,42 @@ class HTTPProvider:
         api_key: str | None,
         model: str,
         timeout: float,
-        transport: httpx.BaseTransport | None = None,
+        max_connections: int = 512,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.timeout = timeout
+        self.max_connections = max_connections
         self._api_key = api_key or ""
-        self._transport = transport
-        self._client: httpx.Client | None = None
-        self._client_pid = 0
 
     def __repr__(self) -> str:  # never show the key
         return f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r})"
 
-    def score(self, answers: dict[str, int], context: str | None) -> ScoreResult:
-        return self._run(prompts.score_task(answers, context))
+    async def score(self, answers: dict[str, int], context: str | None) -> ScoreResult:
+        return await self._run(prompts.score_task(answers, context))
 
-    def roadmap(
+    async def roadmap(
         self, answers: dict[str, int], score: ScoreResult, context: str | None
     ) -> RoadmapResult:
-        return self._run(prompts.roadmap_task(answers, score, context))
+        return await self._run(prompts.roadmap_task(answers, score, context))
 
-    def _run(self, task: prompts.Task[M]) -> M:
-        result = parse_model_json(self.name, self._complete(task.system, task.user), task.schema)
+    async def _run(self, task: prompts.Task[M]) -> M:
+        text = await self._complete(task.system, task.user)
+        result = parse_model_json(self.name, text, task.schema)
         try:
             task.check(result)
         except ValueError as exc:
             raise DefinitiveLLMError(f"{self.name}: {task.kind} answer rejected: {exc}") from None
         return result
 
-    def _complete(self, system: str, user: str) -> str | None:
+    async def _complete(self, system: str, user: str) -> str | None:
         raise NotImplementedError
 
-    def _post(self, url: str, headers: dict[str, str], payload: dict[str, Any]) -> dict[str, Any]:
-        return post_json(
-            self._http(),
+    async def _post(
+        self, url: str, headers: dict[str, str], payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await post_json(
+            shared_client(self.max_connections),
             url,
             provider=self.name,
             headers=headers,
@@ -281,23 +332,6 @@ class HTTPProvider:
             timeout=self.timeout,
             secrets=(self._api_key,),
         )
-
-    def _http(self) -> httpx.Client:
-        pid = os.getpid()
-        if self._client is None or self._client_pid != pid:
-            self._client = httpx.Client(
-                transport=self._transport,
-                timeout=httpx.Timeout(self.timeout),
-                follow_redirects=False,
-                headers={"user-agent": "rampart"},
-            )
-            self._client_pid = pid
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None and self._client_pid == os.getpid():
-            self._client.close()
-        self._client = None
 
 
 def shape_error(provider: str, what: str) -> DefinitiveLLMError:

@@ -11,20 +11,30 @@ answer, then lowest dimension score, then question id), at most ``MAX_ROADMAP_IT
 title is the practice's action, the horizon follows the answer (0-1: 30 days, 2-3: 60,
 4-5: 90). If fewer than ``MIN_ROADMAP_ITEMS`` practices can improve, "keep improving" items
 for the lowest-scored dimensions fill the roadmap up.
+
+The rules are the plain functions ``score_answers`` and ``plan_roadmap`` (pure, about
+0.6 ms of CPU for both, so the provider runs them inline on the event loop); the
+``OfflineProvider`` is the async provider seam over them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from fractions import Fraction
 from typing import Literal
 
 from rampart.assessments.questionnaire import QUESTIONNAIRE, Dimension, Question
 from rampart.llm.schemas import DimensionScore, RoadmapItem, RoadmapResult, ScoreResult
 
-__all__ = ["MAX_ROADMAP_ITEMS", "MIN_ROADMAP_ITEMS", "OfflineProvider"]
+__all__ = [
+    "MAX_ROADMAP_ITEMS",
+    "MIN_ROADMAP_ITEMS",
+    "OfflineProvider",
+    "plan_roadmap",
+    "score_answers",
+]
 
 MIN_ROADMAP_ITEMS = 3
 MAX_ROADMAP_ITEMS = 8
@@ -37,9 +47,10 @@ Horizon = Literal[30, 60, 90]
 class OfflineProvider:
     """Rule-based provider: the same answers always give the same score and roadmap.
 
-    ``latency_seconds`` makes every ``score``/``roadmap`` call sleep that long before
-    answering, to simulate a slow model in demos and chaos tests (0 = answer immediately).
-    ``sleep`` is injectable for tests.
+    ``latency_seconds`` makes every ``score``/``roadmap`` call wait that long before
+    answering (``await asyncio.sleep``: the event loop keeps serving other calls), to
+    simulate a slow model in demos and chaos tests (0 = answer immediately). ``sleep`` (a
+    coroutine function) is injectable for tests.
 
     ``context`` is accepted for interface compatibility and deliberately ignored: it is
     free text that may contain personal data, so it never reaches the output or the logs.
@@ -56,63 +67,73 @@ class OfflineProvider:
         self,
         latency_seconds: float = 0.0,
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if not latency_seconds >= 0:  # also rejects NaN
             raise ValueError("latency_seconds must be >= 0")
         self.latency_seconds = float(latency_seconds)
         self._sleep = sleep
 
-    def score(self, answers: dict[str, int], context: str | None = None) -> ScoreResult:
+    async def score(self, answers: dict[str, int], context: str | None = None) -> ScoreResult:
         """Score each dimension from its answers and average them into the overall score."""
-        self._simulate_latency()
-        values = _normalize(answers)
-        scores = _dimension_scores(values)
-        dimensions = {
-            d.id: DimensionScore(score=scores[d.id], rationale=_rationale(d, scores[d.id], values))
-            for d in QUESTIONNAIRE.dimensions
-        }
-        overall = _round_half_up(Fraction(sum(scores.values()), len(scores)))
-        return ScoreResult(overall=overall, dimensions=dimensions)
+        await self._simulate_latency()
+        return score_answers(answers)
 
-    def roadmap(
+    async def roadmap(
         self, answers: dict[str, int], score: ScoreResult, context: str | None = None
     ) -> RoadmapResult:
-        """Turn the weakest practices into prioritized actions.
+        """Turn the weakest practices into prioritized actions (``plan_roadmap``)."""
+        await self._simulate_latency()
+        return plan_roadmap(answers, score)
 
-        Dimension scores from ``score`` (which may come from another provider) break ties
-        between equal answers; dimensions missing from it use the offline score.
-        """
-        self._simulate_latency()
-        values = _normalize(answers)
-        dim_scores = _dimension_scores(values)
-        dim_scores.update({k: v.score for k, v in score.dimensions.items() if k in dim_scores})
-
-        improvable = [q for q in QUESTIONNAIRE.questions if values[q.id] < QUESTIONNAIRE.scale_max]
-        improvable.sort(key=lambda q: (values[q.id], dim_scores[q.dimension], q.id))
-        drafts: list[tuple[str, str, str, Horizon]] = [
-            (q.dimension, q.action, _why(q, values[q.id], dim_scores), _horizon(values[q.id]))
-            for q in improvable[:MAX_ROADMAP_ITEMS]
-        ]
-
-        if len(drafts) < MIN_ROADMAP_ITEMS:
-            by_score = sorted(QUESTIONNAIRE.dimensions, key=lambda d: (dim_scores[d.id], d.id))
-            for d in by_score[: MIN_ROADMAP_ITEMS - len(drafts)]:
-                why = (
-                    f"{d.title} scores {dim_scores[d.id]}/100. Keep raising the bar so these "
-                    "practices stay reliable as the product and the team grow."
-                )
-                drafts.append((d.id, d.keep_improving, why, 90))
-
-        items = [
-            RoadmapItem(priority=i, dimension=dim, title=title, why=why, horizon_days=horizon)
-            for i, (dim, title, why, horizon) in enumerate(drafts, start=1)
-        ]
-        return RoadmapResult(items=items)
-
-    def _simulate_latency(self) -> None:
+    async def _simulate_latency(self) -> None:
         if self.latency_seconds > 0:
-            self._sleep(self.latency_seconds)
+            await self._sleep(self.latency_seconds)
+
+
+def score_answers(answers: Mapping[str, object]) -> ScoreResult:
+    """Score each dimension from its answers and average them into the overall score."""
+    values = _normalize(answers)
+    scores = _dimension_scores(values)
+    dimensions = {
+        d.id: DimensionScore(score=scores[d.id], rationale=_rationale(d, scores[d.id], values))
+        for d in QUESTIONNAIRE.dimensions
+    }
+    overall = _round_half_up(Fraction(sum(scores.values()), len(scores)))
+    return ScoreResult(overall=overall, dimensions=dimensions)
+
+
+def plan_roadmap(answers: Mapping[str, object], score: ScoreResult) -> RoadmapResult:
+    """Turn the weakest practices into prioritized actions.
+
+    Dimension scores from ``score`` (which may come from another provider) break ties
+    between equal answers; dimensions missing from it use the offline score.
+    """
+    values = _normalize(answers)
+    dim_scores = _dimension_scores(values)
+    dim_scores.update({k: v.score for k, v in score.dimensions.items() if k in dim_scores})
+
+    improvable = [q for q in QUESTIONNAIRE.questions if values[q.id] < QUESTIONNAIRE.scale_max]
+    improvable.sort(key=lambda q: (values[q.id], dim_scores[q.dimension], q.id))
+    drafts: list[tuple[str, str, str, Horizon]] = [
+        (q.dimension, q.action, _why(q, values[q.id], dim_scores), _horizon(values[q.id]))
+        for q in improvable[:MAX_ROADMAP_ITEMS]
+    ]
+
+    if len(drafts) < MIN_ROADMAP_ITEMS:
+        by_score = sorted(QUESTIONNAIRE.dimensions, key=lambda d: (dim_scores[d.id], d.id))
+        for d in by_score[: MIN_ROADMAP_ITEMS - len(drafts)]:
+            why = (
+                f"{d.title} scores {dim_scores[d.id]}/100. Keep raising the bar so these "
+                "practices stay reliable as the product and the team grow."
+            )
+            drafts.append((d.id, d.keep_improving, why, 90))
+
+    items = [
+        RoadmapItem(priority=i, dimension=dim, title=title, why=why, horizon_days=horizon)
+        for i, (dim, title, why, horizon) in enumerate(drafts, start=1)
+    ]
+    return RoadmapResult(items=items)
 
 
 def _normalize(answers: Mapping[str, object]) -> dict[str, int]:

@@ -5,9 +5,9 @@ when no key is set, e.g. a local Ollama), a system and a user message, and
 ``response_format: {"type": "json_object"}`` so the model answers with one JSON object.
 The answer is ``choices[0].message.content``.
 
-Plain httpx, no vendor SDK: one request per call, no hidden retries (our retry policy and
-circuit breaker decide), and any OpenAI-compatible server works the same way. No
-``temperature`` or ``max_tokens``: several current models reject them.
+Plain httpx (``AsyncClient``), no vendor SDK: one request per call, no hidden retries (our
+retry policy and circuit breaker decide), and any OpenAI-compatible server works the same
+way. No ``temperature`` or ``max_tokens``: several current models reject them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ __all__ = ["OpenAICompatProvider"]
 class OpenAICompatProvider(HTTPProvider):
     name = "openai"
 
-    def _complete(self, system: str, user: str) -> str | None:
+    async def _complete(self, system: str, user: str) -> str | None:
         headers = {"content-type": "application/json"}
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
@@ -34,7 +34,7 @@ class OpenAICompatProvider(HTTPProvider):
             ],
             "response_format": {"type": "json_object"},
         }
-        data = self._post(f"{self.base_url}/chat/completions", headers, payload)
+        data = await self._post(f"{self.base_url}/chat/completions", headers, payload)
         try:
             message = data["choices"][0]["message"]
         except (KeyError, IndexError, TypeError):

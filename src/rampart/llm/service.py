@@ -1,5 +1,13 @@
 """The provider chain: try each configured provider in order; the offline one never fails.
 
+``score`` and ``roadmap`` are coroutines, async end to end (breaker in Redis through
+``redis.asyncio``, retry waits with ``asyncio.sleep``, HTTP through ``httpx.AsyncClient``):
+a call waiting for its model holds no thread, so one event loop keeps hundreds of calls in
+flight. Nothing in the chain is bound to a loop: the Redis and HTTP clients are looked up
+for the running loop on each use (``kit.redis_clients.shared``, ``http.shared_client``), so
+``provider_chain()`` may be built once and used from any loop. ``aclose()`` closes the
+running loop's HTTP connections before the loop ends.
+
 ``LLM_PROVIDERS`` orders the chain (e.g. ``openai,anthropic,offline``); it always ends in
 the offline provider. Each real provider call goes
 
@@ -27,21 +35,21 @@ Each try is an ``llm.call`` OpenTelemetry span.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Generic, TypeVar
 
-import redis
+import redis.asyncio as aioredis
 from prometheus_client import Histogram
 
 from rampart.config import Settings, get_settings
-from rampart.kit import metrics, tracing
+from rampart.kit import metrics, redis_clients, tracing
 from rampart.kit.logging import get_logger
 from rampart.kit.resilience import BreakerState, CircuitBreaker, CircuitOpenError, RetryPolicy
 from rampart.llm.base import DefinitiveLLMError, LLMError, LLMProvider, TransientLLMError
-from rampart.llm.http import LLMTimeoutError
+from rampart.llm.http import LLMTimeoutError, aclose_clients
 from rampart.llm.offline import OfflineProvider
 from rampart.llm.schemas import RoadmapResult, ScoreResult
 
@@ -74,40 +82,41 @@ class GuardedProvider:
         self.breaker = breaker
         self.retry = retry
 
-    def score(self, answers: dict[str, int], context: str | None) -> ScoreResult:
-        return self._guarded(lambda: self.provider.score(answers, context))
+    async def score(self, answers: dict[str, int], context: str | None) -> ScoreResult:
+        return await self._guarded(lambda: self.provider.score(answers, context))
 
-    def roadmap(
+    async def roadmap(
         self, answers: dict[str, int], score: ScoreResult, context: str | None
     ) -> RoadmapResult:
-        return self._guarded(lambda: self.provider.roadmap(answers, score, context))
+        return await self._guarded(lambda: self.provider.roadmap(answers, score, context))
 
-    def _guarded(self, call: Callable[[], T]) -> T:
+    async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
         try:
-            permit = self.breaker.acquire()
+            permit = await self.breaker.acquire()
         except CircuitOpenError as exc:
             metrics.LLM_REQUESTS.labels(self.name, "circuit_open").inc()
             _set_state_gauge(self.name, exc.state)
             raise ProviderUnavailableError(str(exc)) from None
         _set_state_gauge(self.name, permit.state)
         try:
-            result = self.retry.call(self._measured, call)
+            result = await self.retry.call(self._measured, call)
         except LLMError:
-            _set_state_gauge(self.name, self.breaker.record_failure(permit))
+            _set_state_gauge(self.name, await self.breaker.record_failure(permit))
             raise
         except BaseException:
-            self.breaker.release(permit)  # not the provider's fault: no verdict
+            # Not the provider's fault (e.g. the task was cancelled): no verdict.
+            await self.breaker.release(permit)
             raise
-        _set_state_gauge(self.name, self.breaker.record_success(permit))
+        _set_state_gauge(self.name, await self.breaker.record_success(permit))
         return result
 
-    def _measured(self, call: Callable[[], T]) -> T:
+    async def _measured(self, call: Callable[[], Awaitable[T]]) -> T:
         """One try, counted and timed."""
         t0 = time.perf_counter()
         outcome = "error"
         try:
             with _llm_call_span(self.name, self.model):
-                result = call()
+                result = await call()
             outcome = "success"
             return result
         except LLMTimeoutError:
@@ -165,18 +174,20 @@ def _on_retry(provider: str) -> Callable[[BaseException, int, float], None]:
     return record
 
 
-def _redis_client(settings: Settings) -> redis.Redis | None:
+def _redis_client(settings: Settings) -> Callable[[], aioredis.Redis] | None:
+    """What returns the running loop's Redis client for the breakers (None: no Redis)."""
     if settings.redis_url is None:
         return None
-    return redis.Redis.from_url(
+    return partial(
+        redis_clients.shared,
         settings.redis_url.get_secret_value(),
-        socket_timeout=_REDIS_TIMEOUT_SECONDS,
-        socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
-        health_check_interval=30,
+        timeout=_REDIS_TIMEOUT_SECONDS,
     )
 
 
-def _build(name: str, settings: Settings, client: redis.Redis | None) -> LLMProvider:
+def _build(
+    name: str, settings: Settings, redis_client: Callable[[], aioredis.Redis] | None
+) -> LLMProvider:
     if name == "offline":
         return OfflineProvider(latency_seconds=settings.llm_offline_latency_seconds)
     provider: LLMProvider
@@ -189,6 +200,7 @@ def _build(name: str, settings: Settings, client: redis.Redis | None) -> LLMProv
             api_key=key.get_secret_value() if key else None,
             model=settings.openai_model,
             timeout=settings.llm_timeout_seconds,
+            max_connections=settings.llm_max_connections,
         )
     elif name == "anthropic":
         from rampart.llm.anthropic import AnthropicProvider
@@ -199,6 +211,7 @@ def _build(name: str, settings: Settings, client: redis.Redis | None) -> LLMProv
             api_key=key.get_secret_value() if key else None,
             model=settings.anthropic_model,
             timeout=settings.llm_timeout_seconds,
+            max_connections=settings.llm_max_connections,
         )
     else:
         raise ValueError(f"LLM_PROVIDERS: unknown provider {name!r}")
@@ -217,7 +230,7 @@ def _build(name: str, settings: Settings, client: redis.Redis | None) -> LLMProv
     )
     breaker = CircuitBreaker(
         f"llm.{name}",
-        client,
+        redis_client,
         failure_threshold=settings.llm_breaker_failure_threshold,
         cooldown_seconds=settings.llm_breaker_cooldown_seconds,
         trial_ttl_seconds=worst_call + 5,
@@ -228,15 +241,25 @@ def _build(name: str, settings: Settings, client: redis.Redis | None) -> LLMProv
 
 @lru_cache
 def provider_chain() -> tuple[LLMProvider, ...]:
+    """The configured chain, built once from the settings (``provider_chain.cache_clear()``
+    forgets it, e.g. after the settings changed). It holds no client: usable from any loop."""
     settings = get_settings()
     names = list(settings.provider_chain or ["offline"])
     if names[-1] != "offline":
         names.append("offline")  # the chain always ends in the provider that cannot fail
-    client = _redis_client(settings) if names != ["offline"] else None
-    return tuple(_build(name, settings, client) for name in names)
+    redis_client = _redis_client(settings) if names != ["offline"] else None
+    return tuple(_build(name, settings, redis_client) for name in names)
 
 
-def _first_success(call: Callable[[LLMProvider], T], duration: Histogram) -> Generated[T]:
+async def aclose() -> None:
+    """Close the running loop's pooled HTTP connections to the providers (call it before
+    the loop ends, e.g. at worker shutdown; the next call opens new ones)."""
+    await aclose_clients()
+
+
+async def _first_success(
+    call: Callable[[LLMProvider], Awaitable[T]], duration: Histogram
+) -> Generated[T]:
     """The first provider's answer down the chain; the whole chain's time is observed in
     `duration`, labelled by the provider that answered."""
     started = time.perf_counter()
@@ -245,9 +268,9 @@ def _first_success(call: Callable[[LLMProvider], T], duration: Histogram) -> Gen
         t0 = time.perf_counter()
         try:
             if isinstance(provider, GuardedProvider):
-                result = call(provider)
+                result = await call(provider)
             else:  # the offline provider: measured here, it has no breaker or retries
-                result = _measured_plain(provider, call)
+                result = await _measured_plain(provider, call)
         except LLMError as exc:
             log.warning(
                 "llm_provider_failed",
@@ -268,12 +291,14 @@ def _first_success(call: Callable[[LLMProvider], T], duration: Histogram) -> Gen
     raise RuntimeError("no LLM provider answered")  # unreachable: offline never fails
 
 
-def _measured_plain(provider: LLMProvider, call: Callable[[LLMProvider], T]) -> T:
+async def _measured_plain(
+    provider: LLMProvider, call: Callable[[LLMProvider], Awaitable[T]]
+) -> T:
     t0 = time.perf_counter()
     outcome = "error"
     try:
         with _llm_call_span(provider.name, provider.model):
-            result = call(provider)
+            result = await call(provider)
         outcome = "success"
         return result
     finally:
@@ -281,13 +306,17 @@ def _measured_plain(provider: LLMProvider, call: Callable[[LLMProvider], T]) -> 
         metrics.LLM_DURATION.labels(provider.name).observe(time.perf_counter() - t0)
 
 
-def score(answers: dict[str, int], context: str | None) -> Generated[ScoreResult]:
-    return _first_success(lambda provider: provider.score(answers, context), metrics.SCORE_DURATION)
+async def score(answers: dict[str, int], context: str | None) -> Generated[ScoreResult]:
+    """Score the answers with the first provider of the chain that can."""
+    return await _first_success(
+        lambda provider: provider.score(answers, context), metrics.SCORE_DURATION
+    )
 
 
-def roadmap(
+async def roadmap(
     answers: dict[str, int], scored: ScoreResult, context: str | None
 ) -> Generated[RoadmapResult]:
-    return _first_success(
+    """Write the roadmap with the first provider of the chain that can."""
+    return await _first_success(
         lambda provider: provider.roadmap(answers, scored, context), metrics.ROADMAP_DURATION
     )

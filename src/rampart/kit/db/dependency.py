@@ -1,8 +1,8 @@
 """The FastAPI dependencies that open a request's one transaction.
 
-`TenantTx` runs as the caller's claims and first asks the domain's actor loader whether
-the caller is still who their token or session says (kit/security/auth.py): the same
-transaction, so no request acts for a removed user or on a stale role. `AnonymousTx` has
+`TenantTx` runs as the caller's claims and, in the round trip that opens it, checks that the
+caller is still who their token or session says (kit/security/auth.py): no request acts for
+a removed user or with a revoked token. `AnonymousTx` has
 no claims (signup, login, webhooks: RLS shows them nothing but what definer functions
 allow).
 
@@ -17,15 +17,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends
 
 from rampart.kit.db.transaction import Tx, transaction
-from rampart.kit.security.auth import CurrentPrincipal, load_actor
+from rampart.kit.security.auth import CurrentPrincipal, actor_hooks, refused
 
 
 async def _tenant_tx(principal: CurrentPrincipal) -> AsyncIterator[Tx]:
-    async with transaction(principal.claims) as tx:
-        await load_actor(tx, principal)
+    checks = actor_hooks().check_sql(principal)
+    async with transaction(principal.claims, checks=checks) as tx:
+        try:
+            await tx.begin()
+        except asyncpg.PostgresError as exc:
+            raise refused(exc) or exc from exc
         yield tx
 
 

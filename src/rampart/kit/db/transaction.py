@@ -130,14 +130,16 @@ def unavailable_reason(exc: BaseException, conn: asyncpg.Connection | None) -> s
 class Tx:
     """One transaction: `fetch`, `fetchrow`, `fetchval`, `execute` (asyncpg's, `$1` params)."""
 
-    __slots__ = ("claims", "actor", "_conn", "_broken", "_statements", "_after_rollback")
+    __slots__ = ("claims", "checks", "actor", "_conn", "_broken", "_after_rollback")
 
-    def __init__(self, claims: Claims | None = None) -> None:
+    def __init__(self, claims: Claims | None = None, *, checks: str | None = None) -> None:
         self.claims = claims
-        self.actor: Any = None  # the verified caller, when a request opened it (kit/security)
+        # SQL run in the opening round trip, after the claims; it may refuse (raise) to stop
+        # the transaction before any work (kit/security/auth.py: is the caller still valid?).
+        self.checks = checks
+        self.actor: Any = None  # the caller with their current role, when asked for
         self._conn: asyncpg.Connection | None = None
         self._broken = False
-        self._statements = 0
         self._after_rollback: list[Callable[[], None]] = []
 
     # --- statements -------------------------------------------------------------------
@@ -166,6 +168,10 @@ class Tx:
         self._after_rollback.append(undo)
 
     # --- the connection ------------------------------------------------------------------
+    async def begin(self) -> None:
+        """Open now (the first statement otherwise does): BEGIN, claims and checks."""
+        await self._connection()
+
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None:
             await self._begin(retry_stale=True)
@@ -189,6 +195,8 @@ class Tx:
         DB_POOL_IN_USE.inc()
         self._conn = conn
         begin = self.claims.begin_sql() if self.claims is not None else "BEGIN"
+        if self.checks:
+            begin = f"{begin}; {self.checks}"
         try:
             await self._timed("execute", begin, (), conn)
         except DatabaseUnavailable as exc:
@@ -207,7 +215,6 @@ class Tx:
     async def _timed(self, method: str, query: str, args: tuple, conn: asyncpg.Connection) -> Any:
         if self._broken:
             raise DatabaseUnavailable()
-        self._statements += 1
         started = time.perf_counter()
         span = tracing.db_span(query) if tracing.exporting() else None
         try:
@@ -287,12 +294,14 @@ class Tx:
 
 
 @asynccontextmanager
-async def transaction(claims: Claims | None = None) -> AsyncIterator[Tx]:
+async def transaction(
+    claims: Claims | None = None, *, checks: str | None = None
+) -> AsyncIterator[Tx]:
     """A transaction (committed on success, rolled back on error) scoped to `claims`.
 
     Without claims, RLS shows no tenant rows: only the definer functions are useful.
     """
-    tx = Tx(claims)
+    tx = Tx(claims, checks=checks)
     try:
         yield tx
     except BaseException:

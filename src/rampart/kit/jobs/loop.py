@@ -53,16 +53,19 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def stop(timeout: float = 10.0) -> None:
-    """Close the loop's database pool and stop it (the worker is shutting down)."""
+    """Close the loop's database pool and Redis clients and stop it (the worker is shutting
+    down; a domain's own clients are closed by the worker first, worker.py)."""
     global _loop, _thread
     with _lock:
         loop, thread, _loop, _thread = _loop, _thread, None, None
     if loop is None or thread is None:
         return
     from rampart.kit.db.pool import close_pool
+    from rampart.kit.redis_clients import aclose_clients
 
-    # Shutting down: if closing fails, the server drops our connections anyway.
-    with contextlib.suppress(Exception):
-        asyncio.run_coroutine_threadsafe(close_pool(), loop).result(timeout)
+    # Shutting down: if closing fails, the servers drop our connections anyway.
+    for close in (close_pool, aclose_clients):
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close(), loop).result(timeout)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout)

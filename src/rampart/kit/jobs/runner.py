@@ -216,7 +216,10 @@ async def run_job(
     except TRANSIENT_ERRORS as exc:
         await _settle_delivery(run)
         if run.attempts < max_attempts:
-            log.warning("job_transient_error", error_type=type(exc).__name__, error=str(exc)[:300])
+            cause = exc.__cause__ or exc  # e.g. the driver's error behind DatabaseUnavailable
+            log.warning(
+                "job_transient_error", error_type=type(exc).__name__, error=str(cause)[:300]
+            )
             JOB_RETRIES.labels(run.type).inc()
             raise
         await _quarantine(run, exc, traceback.format_exc(), on_failure)

@@ -27,24 +27,31 @@ Redis keys (the ``{name}`` hash tag keeps both keys on one Redis Cluster slot):
 Time is Redis's own clock (``TIME`` inside the scripts), so processes with skewed clocks
 agree on when the cool-down ends.
 
-When Redis itself is unreachable (or slow past ``socket_timeout``), the breaker **fails
-open**: calls are allowed as if closed, failures and successes are not recorded, and a
-warning is logged (at most once a minute per breaker). Rationale: the breaker protects us
-from a sick dependency; losing Redis must not also take that dependency away from us.
-The guarded call still has its own timeout and retry bound, so the worst case is the
-unprotected behaviour, never an outage caused by the breaker.
+Redis is spoken to through ``redis.asyncio``: every method that touches Redis is a
+coroutine, and the client comes from ``redis_client()``, called on each use, which must
+return the *running* event loop's client (an asyncio client's connections belong to the
+loop that opened them), e.g. ``functools.partial(redis_clients.shared, url, timeout=0.5)``.
+The breaker itself holds no connection, so one instance serves any number of loops.
+
+When Redis itself is unreachable (or slow past the client's ``socket_timeout``), the
+breaker **fails open**: calls are allowed as if closed, failures and successes are not
+recorded, and a warning is logged (at most once a minute per breaker). Rationale: the
+breaker protects us from a sick dependency; losing Redis must not also take that dependency
+away from us. The guarded call still has its own timeout and retry bound, so the worst case
+is the unprotected behaviour, never an outage caused by the breaker.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
 import redis
+import redis.asyncio as aioredis
 
 from rampart.kit.logging import get_logger
 
@@ -150,28 +157,29 @@ return 1
 
 
 class CircuitBreaker:
-    """A named breaker over a Redis client; cheap to create, safe to share between threads.
+    """A named breaker over Redis; cheap to create, safe to share between tasks and loops.
 
-    Use ``call(fn, *args)`` (raises ``CircuitOpenError`` when refused; exceptions in
-    ``failure_exceptions`` count as failures, anything else releases a trial unjudged), or
-    drive it yourself (``acquire()`` is ``allow()`` raising ``CircuitOpenError``)::
+    Use ``await call(fn, *args)`` (``fn`` a coroutine function; raises ``CircuitOpenError``
+    when refused; exceptions in ``failure_exceptions`` count as failures, anything else,
+    cancellation included, releases a trial unjudged), or drive it yourself (``acquire()``
+    is ``allow()`` raising ``CircuitOpenError``)::
 
-        permit = breaker.allow()          # None: refused, fail fast
+        permit = await breaker.allow()    # None: refused, fail fast
         try:
-            result = do_it()
+            result = await do_it()
         except SomeError:
-            breaker.record_failure(permit)
+            await breaker.record_failure(permit)
             raise
-        breaker.record_success(permit)
+        await breaker.record_success(permit)
 
-    ``client`` may be None (no Redis configured): the breaker then always allows and warns,
-    as when Redis is unreachable.
+    ``redis_client`` returns the running loop's client; None (no Redis configured): the
+    breaker then always allows and warns, as when Redis is unreachable.
     """
 
     def __init__(
         self,
         name: str,
-        client: redis.Redis | None,
+        redis_client: Callable[[], aioredis.Redis] | None,
         *,
         failure_threshold: int = 5,
         cooldown_seconds: float = 300.0,
@@ -188,40 +196,26 @@ class CircuitBreaker:
         self.trial_ttl_ms = max(1, round(trial_ttl_seconds * 1000))
         self.failure_exceptions = failure_exceptions
         self.keys = [f"{KEY_PREFIX}{{{name}}}:state", f"{KEY_PREFIX}{{{name}}}:trial"]
-        self._client = client
-        self._scripts = (
-            {
-                "allow": client.register_script(_ALLOW),
-                "failure": client.register_script(_FAILURE),
-                "success": client.register_script(_SUCCESS),
-                "release": client.register_script(_RELEASE),
-            }
-            if client is not None
-            else {}
-        )
+        self._redis_client = redis_client
         self._last_warning = float("-inf")
 
     # --- the protocol ----------------------------------------------------------------------
 
-    def allow(self) -> Permit | None:
+    async def allow(self) -> Permit | None:
         """A permit to call, or None when the breaker refuses (open, or trial in progress)."""
         try:
-            return self.acquire()
+            return await self.acquire()
         except CircuitOpenError:
             return None
 
-    def acquire(self) -> Permit:
+    async def acquire(self) -> Permit:
         """A permit to call, or ``CircuitOpenError`` saying why not and for how long."""
-        if self._client is None:
+        if self._redis_client is None:
             self._warn(None)
             return Permit(BreakerState.CLOSED, unguarded=True)
         token = secrets.token_hex(8)
-        try:
-            raw = self._scripts["allow"](
-                keys=self.keys, args=[self.cooldown_ms, self.trial_ttl_ms, token]
-            )
-        except redis.RedisError as exc:
-            self._warn(exc)
+        raw = await self._run(_ALLOW, self.cooldown_ms, self.trial_ttl_ms, token)
+        if raw is None:
             return Permit(BreakerState.CLOSED, unguarded=True)
         verdict = _text(raw[0])
         if verdict == "closed":
@@ -232,51 +226,52 @@ class CircuitBreaker:
             raise CircuitOpenError(self.name, BreakerState.OPEN, int(raw[1]) / 1000)
         raise CircuitOpenError(self.name, BreakerState.HALF_OPEN, 0.0)
 
-    def record_success(self, permit: Permit) -> BreakerState:
+    async def record_success(self, permit: Permit) -> BreakerState:
         """The permitted call worked: closed (resets the failure count; ends a trial)."""
         if permit.unguarded:
             return BreakerState.CLOSED
-        result = self._run("success", permit.token)
-        return BreakerState(result) if result else BreakerState.CLOSED
+        result = await self._run(_SUCCESS, permit.token)
+        return BreakerState(_text(result)) if result is not None else BreakerState.CLOSED
 
-    def record_failure(self, permit: Permit) -> BreakerState:
+    async def record_failure(self, permit: Permit) -> BreakerState:
         """The permitted call failed: count it; open at the threshold; a failed trial reopens
         the breaker for a new cool-down."""
         if permit.unguarded:
             return BreakerState.CLOSED
-        result = self._run("failure", self.failure_threshold, permit.token)
-        return BreakerState(result) if result else BreakerState.CLOSED
+        result = await self._run(_FAILURE, self.failure_threshold, permit.token)
+        return BreakerState(_text(result)) if result is not None else BreakerState.CLOSED
 
-    def release(self, permit: Permit) -> None:
+    async def release(self, permit: Permit) -> None:
         """Give back a trial permit without a verdict (e.g. the call was cancelled)."""
         if permit.trial and not permit.unguarded:
-            self._run("release", permit.token)
+            await self._run(_RELEASE, permit.token)
 
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` if allowed; raise ``CircuitOpenError`` (without calling it) if not."""
-        permit = self.acquire()
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Await ``fn`` if allowed; raise ``CircuitOpenError`` (without calling it) if not."""
+        permit = await self.acquire()
         try:
-            result = fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
         except self.failure_exceptions:
-            self.record_failure(permit)
+            await self.record_failure(permit)
             raise
         except BaseException:
-            self.release(permit)
+            await self.release(permit)
             raise
-        self.record_success(permit)
+        await self.record_success(permit)
         return result
 
     # --- inspection ------------------------------------------------------------------------
 
-    def state(self) -> BreakerState:
+    async def state(self) -> BreakerState:
         """The shared state now (CLOSED when Redis cannot be read)."""
-        if self._client is None:
+        if self._redis_client is None:
             return BreakerState.CLOSED
+        client = self._redis_client()
         try:
-            fields = self._client.hmget(self.keys[0], ["state", "opened_at_ms"])
+            fields = await client.hmget(self.keys[0], ["state", "opened_at_ms"])
             if fields[0] not in (b"open", "open"):
                 return BreakerState.CLOSED
-            seconds, micros = self._client.time()
+            seconds, micros = await client.time()
         except redis.RedisError as exc:
             self._warn(exc)
             return BreakerState.CLOSED
@@ -286,26 +281,30 @@ class CircuitBreaker:
             return BreakerState.OPEN
         return BreakerState.HALF_OPEN
 
-    def failures(self) -> int:
+    async def failures(self) -> int:
         """Consecutive failures counted while closed (0 when Redis cannot be read)."""
-        if self._client is None:
+        if self._redis_client is None:
             return 0
         try:
-            return int(self._client.hget(self.keys[0], "failures") or 0)
+            return int(await self._redis_client().hget(self.keys[0], "failures") or 0)
         except redis.RedisError as exc:
             self._warn(exc)
             return 0
 
-    def reset(self) -> None:
+    async def reset(self) -> None:
         """Forget everything: closed, no failures, no trial (operators, tests)."""
-        if self._client is not None:
-            self._client.delete(*self.keys)
+        if self._redis_client is not None:
+            await self._redis_client().delete(*self.keys)
 
     # --- internals -------------------------------------------------------------------------
 
-    def _run(self, script: str, *args: object) -> str | None:
+    async def _run(self, script: str, *args: object) -> Any:
+        """Run one of the Lua scripts atomically (EVALSHA, loading it on first use); None
+        when Redis cannot be reached (warned)."""
+        assert self._redis_client is not None
+        client = self._redis_client()
         try:
-            return _text(self._scripts[script](keys=self.keys, args=list(args)))
+            return await client.register_script(script)(keys=self.keys, args=list(args))
         except redis.RedisError as exc:
             self._warn(exc)
             return None

@@ -1,27 +1,30 @@
 """The retry policy: transient errors are retried with bounded backoff, definitive ones never.
 
-Built on tenacity. The caller says which exceptions are transient (the classification lives
-with whoever knows the dependency); everything else propagates after the first try.
+Built on tenacity's ``AsyncRetrying``: the call is a coroutine and the waits are
+``asyncio.sleep``, so a call waiting to retry holds no thread and blocks no event loop. The
+caller says which exceptions are transient (the classification lives with whoever knows the
+dependency); everything else (``asyncio.CancelledError`` included) propagates after the
+first try.
 
 - Backoff: exponential with jitter, ``base * 2**(retry-1) + uniform(0, base)`` capped at
   ``max_seconds`` (defaults: ~1 s, ~2 s, ~4 s, ... never above 8 s).
 - A hint from the failed call wins over the backoff: when the exception carries
   ``retry_after`` (seconds, e.g. an HTTP 429's ``Retry-After``), the next try waits that
-  long, capped at ``max_seconds`` too, so a server cannot park a worker for an hour.
+  long, capped at ``max_seconds`` too, so a server cannot park a call for an hour.
 - After ``attempts`` tries the last transient exception is re-raised unchanged (not a
   tenacity ``RetryError``), so callers see the real cause.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tenacity import (
+    AsyncRetrying,
     RetryCallState,
-    Retrying,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential_jitter,
@@ -68,7 +71,7 @@ class RetryPolicy:
     """How many times to try and how long to wait; ``transient`` says what is worth it.
 
     ``on_retry(exc, attempt, wait_seconds)`` is called before each wait (metrics, logs);
-    ``sleep`` is injectable for tests.
+    ``sleep`` (a coroutine function) is injectable for tests.
     """
 
     transient: tuple[type[BaseException], ...]
@@ -77,7 +80,7 @@ class RetryPolicy:
     max_seconds: float = 8.0
     retry_after: Callable[[BaseException], float | None] = retry_after_of
     on_retry: Callable[[BaseException, int, float], None] | None = None
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -85,9 +88,9 @@ class RetryPolicy:
         if self.base_seconds < 0 or self.max_seconds < 0:
             raise ValueError("base_seconds and max_seconds must be >= 0")
 
-    def retrying(self) -> Retrying:
-        """A fresh tenacity ``Retrying`` for this policy (one per call: it keeps state)."""
-        return Retrying(
+    def retrying(self) -> AsyncRetrying:
+        """A fresh tenacity ``AsyncRetrying`` for this policy (one per call: it keeps state)."""
+        return AsyncRetrying(
             retry=retry_if_exception_type(self.transient),
             stop=stop_after_attempt(self.attempts),
             wait=_wait_hint_or_backoff(
@@ -102,9 +105,10 @@ class RetryPolicy:
             reraise=True,
         )
 
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn``, retrying transient exceptions; re-raise the last or any other."""
-        return self.retrying()(fn, *args, **kwargs)
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Await ``fn(*args, **kwargs)``, retrying transient exceptions; re-raise the last
+        one, or any other exception at once."""
+        return await self.retrying()(fn, *args, **kwargs)
 
     def _before_sleep(self, retry_state: RetryCallState) -> None:
         assert self.on_retry is not None

@@ -8,11 +8,14 @@ must come with its CSRF token (kit/security/csrf.py): checking here, in the one 
 cookie authenticates, guards every route that takes a principal, present and future.
 
 What a token or a session says is a claim. The request's transaction
-(kit/db/dependency.py) asks the domain's actor loader (`set_actor_loader`, wired by the
-app) for the caller as the database knows them now, under RLS, in the same transaction:
-a user who was removed, or whose token version moved on (role or password changed, member
-removed), gets 401 on their next request, bearer and cookie alike. The kit knows no
-domain table: the loader is the domain's.
+(kit/db/dependency.py) checks it in the very round trip that opens it (BEGIN, the claims,
+then the domain's check SQL): a user who was removed, or whose token version moved on
+(role or password changed, member removed), gets 401 on their next request, bearer and
+cookie alike. The check refuses with SQLSTATE `RA401` (no such live user) or `RA402` (the
+token version moved on). Routes that need the caller's current role or plan ask for
+`CurrentActor` (kit/security/permissions.py), which the domain's loader reads in the same
+transaction. The kit knows no domain table: the check and the loader are the domain's
+(`set_actor_hooks`, wired by the app).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
+import asyncpg
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
@@ -67,22 +71,43 @@ class TokenRevoked(Unauthorized):
     message = "This token or session is no longer valid; log in again."
 
 
-# The domain's check of a claimed principal: the caller as the database knows them now, or
-# an Unauthorized. Set once by the app (create_app), read per request.
-ActorLoader = Callable[["Tx", Principal], Awaitable[Principal]]
-_loader: list[ActorLoader] = []
+@dataclass(frozen=True)
+class ActorHooks:
+    """The domain's side of "who is calling, now": `check_sql(principal)` is SQL (built only
+    from validated values) that raises RA401/RA402 unless the principal is still valid;
+    `load(tx, principal)` returns the principal with its current role and plan."""
+
+    check_sql: Callable[[Principal], str]
+    load: Callable[[Tx, Principal], Awaitable[Principal]]
 
 
-def set_actor_loader(loader: ActorLoader) -> None:
-    _loader[:] = [loader]
+_hooks: list[ActorHooks] = []
+
+
+def set_actor_hooks(hooks: ActorHooks) -> None:
+    _hooks[:] = [hooks]
+
+
+def actor_hooks() -> ActorHooks:
+    if not _hooks:
+        raise RuntimeError("no actor hooks: create_app() sets them (set_actor_hooks)")
+    return _hooks[0]
+
+
+def refused(exc: asyncpg.PostgresError) -> Unauthorized | None:
+    """The 401 a refused check means, or None for any other database error."""
+    if exc.sqlstate == "RA401":
+        return Unauthorized("The account no longer exists.", headers=CHALLENGE)
+    if exc.sqlstate == "RA402":
+        return TokenRevoked(headers=CHALLENGE)
+    return None
 
 
 async def load_actor(tx: Tx, principal: Principal) -> Principal:
-    if not _loader:
-        raise RuntimeError("no actor loader: create_app() sets it (set_actor_loader)")
-    actor = await _loader[0](tx, principal)
-    tx.actor = actor
-    return actor
+    """The caller with their current role and plan (read once per transaction)."""
+    if tx.actor is None:
+        tx.actor = await actor_hooks().load(tx, principal)
+    return tx.actor
 
 
 def _from_bearer(token: str) -> Principal:

@@ -58,7 +58,10 @@ class CorsMiddleware:
             await self.app(scope, receive, send)
             return
         origin = Headers(scope=scope).get("origin")
-        if origin is None or self.cors.is_allowed_origin(origin):
+        if origin is None:  # not a browser's cross-origin request: nothing to add
+            await self.app(scope, receive, send)
+            return
+        if self.cors.is_allowed_origin(origin):
             await self.cors(scope, receive, send)
             return
 

@@ -4,11 +4,10 @@ caller's current role.
 The table is generic (roles × actions on "the tenant's resources"); each domain service
 applies it to its own resource (assessments/service.py: `can_delete_assessment`, ...).
 
-The role is read from the database on every request that opens a tenant transaction,
-never taken from the access token: a token keeps the role it was issued with until it
-expires, so after a demotion the old token would still say "admin". `CurrentActor` is the
-caller as the domain's actor loader found them in the request's own transaction
-(kit/security/auth.py).
+The role a request acts with is the database's: a token or session is checked against the
+user's token version as the request's transaction opens (kit/security/auth.py), and every
+role change bumps that version, so an old token that still says "admin" after a demotion
+is refused (401 `token_revoked`) instead of trusted. `CurrentActor` is that checked caller.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from fastapi import Depends
 
 from rampart.kit.db.dependency import TenantTx
 from rampart.kit.errors import Forbidden
-from rampart.kit.security.auth import Principal
+from rampart.kit.security.auth import CurrentPrincipal, Principal
 
 
 class Role(StrEnum):
@@ -101,9 +100,12 @@ def require(permitted: bool, message: str = "Your role does not allow this.") ->
 # --- the caller's current role -------------------------------------------------------------
 
 
-async def current_actor(tx: TenantTx) -> Principal:
-    """The caller with the role (and plan) the database holds now (same transaction)."""
-    return tx.actor
+async def current_actor(_tx: TenantTx, principal: CurrentPrincipal) -> Principal:
+    """The caller, checked against the database as the request's transaction opened: their
+    token version is the user's current one. Every role change bumps that version (the
+    only path to a role change, app.user_set_role, does it), so a token or session that
+    passes the check carries the user's current role: no read of its own."""
+    return principal
 
 
 CurrentActor = Annotated[Principal, Depends(current_actor)]

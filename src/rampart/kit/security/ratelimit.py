@@ -8,8 +8,8 @@ exactly when the oldest one leaves, which is our `Retry-After`. It keeps one tim
 hit, so its Redis cost is O(limit) per bucket: trivial for limits of tens.
 
 Where each limit applies:
-- `RateLimitMiddleware`: the base limit per client IP on every request except the probes,
-  /metrics and the paths the app exempts (routes with their own limit count against it too).
+- `RateLimitMiddleware`: the base limit per client IP on every request except the probes
+  and the paths the app exempts (routes with their own limit count against it too).
   An exempt machine endpoint (the incident webhook: one Alertmanager may send bursts, and
   it does not retry a 429) counts only its failed authentications, with
   `limit_failed_attempts`, against the same per-IP limit.
@@ -37,17 +37,18 @@ from limits.errors import StorageError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rampart.config import Settings, get_settings
+from rampart.kit.db.dependency import TenantTx
 from rampart.kit.errors import AppError, envelope
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
-from rampart.kit.security.auth import CurrentPrincipal
+from rampart.kit.security.auth import CurrentPrincipal, load_actor
 from rampart.kit.security.client_ip import client_ip, ip_bucket
-from rampart.kit.security.permissions import CurrentActor
 
 log = get_logger(__name__)
 
 KEY_PREFIX = "rampart:ratelimit"
-EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
+# Not /metrics: it is no route of the public port (the metrics have their own listener).
+EXEMPT_PATHS = frozenset({"/health", "/ready"})
 REDIS_TIMEOUT_SECONDS = 0.3
 FAIL_OPEN_PAUSE_SECONDS = 5.0
 _STATE_KEY = "rate_limiter"
@@ -220,9 +221,12 @@ async def signup_rate_limit(request: Request) -> None:
     await limiter.check("signup_ip", limiter.limits.signup_per_ip, _ip(request))
 
 
-async def assessment_rate_limit(request: Request, actor: CurrentActor) -> None:
-    """Per user, by the tenant's plan (read in the request's own transaction with the
-    caller's role, kit/security/auth.py): assessment creation costs LLM calls."""
+async def assessment_rate_limit(
+    request: Request, tx: TenantTx, principal: CurrentPrincipal
+) -> None:
+    """Per user, by the tenant's plan (read in the request's own transaction, so an upgrade
+    applies on the next request): assessment creation costs LLM calls."""
+    actor = await load_actor(tx, principal)
     limiter = _limiter(request)
     item = (
         limiter.limits.assessments_pro if actor.plan == "pro" else limiter.limits.assessments_free

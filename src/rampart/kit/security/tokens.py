@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from functools import lru_cache
 from typing import Literal
 
 import jwt
@@ -56,9 +57,21 @@ def issue_access_token(
 
 def decode_access_token(token: str) -> AccessClaims:
     """The verified claims; raises jwt.InvalidTokenError on anything wrong or expired."""
+    claims = _verified(token, get_settings().jwt_secret.get_secret_value())
+    if claims.exp <= time.time():  # a remembered token is checked for expiry every time
+        raise jwt.ExpiredSignatureError("Signature has expired")
+    return claims
+
+
+@lru_cache(maxsize=8192)
+def _verified(token: str, secret: str) -> AccessClaims:
+    """Verify once per token and key: a client sends the same token with every request, and
+    PyJWT's verification is a good part of a request's CPU. Only tokens that verified are
+    remembered (a failure raises, and lru_cache keeps no exception), under the key they
+    verified with, so a rotated JWT_SECRET verifies anew."""
     raw = jwt.decode(
         token,
-        get_settings().jwt_secret.get_secret_value(),
+        secret,
         algorithms=[_ALGORITHM],
         audience=_AUDIENCE,
         options={"require": ["sub", "tenant_id", "role", "exp"]},
