@@ -110,14 +110,17 @@ def _ms(values: list[float]) -> dict[str, float | None]:
 
 
 def job_latency(conn: psycopg.Connection, ids: list[str]) -> dict:
-    """Accepted → published → started, per job type, for the jobs of these assessments."""
+    """Accepted → published → started, per job type, for the jobs of these assessments
+    (a job's first outbox row; `retried`: jobs delivered more than once)."""
     rows = conn.execute(
         "SELECT j.type,"
         " extract(epoch FROM o.sent_at - j.created_at) * 1000,"
         " extract(epoch FROM j.started_at - o.sent_at) * 1000,"
-        " extract(epoch FROM j.started_at - j.created_at) * 1000"
+        " extract(epoch FROM j.started_at - j.created_at) * 1000,"
+        " j.attempts"
         " FROM jobs j JOIN outbox o ON o.job_id = j.id"
-        " WHERE j.payload->>'assessment_id' = ANY(%s) AND j.started_at IS NOT NULL",
+        " WHERE j.payload->>'assessment_id' = ANY(%s) AND j.started_at IS NOT NULL"
+        " AND o.id = (SELECT min(id) FROM outbox WHERE job_id = j.id)",
         [ids],
     ).fetchall()
     out = {}
@@ -125,6 +128,7 @@ def job_latency(conn: psycopg.Connection, ids: list[str]) -> dict:
         mine = [r for r in rows if r[0] == job_type]
         out[job_type] = {
             "jobs": len(mine),
+            "retried": sum(1 for r in mine if r[4] > 1),
             "accepted_to_published_ms": _ms([float(r[1]) for r in mine]),
             "published_to_started_ms": _ms([float(r[2]) for r in mine]),
             "accepted_to_started_ms": _ms([float(r[3]) for r in mine]),

@@ -130,7 +130,9 @@ def _relay_goal(pipe: dict) -> tuple[str, list[str]]:
     _check(missed, total["p95"] is not None and total["p95"] <= 25, "p95")
     measured = (
         f"p50 {_ms(total['p50'])} ms, p95 {_ms(total['p95'])} ms over {score['jobs']} score "
-        f"jobs (to published p95 {_ms(score['accepted_to_published_ms']['p95'])} ms)"
+        f"jobs of the offline pipeline run (accepted→published p95 "
+        f"{_ms(score['accepted_to_published_ms']['p95'])} ms, published→started p95 "
+        f"{_ms(score['published_to_started_ms']['p95'])} ms)"
     )
     return measured, missed
 
@@ -283,7 +285,7 @@ def _latency_text(job_latency: dict) -> str:
         total, pub = lat["accepted_to_started_ms"], lat["accepted_to_published_ms"]
         parts.append(
             f"{job_type}: accepted→started p50 {_ms(total['p50'])} / p95 {_ms(total['p95'])} "
-            f"ms (→published p95 {_ms(pub['p95'])})"
+            f"ms (→published p95 {_ms(pub['p95'])}); {lat['retried']} retried"
         )
     return "; ".join(parts)
 
