@@ -273,6 +273,18 @@ def _render_webhooks(console: Console, results: dict) -> None:
     console.print(table)
 
 
+NOT_OURS = ("driver", "load generator", "machine", "other")
+
+
+def _cpu_ms_each(measure: dict, items: int) -> str:
+    """CPU of the processes under test per item (assessment, task) over the measure's
+    window: the sum of their groups, and the split."""
+    cpu = {k: v for k, v in measure["cpu_percent"].items() if k not in NOT_OURS}
+    each = {k: v / 100 * measure["elapsed_s"] / items * 1000 for k, v in cpu.items()}
+    split = ", ".join(f"{_SHORT.get(k, k)} {v:.1f}" for k, v in each.items() if v >= 0.05)
+    return f"{sum(each.values()):.1f} ms CPU each ({split})"
+
+
 def _refused(row: dict) -> str:
     others = {k: v for k, v in row["statuses"].items() if k != "200"}
     refused = row["events"]["refused"]
@@ -302,6 +314,7 @@ def _render_pipeline(console: Console, results: dict) -> None:
             f"{pipe['worker']}; {pipe['elapsed_s']:.2f} s ({pipe['posting_s']:.2f} s posting); "
             f"per assessment p50 {_ms(pipe['end_to_end_ms']['p50'])} ms, p95 "
             f"{_ms(pipe['end_to_end_ms']['p95'])} ms; failed {pipe['failed']}; "
+            + _cpu_ms_each(pipe, pipe["assessments"]) + "; "
             + _latency_text(pipe["job_latency"]),
             _cpu(pipe["cpu_percent"]), end_section=True,
         )
@@ -314,7 +327,7 @@ def _render_pipeline(console: Console, results: dict) -> None:
             f"concurrency {noop['worker_concurrency']}",
             f"{noop['tasks_per_s']:,.0f} /s",
             f"a queued backlog drained in {noop['elapsed_s']:.2f} s (after "
-            f"{noop['warm_up_tasks']} warm-up tasks)",
+            f"{noop['warm_up_tasks']} warm-up tasks); " + _cpu_ms_each(noop, noop["tasks"]),
             _cpu(noop["cpu_percent"]), end_section=key == "noop_prefork",
         )
     llm = results.get("llm_pipeline", {})
@@ -328,6 +341,7 @@ def _render_pipeline(console: Console, results: dict) -> None:
             f"worker RSS {llm['worker_rss_idle_mb']:.0f} MB idle → {llm['worker_rss_peak_mb']:.0f}"
             f" MB peak; failed {llm['failed']}, degraded {llm['degraded']}; "
             f"per assessment p50 {_ms(llm['end_to_end_ms']['p50'])} ms; "
+            + _cpu_ms_each(llm, llm["assessments"]) + "; "
             + _latency_text(llm["job_latency"]),
             _cpu(llm["cpu_percent"]),
         )
