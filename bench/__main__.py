@@ -70,7 +70,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     add("--llm-latency", type=float, default=2.0, help="fake LLM seconds per call")
     add("--llm-stage", action="store_true",
         help="also time one assessment's LLM stage (offline, hanging primary, breaker open) "
-        "and 200 LLM stages at once on one loop, in-process (about 40 s more)")
+        "and 200 LLM stages at once on one loop, in-process (about 45 s more)")
     add("--overload", type=int, default=0, metavar="N",
         help="also GET at N connections, past the API's DB connections (0: skip)")
     add("--fast-db", action="store_true",
