@@ -1,13 +1,19 @@
-"""A small HTTP/1.1 load generator: N keep-alive connections, one request in flight on each.
+"""A small HTTP/1.1 load generator on keep-alive connections, in two modes:
+
+- closed loop (`run_load`): N connections, one request in flight on each; a connection
+  sends its next request as soon as the answer to the last one is in. Latency = request
+  written → last byte read.
+- open loop (`run_open_loop`): requests are scheduled at a fixed arrival rate, whatever
+  the server does; each goes out on the first free connection, and waits (client side)
+  while all are busy. Latency = scheduled send time → last byte read, so a slow server is
+  charged for the requests it kept waiting (no coordinated omission).
 
 Why our own and not httpx or locust: on a 2-core machine the client shares the CPU with the
-server and Postgres, so it must be cheap. This one writes a pre-built request on a raw
+server and Postgres, so it must be cheap. This one writes pre-built requests on a raw
 asyncio transport (uvloop when available) and parses only the status line and
 Content-Length of the answer. That is all it supports: responses must carry Content-Length
-(FastAPI/uvicorn JSON responses do); chunked bodies are counted as errors.
-
-Every response finishing inside the measuring window is counted and its latency (request
-written → last byte read) recorded; percentiles are computed exactly from the full sample.
+(FastAPI/uvicorn JSON responses do); chunked bodies are counted as errors. Percentiles are
+exact (nearest rank over every request).
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ import contextlib
 import math
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +60,18 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[rank - 1]
 
 
+def latency_summary(seconds: list[float]) -> dict[str, float]:
+    """p50 p95 p99 mean max, in ms, of a sample in seconds."""
+    ms = sorted(v * 1000 for v in seconds)
+    return {
+        "p50": percentile(ms, 50),
+        "p95": percentile(ms, 95),
+        "p99": percentile(ms, 99),
+        "mean": sum(ms) / len(ms) if ms else math.nan,
+        "max": ms[-1] if ms else math.nan,
+    }
+
+
 @dataclass
 class LoadResult:
     target: str
@@ -64,9 +83,18 @@ class LoadResult:
     rps: float
     latency_ms: dict[str, float]  # p50 p95 p99 mean max
     cpu_percent: dict[str, float] = field(default_factory=dict)  # of ONE core, per process group
+    cpu_window_s: float = 0.0  # how long the CPU was watched
+    offered_rps: float | None = None  # open loop: the scheduled arrival rate
+    status_of: list[int] | None = None  # open loop: each request's status (0: no answer)
+
+    def cpu_ms_per_request(self, group: str = "server") -> float | None:
+        """CPU time of a process group per request answered while it was watched."""
+        if group not in self.cpu_percent or not self.requests:
+            return None
+        return self.cpu_percent[group] / 100 * self.cpu_window_s / self.requests * 1000
 
     def as_dict(self) -> dict:
-        return {
+        out = {
             "target": self.target,
             "connections": self.connections,
             "duration_s": round(self.duration_s, 3),
@@ -77,48 +105,35 @@ class LoadResult:
             "latency_ms": {k: round(v, 2) for k, v in self.latency_ms.items()},
             "cpu_percent": {k: round(v, 1) for k, v in self.cpu_percent.items()},
         }
-
-
-class _Run:
-    """Shared state of one measurement: the window, the sample, the stop signal."""
-
-    def __init__(self, target: Target, measure_start: float, measure_end: float) -> None:
-        self.target = target
-        self.measure_start = measure_start
-        self.measure_end = measure_end
-        self.latencies: list[float] = []
-        self.statuses: Counter[int] = Counter()
-        self.broken = 0
-        self.busy = 0
-        self.idle = asyncio.get_running_loop().create_future()
+        server_ms = self.cpu_ms_per_request()
+        if server_ms is not None:
+            out["server_cpu_ms_per_request"] = round(server_ms, 3)
+        if self.offered_rps is not None:
+            out["offered_rps"] = self.offered_rps
+        return out
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, run: _Run) -> None:
+    """One keep-alive connection; tells its run about each answer (or its loss)."""
+
+    def __init__(self, run: _ClosedRun | _OpenRun) -> None:
         self.run = run
-        self.request = run.target.request
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.need: int | None = None
         self.status = 0
-        self.sent_at = 0.0
+        self.started_at = 0.0  # closed loop: when sent; open loop: when scheduled
+        self.index = -1  # open loop: which request is in flight
         self.in_flight = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self) -> None:
+    def send(self, request: bytes, started_at: float, index: int = -1) -> None:
         self.in_flight = True
-        self.run.busy += 1
-        self.sent_at = time.perf_counter()
-        self.transport.write(self.request)  # type: ignore[union-attr]
-
-    def _finished(self) -> None:
-        self.in_flight = False
-        self.run.busy -= 1
-        run = self.run
-        if run.busy == 0 and not run.idle.done() and time.perf_counter() >= run.measure_end:
-            run.idle.set_result(None)
+        self.started_at = started_at
+        self.index = index
+        self.transport.write(request)  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
@@ -139,24 +154,68 @@ class _Connection(asyncio.Protocol):
             self.need = end + 4 + length
         if len(buffer) < self.need:
             return
-        done_at = time.perf_counter()
-        run = self.run
-        if run.measure_start <= done_at < run.measure_end:
-            run.latencies.append(done_at - self.sent_at)
-            run.statuses[self.status] += 1
         del buffer[: self.need]
         self.need = None
-        if done_at < run.measure_end:
-            self.in_flight = False
-            run.busy -= 1
-            self.send()
-        else:
-            self._finished()
+        self.in_flight = False
+        self.run.answered(self, self.status, time.perf_counter())
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.in_flight:
-            self.run.broken += 1
-            self._finished()
+            self.in_flight = False
+            self.run.broke(self)
+
+
+async def _connect(run: _ClosedRun | _OpenRun, target: Target, n: int) -> list[_Connection]:
+    loop = asyncio.get_running_loop()
+    conns = []
+    for _ in range(n):
+        _transport, proto = await loop.create_connection(
+            lambda: _Connection(run), target.host, target.port
+        )
+        conns.append(proto)
+    return conns
+
+
+def _close(conns: list[_Connection]) -> None:
+    for conn in conns:
+        if conn.transport is not None:
+            conn.transport.close()
+
+
+class _ClosedRun:
+    """Every connection resends as soon as it is answered, until the window ends."""
+
+    def __init__(self, target: Target, measure_start: float, measure_end: float) -> None:
+        self.request = target.request
+        self.measure_start = measure_start
+        self.measure_end = measure_end
+        self.latencies: list[float] = []
+        self.statuses: Counter[int] = Counter()
+        self.broken = 0
+        self.busy = 0
+        self.idle = asyncio.get_running_loop().create_future()
+
+    def start(self, conn: _Connection) -> None:
+        self.busy += 1
+        conn.send(self.request, time.perf_counter())
+
+    def _stopped(self) -> None:
+        self.busy -= 1
+        if self.busy == 0 and not self.idle.done() and time.perf_counter() >= self.measure_end:
+            self.idle.set_result(None)
+
+    def answered(self, conn: _Connection, status: int, done_at: float) -> None:
+        if self.measure_start <= done_at < self.measure_end:
+            self.latencies.append(done_at - conn.started_at)
+            self.statuses[status] += 1
+        if done_at < self.measure_end:
+            conn.send(self.request, time.perf_counter())
+        else:
+            self._stopped()
+
+    def broke(self, _conn: _Connection) -> None:
+        self.broken += 1
+        self._stopped()
 
 
 async def run_load(
@@ -167,24 +226,18 @@ async def run_load(
     duration_s: float,
     watch_pids: dict[str, list[int]] | None = None,
 ) -> LoadResult:
-    """Warm up for `warmup_s`, then measure for `duration_s`; return the figures.
+    """Closed loop: warm up for `warmup_s`, then measure for `duration_s`.
 
     `watch_pids` names groups of processes (e.g. {"server": [pid], "postgres": [...]});
     their CPU use during the measuring window is reported, in percent of one core.
     """
-    loop = asyncio.get_running_loop()
     begin = time.perf_counter()
     measure_start = begin + warmup_s
     measure_end = measure_start + duration_s
-    run = _Run(target, measure_start, measure_end)
-    conns: list[_Connection] = []
-    for _ in range(connections):
-        _transport, proto = await loop.create_connection(
-            lambda: _Connection(run), target.host, target.port
-        )
-        conns.append(proto)
+    run = _ClosedRun(target, measure_start, measure_end)
+    conns = await _connect(run, target, connections)
     for conn in conns:
-        conn.send()
+        run.start(conn)
 
     await asyncio.sleep(max(0.0, measure_start - time.perf_counter()))
     watch = CpuWatch(watch_pids or {}, own_name="load generator")
@@ -194,30 +247,112 @@ async def run_load(
     if run.busy:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(run.idle), timeout=30)
-    for conn in conns:
-        if conn.transport is not None:
-            conn.transport.close()
+    _close(conns)
 
-    sample = sorted(run.latencies)
-    requests = len(sample)
-    expected = run.statuses.get(target.expect_status, 0)
-    ms = [v * 1000 for v in sample]
+    requests = len(run.latencies)
     return LoadResult(
         target=target.name,
         connections=connections,
         duration_s=duration_s,
         requests=requests,
-        errors=requests - expected + run.broken,
+        errors=requests - run.statuses.get(target.expect_status, 0) + run.broken,
         statuses={str(k): v for k, v in sorted(run.statuses.items())},
         rps=requests / duration_s,
-        latency_ms={
-            "p50": percentile(ms, 50),
-            "p95": percentile(ms, 95),
-            "p99": percentile(ms, 99),
-            "mean": sum(ms) / requests if requests else math.nan,
-            "max": ms[-1] if ms else math.nan,
-        },
+        latency_ms=latency_summary(run.latencies),
         cpu_percent=cpu,
+        cpu_window_s=watch.wall,
+    )
+
+
+class _OpenRun:
+    """Requests arrive on a schedule; a free connection takes the oldest waiting one."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.free: list[_Connection] = []
+        self.waiting: deque[tuple[bytes, float, int]] = deque()
+        self.latencies: list[float] = []
+        self.statuses: Counter[int] = Counter()
+        self.status_of = [0] * total  # per request: its answer's status, 0 if none
+        self.broken = 0
+        self.last_done = 0.0
+        self.all_done = asyncio.get_running_loop().create_future()
+
+    def arrive(self, request: bytes, scheduled_at: float, index: int) -> None:
+        if self.free:
+            self.free.pop().send(request, scheduled_at, index)
+        else:
+            self.waiting.append((request, scheduled_at, index))
+
+    def _next(self, conn: _Connection | None) -> None:
+        if conn is not None:
+            if self.waiting:
+                conn.send(*self.waiting.popleft())
+            else:
+                self.free.append(conn)
+        if len(self.latencies) + self.broken >= self.total and not self.all_done.done():
+            self.all_done.set_result(None)
+
+    def answered(self, conn: _Connection, status: int, done_at: float) -> None:
+        self.latencies.append(done_at - conn.started_at)
+        self.statuses[status] += 1
+        self.status_of[conn.index] = status
+        self.last_done = done_at
+        self._next(conn)
+
+    def broke(self, _conn: _Connection) -> None:
+        self.broken += 1  # its request is lost; the connection is not reused
+        self._next(None)
+
+
+async def run_open_loop(
+    target: Target,
+    requests: Sequence[bytes],
+    *,
+    rate: float,
+    connections: int,
+    watch_pids: dict[str, list[int]] | None = None,
+    drain_timeout_s: float = 60.0,
+) -> LoadResult:
+    """Open loop: send `requests` in order, request i scheduled at start + i / `rate`.
+
+    Every request is answered (or the connection breaks, or `drain_timeout_s` passes after
+    the last one was scheduled). `rps` is the achieved rate: answers with the expected
+    status ÷ (last answer − first scheduled send); `duration_s` is that span; `status_of`
+    the status each request got, in order.
+    """
+    run = _OpenRun(len(requests))
+    conns = await _connect(run, target, connections)
+    run.free = list(conns)
+    watch = CpuWatch(watch_pids or {}, own_name="load generator")
+    start = time.perf_counter()
+    for i, request in enumerate(requests):
+        scheduled_at = start + i / rate
+        delay = scheduled_at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        run.arrive(request, scheduled_at, i)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(run.all_done), timeout=drain_timeout_s)
+    cpu = watch.stop()
+    _close(conns)
+
+    answered = len(run.latencies)
+    ok = run.statuses.get(target.expect_status, 0)
+    span = max(run.last_done - start, 1e-9)
+    return LoadResult(
+        target=target.name,
+        connections=connections,
+        duration_s=span,
+        requests=answered,
+        errors=len(requests) - ok,  # other statuses, broken connections, never answered
+        statuses={str(k): v for k, v in sorted(run.statuses.items())},
+        rps=ok / span,
+        latency_ms=latency_summary(run.latencies),
+        cpu_percent=cpu,
+        cpu_window_s=watch.wall,
+        offered_rps=rate,
+        status_of=run.status_of,
     )
 
 
@@ -256,12 +391,13 @@ class CpuWatch:
         self.machine_before = _machine_busy()
         self.own_before = time.process_time()
         self.wall_before = time.perf_counter()
+        self.wall = 0.0  # seconds watched, once stopped
 
     def stop(self) -> dict[str, float]:
         after = _cpu_snapshot(self.groups)
         machine = _machine_busy() - self.machine_before
         own = time.process_time() - self.own_before
-        wall = time.perf_counter() - self.wall_before
+        self.wall = wall = time.perf_counter() - self.wall_before
         cpu = {name: _cpu_delta(self.before[name], after[name]) / wall * 100 for name in after}
         cpu[self.own_name] = own / wall * 100
         # Everything else that ran meanwhile: other users' processes, Redis, the kernel...
@@ -300,3 +436,9 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 def cpu_count() -> int:
     return os.cpu_count() or 1
+
+
+def run(coroutine):
+    """Run a load coroutine to completion on a fresh uvloop loop."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(coroutine)

@@ -5,8 +5,8 @@ results, JSON) are copied from Rampart's own Celery app, so the only difference 
 pipeline is the work a task does. Each task INCRs a Redis counter, so the driver can tell
 when all are done without a result backend.
 
-Worker: `python -m celery -A bench.noop_celery worker --pool prefork --concurrency 2 -Q
-bench-noop --without-gossip --without-mingle --without-heartbeat`.
+Worker: `python -m celery -A bench.noop_celery worker --pool threads|prefork --concurrency N
+-Q bench-noop --without-gossip --without-mingle --without-heartbeat` (bench/celery_ceiling.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ QUEUE = "bench-noop"
 TASK = "bench.noop"
 COUNTER_KEY = "bench:noop:done"
 SHARED_SETTINGS = (
+    "broker_transport",
     "task_acks_late",
     "task_reject_on_worker_lost",
     "task_acks_on_failure_or_timeout",
@@ -36,6 +37,7 @@ SHARED_SETTINGS = (
     "task_serializer",
     "accept_content",
     "worker_hijack_root_logger",
+    "worker_redirect_stdouts",
     "worker_send_task_events",
     "task_send_sent_event",
 )

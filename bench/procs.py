@@ -69,8 +69,9 @@ class Procs:
         self.log_dir = log_dir
         self.running: list[Proc] = []
 
-    def start(self, name: str, args: list[str]) -> Proc:
-        proc = Proc(name, args, self.env, self.log_dir)
+    def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
+        """Start `python <args>` with the run's environment, plus `env` if given."""
+        proc = Proc(name, args, {**self.env, **(env or {})}, self.log_dir)
         self.running.append(proc)
         return proc
 
