@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - the run, in o
             )
             wait_http(api, f"{base_url}/health")
             wait_http(bare, f"http://127.0.0.1:{bare_port}/get")
-            account = signup(base_url)
+            account = signup(base_url, admin_url)
 
         pid_files = {
             "postgres": stack.postgres.data_dir / "postmaster.pid" if stack.postgres else None,

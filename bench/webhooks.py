@@ -152,12 +152,12 @@ def make_events(
     return requests, ids
 
 
-def bind_customers(base_url: str, secret: str, tenants: int) -> list[str]:
+def bind_customers(base_url: str, admin_url: str, secret: str, tenants: int) -> list[str]:
     """Sign up `tenants` tenants and bind a Stripe customer to each (checkout completed)."""
     customers = []
     with httpx.Client(base_url=base_url, timeout=30) as client:
         for n in range(tenants):
-            account = signup(base_url, f"bench-billing-{n}")
+            account = signup(base_url, admin_url, f"bench-billing-{n}")
             customer = f"cus_bench{n:04d}{secrets.token_hex(4)}"
             checkout = {"id": "cs_bench" + secrets.token_hex(8), "object": "checkout.session",
                         "client_reference_id": account.tenant_id, "customer": customer,
@@ -209,7 +209,7 @@ def measure_webhooks(
     """{"tenants", "rows": [one per rate: LoadResult dict + the exactly-once check]}"""
     base_url = f"http://{HOST}:{api_port}"
     with status(f"webhooks: {tenants} tenants with bound Stripe customers..."):
-        customers = bind_customers(base_url, secret, tenants)
+        customers = bind_customers(base_url, admin_url, secret, tenants)
     target = load.Target("POST /api/v1/webhooks/stripe", HOST, api_port, b"", expect_status=200)
     with status("webhooks: warm-up, 1 s at 200/s..."):
         warm, _ = make_events(api_port, customers, 200, secret, seed=0)

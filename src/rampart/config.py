@@ -146,10 +146,12 @@ class Settings(BaseSettings):
         "SECONDS instead.",
     )
     max_pending_bodies_per_client: int = Field(
-        8,
+        32,
         ge=1,
         description="Requests one client IP may have still sending their body at once; more "
-        "get 429 `too_many_pending_bodies` (slow-body attacks).",
+        "get 429 `too_many_pending_bodies` (slow-body attacks). A busy process counts a body "
+        "until it has read it, so leave room for clients behind NAT and for webhook senders "
+        "(a few IPs, many requests).",
     )
 
     # --- jobs ----------------------------------------------------------------------------

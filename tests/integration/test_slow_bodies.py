@@ -76,3 +76,4 @@ def test_slow_bodies_neither_starve_other_clients_nor_stay_open(stack):
     assert statuses == [408] * 4 + [429] * (SLOW - 4)
     assert all(closed for _status, closed in outcomes)
     assert elapsed < 10
+
