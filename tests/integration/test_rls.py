@@ -332,13 +332,19 @@ def test_claims_vanish_at_commit_on_the_same_connection(ab):
 # --- the named cross-tenant paths -------------------------------------------------------
 
 
-def test_user_for_login_finds_exactly_that_user_case_insensitively(ab):
+def test_user_for_login_finds_exactly_that_user_by_its_canonical_email(ab):
+    # The API canonicalizes an address before it asks (kit/security/emails.py; the
+    # equivalent spellings are tests/integration/test_email_identity.py's): the function
+    # matches exactly, so another spelling finds nothing here.
     with app_rw() as conn:  # no claims: login runs before any tenant is known
-        for email in (ab["A"].email, ab["A"].email.upper()):
-            rows = conn.execute(
-                "SELECT id, tenant_id FROM app.user_for_login(%s)", (email,)
-            ).fetchall()
-            assert rows == [(ab["A"].user, ab["A"].tenant)]
+        rows = conn.execute(
+            "SELECT id, tenant_id FROM app.user_for_login(%s)", (ab["A"].email,)
+        ).fetchall()
+        assert rows == [(ab["A"].user, ab["A"].tenant)]
+        upper = conn.execute(
+            "SELECT id FROM app.user_for_login(%s)", (ab["A"].email.upper(),)
+        ).fetchall()
+        assert upper == []
 
 
 @pytest.mark.parametrize("email", ["nobody-at-all@example.com", "%", "%@example.com", ""])

@@ -28,10 +28,10 @@ pytestmark = [
 ]
 
 
-def _inner_env() -> dict[str, str]:
+def _inner_env(stack) -> dict[str, str]:
     env = {**os.environ, INNER: "1"}
-    for name in ("DATABASE_URL", "MIGRATION_DATABASE_URL", "REDIS_URL"):
-        env.pop(name, None)  # the outer stack's: the inner run starts its own
+    for name in (*stack.local.env, "RAMPART_HOME"):
+        env.pop(name, None)  # the outer stack's servers and home: the inner run has its own
     return env
 
 
@@ -54,7 +54,7 @@ def test_billing_module_coverage_is_at_least_90_percent(stack, tmp_path):
             str(WEBHOOK_TESTS),
         ],
         cwd=ROOT,
-        env=_inner_env(),
+        env=_inner_env(stack),
         capture_output=True,
         text=True,
         timeout=280,
