@@ -36,6 +36,9 @@ from rampart.kit.metrics import DB_POOL_SIZE
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncpg.Pool] = (
     weakref.WeakKeyDictionary()
 )
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
     weakref.WeakKeyDictionary()
 )
@@ -105,6 +108,18 @@ async def get_pool() -> asyncpg.Pool:
     return pool
 
 
+def gate() -> asyncio.Semaphore:
+    """This loop's turnstile in front of the pool, one permit per connection. asyncpg's pool
+    hands a released connection to whichever acquirer runs first, so a transaction that
+    has waited may lose its turn again and again to ones that just arrived (measured: GET
+    p95 7 × p50 at 50 connections). asyncio.Semaphore serves waiters in order."""
+    loop = asyncio.get_running_loop()
+    turnstile = _gates.get(loop)
+    if turnstile is None:
+        turnstile = _gates[loop] = asyncio.Semaphore(pool_capacity())
+    return turnstile
+
+
 def pool_capacity() -> int:
     settings = get_settings()
     return settings.db_pool_size + settings.db_max_overflow
@@ -112,6 +127,7 @@ def pool_capacity() -> int:
 
 async def close_pool() -> None:
     """Close this event loop's pool (at shutdown); waits briefly for checked-out ones."""
+    _gates.pop(asyncio.get_running_loop(), None)
     pool = _pools.pop(asyncio.get_running_loop(), None)
     if pool is not None:
         try:

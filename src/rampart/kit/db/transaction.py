@@ -37,7 +37,7 @@ import asyncpg
 from rampart.config import get_settings
 from rampart.kit import tracing
 from rampart.kit.db import observe
-from rampart.kit.db.pool import get_pool
+from rampart.kit.db.pool import gate, get_pool
 from rampart.kit.errors import ServiceUnavailable
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import DB_ADMISSION_WAITING, DB_POOL_IN_USE
@@ -179,19 +179,28 @@ class Tx:
         return self._conn
 
     async def _begin(self, *, retry_stale: bool) -> None:
-        pool = await get_pool()
+        pool, turnstile = await get_pool(), gate()
+        wait = get_settings().db_pool_timeout_seconds
         DB_ADMISSION_WAITING.inc()
         try:
-            conn = await pool.acquire(timeout=get_settings().db_pool_timeout_seconds)
+            async with asyncio.timeout(wait):
+                await turnstile.acquire()
         except TimeoutError:
             _last_refusal[0] = time.monotonic()
             log.warning("db_pool_exhausted")
             raise Overloaded() from None
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            self._failed(exc, "connect")
-            raise DatabaseUnavailable() from exc
         finally:
             DB_ADMISSION_WAITING.dec()
+        try:  # a permit means a connection is free (or can be opened) now
+            conn = await pool.acquire(timeout=wait)
+        except BaseException as exc:
+            turnstile.release()
+            if isinstance(exc, TimeoutError):
+                raise Overloaded() from None
+            if isinstance(exc, OSError | asyncpg.PostgresError | asyncpg.InterfaceError):
+                self._failed(exc, "connect")
+                raise DatabaseUnavailable() from exc
+            raise
         DB_POOL_IN_USE.inc()
         self._conn = conn
         begin = self.claims.begin_sql() if self.claims is not None else "BEGIN"
@@ -290,6 +299,8 @@ class Tx:
             await (await get_pool()).release(conn)
         except Exception:  # the pool terminates a connection it cannot reset
             log.debug("db_release_failed")
+        finally:
+            gate().release()
         self._broken = False
 
 
