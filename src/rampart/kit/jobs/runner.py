@@ -5,9 +5,10 @@ or was quarantined does nothing. The domain work marks the job succeeded in its 
 transaction (`await run.succeed(tx)`), so "work written" and "job done" commit together.
 
 The delivery is counted in the work's first transaction (`run.transaction()` hands that
-one out first): one transaction fewer per job. If that transaction does not commit, the
-delivery is counted again on its own before the runner decides what to do, so a job that
-keeps failing there still reaches its delivery limit.
+one out first): one transaction fewer per job. Work should therefore open it before
+anything slow (an LLM call), as the domain steps do: until then that transaction stays
+open. If it does not commit, the delivery is counted again on its own before the runner
+decides what to do, so a job that keeps failing there still reaches its delivery limit.
 
 How a job ends (docs/resilience.md):
 - success → `succeeded`;
