@@ -9,10 +9,13 @@ not arrive within BODY_TIMEOUT_SECONDS gets 408 and its connection closed.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from urllib.parse import urlsplit
 
+import pytest
+from tests.support.receivers import Receiver
 from tests.support.server import serving
 from tests.support.users import signup
 
@@ -48,8 +51,19 @@ def _status_and_close(sock: socket.socket) -> tuple[int, bool]:
     return status, closed
 
 
-def test_slow_bodies_neither_starve_other_clients_nor_stay_open(stack):
+@pytest.mark.parametrize("sentry", [False, True], ids=["plain", "with-sentry"])
+def test_slow_bodies_neither_starve_other_clients_nor_stay_open(stack, sentry):
+    # With Sentry on, its Starlette integration catches the 408 while it reads the body for
+    # its event and reads again: a deadline that let a second read through unguarded held
+    # such requests forever.
+    with Receiver() if sentry else contextlib.nullcontext() as receiver:
+        env = {"SENTRY_DSN": receiver.sentry_dsn} if receiver else {}
+        _slow_bodies_are_cut_off(env)
+
+
+def _slow_bodies_are_cut_off(env: dict[str, str]) -> None:
     with serving(
+        **env,
         BODY_TIMEOUT_SECONDS="2",
         MAX_PENDING_BODIES_PER_CLIENT="4",
         DB_POOL_SIZE="2",

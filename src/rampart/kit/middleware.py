@@ -213,6 +213,9 @@ class BodyGuardMiddleware:
         deadline = asyncio.get_running_loop().time() + timeout
         seen = 0
         done = False
+        # Once refused, always refused: a layer that catches the error and reads again
+        # (Sentry's request-body extractor does) must not get an unguarded, endless wait.
+        refusal: HTTPException | None = None
 
         def finished() -> None:
             nonlocal done
@@ -225,7 +228,9 @@ class BodyGuardMiddleware:
                     self._pending.pop(client, None)
 
         async def guarded_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, refusal
+            if refusal is not None:
+                raise refusal
             if done:
                 return await receive()
             try:
@@ -235,16 +240,18 @@ class BodyGuardMiddleware:
                 finished()
                 # An HTTPException passes through FastAPI's body parsing unchanged and
                 # becomes the envelope in the error handler.
-                raise HTTPException(
+                refusal = HTTPException(
                     408,
                     f"The request body did not arrive within {timeout:g} s.",
                     headers={"Connection": "close"},
-                ) from None
+                )
+                raise refusal from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if max_bytes is not None and seen > max_bytes:
                     finished()
-                    raise HTTPException(413, f"The request body exceeds {max_bytes} bytes.")
+                    refusal = HTTPException(413, f"The request body exceeds {max_bytes} bytes.")
+                    raise refusal
                 if not message.get("more_body", False):
                     finished()
             else:
