@@ -98,6 +98,7 @@ def worker(
     settings = _settings()
     celery_app.worker_main(
         [
+            "--quiet",  # no banner: every line on stdout is JSON (worker.py)
             "worker",
             "--loglevel",
             settings.log_level,

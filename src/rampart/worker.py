@@ -4,6 +4,12 @@ The pool is Celery's threads pool: every job's work runs on the process's one ev
 (kit/jobs/loop.py), started with the first job and stopped, its database pool closed, when
 the worker shuts down (`worker_shutdown`).
 
+Logs: one JSON line each, like every service. Logging is configured at `celeryd_init`, the
+first thing the worker program does (before `worker_init` logs `metrics_serving` and before
+Celery's privilege check warns), and the `setup_logging` receiver tells Celery to leave
+logging alone. `rampart worker` passes `--quiet` (no banner); Celery's few raw notices
+(`safe_say`: "Warm shutdown", "Hitting Ctrl+C again...") become log lines too.
+
 Observability (docs/observability.md): the process starts Sentry (`celeryd_init`, as
 Sentry's Celery integration wants), its OpenTelemetry provider and the metrics endpoint on
 WORKER_METRICS_PORT (`worker_init`), with the consumer's progress (kit/jobs/liveness.py:
@@ -12,7 +18,8 @@ alive but not consuming?), and flushes its spans on the way out.
 
 from __future__ import annotations
 
-from celery.signals import after_setup_logger, celeryd_init, worker_init, worker_shutdown
+from celery.apps import worker as celery_worker_program
+from celery.signals import celeryd_init, setup_logging, worker_init, worker_shutdown
 
 from rampart.config import get_settings
 from rampart.kit import metrics_export, tracing
@@ -39,6 +46,16 @@ def _configure_logging(**_kwargs: object) -> None:
     )
 
 
+def _leave_logging_alone(**_kwargs: object) -> None:
+    """A `setup_logging` receiver: its presence alone stops Celery configuring logging."""
+
+
+def _say(msg: str, _file: object = None) -> None:
+    """Celery's `safe_say` (a raw write to stdout, meant for a terminal), as a log line.
+    Called from Celery's signal handlers; our threads pool has no eventlet hub to upset."""
+    get_logger("celery.apps.worker").warning(msg.strip())
+
+
 def _start_sentry(**_kwargs: object) -> None:
     init_sentry("worker")
 
@@ -63,7 +80,9 @@ def _stop(**_kwargs: object) -> None:
     tracing.shutdown()
 
 
-after_setup_logger.connect(_configure_logging, weak=False)
+celeryd_init.connect(_configure_logging, weak=False)  # first: everything after logs JSON
 celeryd_init.connect(_start_sentry, weak=False)
+setup_logging.connect(_leave_logging_alone, weak=False)
 worker_init.connect(_start, weak=False)
 worker_shutdown.connect(_stop, weak=False)
+celery_worker_program.safe_say = _say  # its only hook: a module global, looked up per call

@@ -71,6 +71,7 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = handlers
     root.setLevel(level)
+    logging.captureWarnings(True)  # a library's warnings.warn() is a log line, not stderr text
     # Library chatter through the same JSON pipeline, at a sane level.
     for noisy in ("uvicorn.access", "httpx", "celery.worker.strategy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
