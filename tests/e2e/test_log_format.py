@@ -22,22 +22,18 @@ if TYPE_CHECKING:  # imported at run time, pytest would try to collect the class
 KEYS = {"timestamp", "level", "event", "service", "env", "version"}
 
 
+def _record(line: str, service: str) -> dict | None:
+    """The line as a log record of `service` with the house keys, else None."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    ok = isinstance(record, dict) and record.keys() >= KEYS and record["service"] == service
+    return record if ok else None
+
+
 def stray_lines(output: str, service: str) -> list[str]:
-    """The non-empty lines of `output` that are not a JSON object with KEYS for `service`."""
-    stray = []
-    for line in output.splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            stray.append(line)
-            continue
-        if not isinstance(record, dict) or not KEYS <= record.keys():
-            stray.append(line)
-        elif record["service"] != service:
-            stray.append(line)
-    return stray
+    return [line for line in output.splitlines() if line.strip() and not _record(line, service)]
 
 
 def test_service_processes_write_only_json_lines_from_start_to_stop(
@@ -63,7 +59,7 @@ def test_service_processes_write_only_json_lines_from_start_to_stop(
             output = proc.output_file.read_text(errors="replace")
             assert output.strip(), f"{proc.role} wrote nothing"
             assert stray_lines(output, proc.role) == [], f"{proc.role}:\n{output}"
-        events = {json.loads(line)["event"] for line in worker.output_file.read_text().split("\n")
-                  if line.strip()}
+        lines = worker.output_file.read_text().splitlines()
+        events = {json.loads(line)["event"] for line in lines if line.strip()}
         assert "metrics_serving" in events
         assert any(str(event).startswith("Task rampart.accounts.send_mail") for event in events)
