@@ -13,8 +13,23 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-app = typer.Typer(
-    help="Rampart: a production-hardened multi-tenant SaaS backend.", no_args_is_help=True
+from rampart.cli_help import Typer
+
+app = Typer(
+    help="""Rampart: a production-hardened multi-tenant SaaS backend.
+
+    Every setting comes from the environment (docs/configuration.md); `rampart COMMAND --help`
+    says what each command does.
+
+    **Examples**
+
+    ```
+    $ rampart up
+    $ rampart trace 4bf92f3577b34da6a3ce929d0e0e4736
+    $ rampart dlq list
+    ```
+    """,
+    no_args_is_help=True,
 )
 # soft_wrap: never break lines ourselves (a wrapped curl example or error is broken when
 # not on a terminal, where rich assumes 80 columns); the terminal wraps for display.
@@ -44,14 +59,26 @@ def _prepare_metrics(service: str) -> None:
 
 @app.command()
 def api(
-    host: Annotated[str | None, typer.Option(help="Bind address (default: HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: PORT).")] = None,
+    host: Annotated[
+        str | None, typer.Option(metavar="ADDRESS", help="Bind address (default: HOST).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(metavar="PORT", help="Port (default: PORT).")] = None,
     workers: Annotated[
         int | None,
-        typer.Option(help="uvicorn worker processes (default: WEB_CONCURRENCY, else 1)."),
+        typer.Option(
+            metavar="N", help="uvicorn worker processes (default: WEB_CONCURRENCY, else 1)."
+        ),
     ] = None,
 ) -> None:
-    """Serve the HTTP API with uvicorn; its metrics on METRICS_HOST:METRICS_PORT."""
+    """Serve the HTTP API with uvicorn; its metrics on METRICS_HOST:METRICS_PORT.
+
+    **Examples**
+
+    ```
+    $ rampart api
+    $ rampart api --host 0.0.0.0 --port 8000 --workers 4
+    ```
+    """
     _prepare_metrics("api")
     import uvicorn
 
@@ -87,11 +114,21 @@ def api(
 @app.command()
 def worker(
     concurrency: Annotated[
-        int | None, typer.Option(help="Jobs at once (default: WORKER_CONCURRENCY).")
+        int | None,
+        typer.Option(metavar="N", help="Jobs at once (default: WORKER_CONCURRENCY)."),
     ] = None,
 ) -> None:
     """Run a Celery worker for the background jobs: a threads pool whose jobs share one
-    event loop (kit/jobs/loop.py), so one process holds many LLM calls in flight."""
+    event loop (kit/jobs/loop.py), so one process holds many LLM calls in flight.
+
+    **Examples**
+
+    ```
+    $ rampart worker
+    $ rampart worker --concurrency 32
+    $ WORKER_METRICS_PORT=9101 rampart worker
+    ```
+    """
     _prepare_metrics("worker")
     from rampart.worker import celery_app
 
@@ -115,7 +152,18 @@ def worker(
 
 @app.command()
 def relay() -> None:
-    """Publish committed outbox rows to the broker, until SIGTERM."""
+    """Publish committed outbox rows to the broker, until SIGTERM.
+
+    With RELAY_METRICS_PORT set, its metrics also carry the system-wide gauges (jobs,
+    queues, database connections).
+
+    **Examples**
+
+    ```
+    $ rampart relay
+    $ RELAY_METRICS_PORT=9102 rampart relay
+    ```
+    """
     _prepare_metrics("relay")
     from rampart.kit import metrics_export
     from rampart.kit.db.pool import close_pool
@@ -158,8 +206,16 @@ def relay() -> None:
 @app.command("release-deliveries")
 def release_deliveries() -> None:
     """Hand the deliveries of dead workers back to the job queue now, instead of after
-    CELERY_VISIBILITY_TIMEOUT_SECONDS. Refuses while any worker answers a ping: its
-    running tasks would be delivered twice."""
+    CELERY_VISIBILITY_TIMEOUT_SECONDS.
+
+    Refuses while any worker answers a ping: its running tasks would be delivered twice.
+
+    **Examples**
+
+    ```
+    $ rampart release-deliveries
+    ```
+    """
     from rampart.kit.jobs.celery_app import get_celery
     from rampart.kit.jobs.redelivery import release_unacked
 
@@ -178,7 +234,17 @@ def release_deliveries() -> None:
 
 @app.command()
 def migrate() -> None:
-    """Apply database migrations as the migration role (MIGRATION_DATABASE_URL)."""
+    """Apply database migrations as the migration role (MIGRATION_DATABASE_URL).
+
+    When DATABASE_URL (user app_rw) or OPERATOR_DATABASE_URL (user rampart_operator) is
+    set, the role's login password is set to the one in that URL.
+
+    **Examples**
+
+    ```
+    $ MIGRATION_DATABASE_URL=postgresql://migration_admin@db/rampart rampart migrate
+    ```
+    """
     from rampart.kit.db.migrate import current_revision
     from rampart.kit.db.migrate import migrate as run_migrations
 
@@ -198,7 +264,15 @@ def migrate() -> None:
 def config_docs(
     check: Annotated[bool, typer.Option(help="Fail if docs/configuration.md is stale.")] = False,
 ) -> None:
-    """Write docs/configuration.md from the Settings model."""
+    """Write docs/configuration.md from the Settings model.
+
+    **Examples**
+
+    ```
+    $ rampart config-docs
+    $ rampart config-docs --check
+    ```
+    """
     from rampart.config_docs import DOC_PATH, render
 
     text = render()
@@ -213,16 +287,32 @@ def config_docs(
 
 @app.command()
 def trace(
-    trace_id: Annotated[str, typer.Argument(help="A trace_id (or a client's X-Request-ID).")],
+    trace_id: Annotated[
+        str, typer.Argument(metavar="TRACE_ID", help="A trace_id (or a client's X-Request-ID).")
+    ],
     logs: Annotated[
         list[Path] | None,
-        typer.Option(help="Log directory or file; repeatable (default: <RAMPART_HOME>/logs)."),
+        typer.Option(
+            metavar="PATH",
+            help="Log directory or file; repeatable (default: <RAMPART_HOME>/logs).",
+        ),
     ] = None,
     database: Annotated[bool, typer.Option(help="Also search the database.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
 ) -> None:
     """Everything that happened under one trace id, in time order: the API, relay and
-    worker log lines and the database rows (jobs, outbox, dead letters, audit events)."""
+    worker log lines and the database rows (jobs, outbox, dead letters, audit events).
+
+    Exits 1 when nothing is found.
+
+    **Examples**
+
+    ```
+    $ rampart trace 4bf92f3577b34da6a3ce929d0e0e4736
+    $ rampart trace 4bf92f3577b34da6a3ce929d0e0e4736 --logs /var/log/rampart --no-database
+    $ rampart trace 4bf92f3577b34da6a3ce929d0e0e4736 --json
+    ```
+    """
     import json
 
     from rampart.kit.trace_lookup import gather, render
@@ -247,12 +337,23 @@ def trace(
 @app.command()
 def mail(
     to: Annotated[
-        str | None, typer.Option(help="Only mails to this address (any spelling of it).")
+        str | None,
+        typer.Option(metavar="ADDRESS", help="Only mails to this address (any spelling of it)."),
     ] = None,
-    last: Annotated[int, typer.Option(help="How many of the newest mails to print.")] = 5,
+    last: Annotated[
+        int, typer.Option(metavar="N", help="How many of the newest mails to print.")
+    ] = 5,
 ) -> None:
     """Print the mails the local capture server kept (`rampart up` sends every mail there,
-    into <RAMPART_HOME>/mail/): verification links, invitations, notices."""
+    into <RAMPART_HOME>/mail/): verification links, invitations, notices.
+
+    **Examples**
+
+    ```
+    $ rampart mail
+    $ rampart mail --to you@example.com --last 1
+    ```
+    """
     from email.utils import parseaddr
 
     from rampart.devstack.mailbox import captured
@@ -273,10 +374,36 @@ def mail(
 
 @app.command("fake-llm")
 def fake_llm(
-    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8089,
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port.")] = 8089,
 ) -> None:
-    """Serve a fake LLM (OpenAI and Anthropic wire formats) with fault injection."""
+    """Serve a fake LLM (OpenAI and Anthropic wire formats) with fault injection.
+
+    Point OPENAI_BASE_URL at `http://HOST:PORT/v1` or ANTHROPIC_BASE_URL at
+    `http://HOST:PORT`. Set a fault with `POST /_faults` and a JSON body: `mode`, and as the
+    mode needs `status`, `retry_after`, `latency` or `hang` (seconds), `times` (the next N
+    calls only) and `target` (`openai` or `anthropic` only). `GET /_stats` counts the calls,
+    `POST /_reset` clears the faults. The fault modes:
+
+    - `ok`: answer normally
+    - `error`: HTTP `status` (default 500) with the vendor's error body
+    - `status`: HTTP `status` (default 400), e.g. 401, 404, 529
+    - `rate_limit`: HTTP 429, with `Retry-After: retry_after` when given
+    - `latency`: wait `latency` seconds, then answer normally
+    - `hang`: accept the request and answer nothing for `hang` seconds (default 600)
+    - `malformed_json`: HTTP 200, the model's text is not JSON
+    - `wrong_schema`: HTTP 200, valid JSON that does not match the schema
+    - `drip`: HTTP 200, the answer in 20 pieces `latency` seconds apart
+
+    **Examples**
+
+    ```
+    $ rampart fake-llm --port 8089
+    $ LLM_PROVIDERS=openai,offline OPENAI_BASE_URL=http://127.0.0.1:8089/v1 rampart up
+    $ curl -X POST 127.0.0.1:8089/_faults -d '{"mode": "error", "status": 503, "times": 3}'
+    $ curl -X POST 127.0.0.1:8089/_faults -d '{"mode": "hang", "target": "openai"}'
+    ```
+    """
     from rampart.llm.fake_server import serve
 
     serve(host, port)
@@ -343,7 +470,18 @@ def _release_stale_deliveries(redis_url: str, why: str) -> None:
 @app.command()
 def up() -> None:
     """Start everything locally: Postgres, Redis, migrations, API, worker, relay; restart
-    whatever crashes; on Ctrl-C or SIGTERM let running work finish, then stop."""
+    whatever crashes; on Ctrl-C or SIGTERM let running work finish, then stop.
+
+    Data and logs live in RAMPART_HOME (default `.rampart/`). DATABASE_URL or REDIS_URL,
+    when set, are used instead of the embedded servers.
+
+    **Examples**
+
+    ```
+    $ rampart up
+    $ RAMPART_HOME=/tmp/rampart-demo PORT=8001 rampart up
+    ```
+    """
     from rampart.devstack.stack import LocalStack
     from rampart.devstack.supervisor import (
         CrashLoop,

@@ -13,16 +13,50 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rampart.cli_help import Typer
+
 console = Console()
-dlq_app = typer.Typer(help="Inspect, replay and discard quarantined jobs (dead letters).")
-maintenance_app = typer.Typer(help="Operator switches shared by every process.")
+dlq_app = Typer(
+    help="""Inspect, replay and discard quarantined jobs (dead letters).
+
+    Uses OPERATOR_DATABASE_URL.
+
+    **Examples**
+
+    ```
+    $ rampart dlq list
+    $ rampart dlq show 42
+    $ rampart dlq replay --all
+    ```
+    """
+)
+_ID = typer.Argument(metavar="ID", help="A dead letter's id (`rampart dlq list`).")
+DeadLetterId = Annotated[int, _ID]
+maintenance_app = Typer(
+    help="""Operator switches shared by every process.
+
+    **Examples**
+
+    ```
+    $ rampart maintenance read-only on
+    ```
+    """
+)
 
 
 @dlq_app.command("list")
 def dlq_list(
     all_: Annotated[bool, typer.Option("--all", help="Include replayed and discarded.")] = False,
 ) -> None:
-    """Quarantined jobs, oldest first."""
+    """Quarantined jobs, oldest first.
+
+    **Examples**
+
+    ```
+    $ rampart dlq list
+    $ rampart dlq list --all
+    ```
+    """
     from rampart.kit.jobs.quarantine import list_dead_letters
 
     rows = asyncio.run(list_dead_letters(include_closed=all_))
@@ -44,8 +78,15 @@ def dlq_list(
 
 
 @dlq_app.command("show")
-def dlq_show(dead_letter_id: int) -> None:
-    """Everything kept about one quarantined job: error, traceback, payload, trace id."""
+def dlq_show(dead_letter_id: DeadLetterId) -> None:
+    """Everything kept about one quarantined job: error, traceback, payload, trace id.
+
+    **Examples**
+
+    ```
+    $ rampart dlq show 42
+    ```
+    """
     from rampart.kit.jobs.quarantine import show_dead_letter
 
     row = asyncio.run(show_dead_letter(dead_letter_id))
@@ -62,11 +103,20 @@ def dlq_show(dead_letter_id: int) -> None:
 
 @dlq_app.command("replay")
 def dlq_replay(
-    dead_letter_id: Annotated[int | None, typer.Argument()] = None,
+    dead_letter_id: Annotated[int | None, _ID] = None,
     all_: Annotated[bool, typer.Option("--all", help="Replay every open dead letter.")] = False,
 ) -> None:
-    """Send a quarantined job (or all) back to the queue, keeping its trace_id. Replaying
-    a job whose work is already done changes nothing: tasks are idempotent."""
+    """Send a quarantined job (or all) back to the queue, keeping its trace_id.
+
+    Replaying a job whose work is already done changes nothing: tasks are idempotent.
+
+    **Examples**
+
+    ```
+    $ rampart dlq replay 42
+    $ rampart dlq replay --all
+    ```
+    """
     from rampart.kit.jobs.quarantine import list_dead_letters, replay
 
     if (dead_letter_id is None) == (not all_):
@@ -82,8 +132,15 @@ def dlq_replay(
 
 
 @dlq_app.command("discard")
-def dlq_discard(dead_letter_id: int) -> None:
-    """Close a dead letter without running it again (it stays for the record)."""
+def dlq_discard(dead_letter_id: DeadLetterId) -> None:
+    """Close a dead letter without running it again (it stays for the record).
+
+    **Examples**
+
+    ```
+    $ rampart dlq discard 42
+    ```
+    """
     from rampart.kit.jobs.quarantine import discard
 
     if not asyncio.run(discard(dead_letter_id)):
@@ -94,9 +151,18 @@ def dlq_discard(dead_letter_id: int) -> None:
 
 @maintenance_app.command("read-only")
 def read_only(
-    state: Annotated[str, typer.Argument(help="on | off | status")] = "status",
+    state: Annotated[str, typer.Argument(metavar="STATE", help="on, off or status.")] = "status",
 ) -> None:
-    """Switch read-only mode for every API process (writes get 503 `read_only`)."""
+    """Switch read-only mode for every API process (writes get 503 `read_only`).
+
+    **Examples**
+
+    ```
+    $ rampart maintenance read-only on
+    $ rampart maintenance read-only off
+    $ rampart maintenance read-only
+    ```
+    """
     from rampart.config import get_settings
     from rampart.kit.maintenance import read_only_flag, set_read_only
 
@@ -116,10 +182,21 @@ def read_only(
 def incidents(
     all_: Annotated[bool, typer.Option("--all", help="Include resolved incidents.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per incident.")] = False,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 200,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, metavar="N", help="At most this many.")
+    ] = 200,
 ) -> None:
     """Incidents received from Alertmanager: firing ones (with --all, resolved ones too),
-    newest first. Uses OPERATOR_DATABASE_URL."""
+    newest first. Uses OPERATOR_DATABASE_URL.
+
+    **Examples**
+
+    ```
+    $ rampart incidents
+    $ rampart incidents --all --limit 20
+    $ rampart incidents --json
+    ```
+    """
     from rampart.incidents.service import list_incidents
 
     rows = asyncio.run(list_incidents(include_resolved=all_, limit=limit))
@@ -149,10 +226,14 @@ def incidents(
 
 def alertmanager_config(
     webhook_url: Annotated[
-        str | None, typer.Option(help="Incident webhook URL (default: ALERT_WEBHOOK_URL).")
+        str | None,
+        typer.Option(metavar="URL", help="Incident webhook URL (default: ALERT_WEBHOOK_URL)."),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here (mode 0600), not stdout.")
+        Path | None,
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write here (mode 0600), not stdout."
+        ),
     ] = None,
     inline_token: Annotated[
         bool,
@@ -161,13 +242,30 @@ def alertmanager_config(
             "naming ALERT_WEBHOOK_TOKEN_FILE (`credentials_file`)."
         ),
     ] = False,
-    group_wait: Annotated[str, typer.Option(help="Alertmanager group_wait.")] = "30s",
-    group_interval: Annotated[str, typer.Option(help="Alertmanager group_interval.")] = "5m",
-    repeat_interval: Annotated[str, typer.Option(help="Alertmanager repeat_interval.")] = "4h",
-    resolve_timeout: Annotated[str, typer.Option(help="Alertmanager resolve_timeout.")] = "5m",
+    group_wait: Annotated[
+        str, typer.Option(metavar="DURATION", help="Alertmanager group_wait.")
+    ] = "30s",
+    group_interval: Annotated[
+        str, typer.Option(metavar="DURATION", help="Alertmanager group_interval.")
+    ] = "5m",
+    repeat_interval: Annotated[
+        str, typer.Option(metavar="DURATION", help="Alertmanager repeat_interval.")
+    ] = "4h",
+    resolve_timeout: Annotated[
+        str, typer.Option(metavar="DURATION", help="Alertmanager resolve_timeout.")
+    ] = "5m",
 ) -> None:
     """Render alertmanager.yml from the settings: routes by severity, inhibition, the
-    incident webhook, Slack and PagerDuty when their settings are set."""
+    incident webhook, Slack and PagerDuty when their settings are set.
+
+    **Examples**
+
+    ```
+    $ rampart alertmanager-config -o ops/alertmanager/alertmanager.yml
+    $ rampart alertmanager-config --webhook-url https://api.example.com/api/v1/internal/alerts
+    $ rampart alertmanager-config --group-wait 10s --inline-token
+    ```
+    """
     from rampart.config import get_settings
     from rampart.kit.alertmanager_config import Timing, render
 
