@@ -62,6 +62,7 @@ from rampart.llm.schemas import ScoreResult
 
 __all__ = ["MODES", "Fault", "FakeLLMServer", "serve"]
 
+# `rampart fake-llm --help` describes each mode too (tests/unit/test_cli_help.py: all of them).
 MODES = (
     "ok",
     "error",
