@@ -7,21 +7,21 @@ import re
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from rampart.kit.db.lint.model import LintConfig
 from rampart.kit.db.lint.registry import Lint, lint, rows
 
-NOT_AN_EXTENSION_MEMBER = """NOT EXISTS (SELECT 1 FROM pg_depend d
-  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')"""
-
-TABLES = f"""
+TABLES = """
 SELECT format('%%I.%%I', n.nspname, c.relname) AS rel, c.relrowsecurity AS enabled,
        c.relforcerowsecurity AS forced,
        EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
                AND NOT a.attisdropped AND a.attname = %(column)s) AS has_tenant_column,
        EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid) AS has_policy
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(%(schemas)s) AND {NOT_AN_EXTENSION_MEMBER}
+ WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(%(schemas)s)
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                   AND d.objid = c.oid AND d.deptype = 'e')
  ORDER BY 1
 """
 
@@ -95,7 +95,8 @@ def _is_always_true(conn: psycopg.Connection, text: str | None, tree: str | None
         return False
     try:
         with conn.transaction():  # a savepoint: 1/0 = 0 must not end the lint
-            value = conn.execute(f"SELECT coalesce(({text})::boolean, false)").fetchone()  # noqa: S608 - literals and built-in operators only, checked above
+            query = sql.SQL("SELECT coalesce(({})::boolean, false)").format(sql.SQL(text))
+            value = conn.execute(query).fetchone()
     except psycopg.Error:
         return False
     return bool(value and value[0])
@@ -127,22 +128,28 @@ def no_always_true_policy(conn: psycopg.Connection, config: LintConfig, me: Lint
         if not true and not blind:
             continue
         roles = set(policy["roles"])
-        if roles & serving:
-            level = "error"
-        elif roles <= {policy["owner"], *config.cross_tenant_roles}:
-            level = "info"  # the owner (definers) or a declared cross-tenant reader
-        else:
-            level = "warn"
         what = (
             f"{' and '.join(true)} always true"
             if true
             else f"{' and '.join(blind)} reads no column (every row or none)"
         )
+        head = f"{cmd} for {', '.join(sorted(roles))}: {what}"
+        if roles <= {policy["owner"], *config.cross_tenant_roles} and not roles & serving:
+            # The owner could switch FORCE off anyway; its policies are the SECURITY DEFINER
+            # paths. A declared cross-tenant reader is meant to see every tenant.
+            yield me.finding(
+                "info",
+                _label(policy),
+                f"{head}: the table owner (SECURITY DEFINER paths) or a declared "
+                "cross-tenant role passes every row",
+                "by design only if every definer scopes its own statements and the role is "
+                "in CROSS_TENANT_ROLES (kit/db/lint/model.py, docs/security.md)",
+            )
+            continue
         yield me.finding(
-            level,
+            "error" if roles & serving else "warn",
             _label(policy),
-            f"{cmd} for {', '.join(sorted(roles))}: {what}, so row-level security does not "
-            "separate tenants for these roles",
+            f"{head}, so row-level security does not separate tenants for these roles",
             f"compare the row with the caller's claims, e.g. USING (tenant_id = (select "
             f"app.tenant_id())); or DROP POLICY {policy['policy']} ON {policy['rel']};",
         )
@@ -181,7 +188,7 @@ def _per_row_calls(text: str | None, config: LintConfig) -> list[str]:
 def policy_initplan(conn: psycopg.Connection, config: LintConfig, me: Lint):
     for policy in _policies(conn, config):
         calls = sorted(
-            set(_per_row_calls(policy["qual"], config) + _per_row_calls(policy["with_check"], config))
+            {*_per_row_calls(policy["qual"], config), *_per_row_calls(policy["with_check"], config)}
         )
         if calls:
             first = calls[0]

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import psycopg
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from rampart.kit.db.lint import checks_grants, checks_rls, checks_schema  # noqa: F401 - registers
 from rampart.kit.db.lint.model import LEVELS, Finding, LintConfig
@@ -69,23 +70,28 @@ def as_json(findings: list[Finding], database: dict[str, str]) -> str:
     )
 
 
-def render(findings: list[Finding], console: Console) -> None:
+def render(findings: list[Finding], console: Console, ran: int, hidden_info: int = 0) -> None:
+    """A table of the findings and one summary line."""
     if findings:
-        table = Table(show_lines=False)
-        for column in ("level", "lint", "object", "finding", "fix"):
-            table.add_column(column, overflow="fold")
+        table = Table()
+        table.add_column("level")
+        table.add_column("lint", overflow="fold")
+        table.add_column("object", overflow="fold")
+        table.add_column("finding, fix and doc", overflow="fold")
         style = {"error": "bold red", "warn": "yellow", "info": "dim"}
         for f in findings:
             table.add_row(
-                f"[{style[f.level]}]{f.level}[/]",
+                Text(f.level, style=style[f.level]),
                 f.lint,
                 f.object,
-                f.message,
-                f"{f.hint}\n[dim]{f.doc}[/]",
+                Text.assemble(f.message, "\nfix: ", (f.hint, "cyan"), "\n", (f.doc, "dim")),
             )
         console.print(table)
     summary = counts(findings)
+    info = summary["info"] + hidden_info
     console.print(
-        f"{summary['error']} error(s), {summary['warn']} warning(s), {summary['info']} info "
-        f"from {len(ORDER)} lints"
+        f"{summary['error']} error(s), {summary['warn']} warning(s), {info} info"
+        + (f" ({hidden_info} not listed: --info)" if hidden_info else "")
+        + f", from {ran} lint(s)",
+        markup=False,
     )
