@@ -84,21 +84,21 @@ _CONSTANT_NODES = {"CONST", "OPEXPR", "BOOLEXPR", "RELABELTYPE", "NULLTEST", "BO
 _FIRST_USER_OID = 16384
 
 
-def _is_always_true(conn: psycopg.Connection, text: str | None, tree: str | None) -> bool:
+def _constant(conn: psycopg.Connection, text: str | None, tree: str | None) -> bool | None:
+    """The value of an expression that is the same for every row and caller (None: not
+    such an expression, or none at all: a permissive policy without one admits no row)."""
     if text is None or tree is None:
-        return False  # no expression: a permissive policy without one admits no row
-    if re.sub(r"\s+", "", text.lower()) in ("true", "(true)"):
-        return True
+        return None
     nodes = set(re.findall(r"\{([A-Z_]+)", tree))
     functions = [int(oid) for oid in re.findall(r":opfuncid (\d+)", tree)]
     if not nodes <= _CONSTANT_NODES or any(oid >= _FIRST_USER_OID for oid in functions):
-        return False
+        return None
     try:
         with conn.transaction():  # a savepoint: 1/0 = 0 must not end the lint
             query = sql.SQL("SELECT coalesce(({})::boolean, false)").format(sql.SQL(text))
             value = conn.execute(query).fetchone()
     except psycopg.Error:
-        return False
+        return None
     return bool(value and value[0])
 
 
@@ -121,9 +121,11 @@ def no_always_true_policy(conn: psycopg.Connection, config: LintConfig, me: Lint
             has_check = policy["with_check"] is not None
             check = (policy["with_check"], policy["check_tree"]) if has_check else using
         clauses = [(name, c) for name, c in (("USING", using), ("WITH CHECK", check)) if c]
-        true = [name for name, (text, tree) in clauses if _is_always_true(conn, text, tree)]
+        values = {name: _constant(conn, text, tree) for name, (text, tree) in clauses}
+        true = [name for name, value in values.items() if value is True]
+        # Reads no column yet is no constant: whoever passes it passes for every row.
         blind = [
-            name for name, (text, tree) in clauses if name not in true and _reads_no_column(tree)
+            name for name, (_, tree) in clauses if values[name] is None and _reads_no_column(tree)
         ]
         if not true and not blind:
             continue
