@@ -611,6 +611,7 @@ def up() -> None:
         console.print("stopped.")
 
 
+from rampart.db_cli import db_app  # noqa: E402 - sub-commands
 from rampart.ops_cli import (  # noqa: E402 - sub-commands
     alertmanager_config,
     dlq_app,
@@ -618,6 +619,7 @@ from rampart.ops_cli import (  # noqa: E402 - sub-commands
     maintenance_app,
 )
 
+app.add_typer(db_app, name="db")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(maintenance_app, name="maintenance")
 app.command("incidents")(incidents)

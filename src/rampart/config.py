@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     migration_database_url: SecretStr | None = Field(
         None,
         description="Postgres URL of the migration role (migration_admin); used only by "
-        "`rampart migrate`.",
+        "`rampart migrate` and, read-only, `rampart db lint`.",
     )
     operator_database_url: SecretStr | None = Field(
         None,
