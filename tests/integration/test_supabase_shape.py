@@ -21,10 +21,12 @@ import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-
-from rampart.kit.db.transaction import Claims
+from tests.support import supabase
 from tests.support.db import app_rw, app_session, libpq_conninfo
 from tests.support.supabase import API_ROLES
+
+from rampart.kit.db.migrate import current_revision, migrate
+from rampart.kit.db.transaction import Claims
 
 FORBIDDEN = ("PUBLIC", *API_ROLES)
 
@@ -175,9 +177,6 @@ supabase_only = pytest.mark.skipif(
 @supabase_only
 def test_migrations_run_where_the_auth_schema_has_no_jwt_function(stack):
     """Projects from before supabase/auth added auth.jwt() have auth.uid() and no jwt()."""
-    from rampart.kit.db.migrate import current_revision, migrate
-    from tests.support import supabase
-
     database = f"nojwt_{uuid.uuid4().hex[:8]}"
     supabase.shape_database(stack.postgres.superuser_url, database, with_jwt=False)
     migration = make_url(os.environ["MIGRATION_DATABASE_URL"]).set(database=database)

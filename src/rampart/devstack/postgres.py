@@ -405,8 +405,8 @@ class EmbeddedPostgres:
                     os.chown(path, owner.pw_uid, owner.pw_gid)
 
     def _initdb(self, install: Path) -> None:
-        """Create the cluster: the superuser (`postgres` unless told otherwise) with the generated password; TCP needs
-        the password (scram), the private socket is trusted."""
+        """Create the cluster: the superuser (`postgres` unless told otherwise) with the
+        generated password; TCP needs the password (scram), the private socket is trusted."""
         pwfile = self.socket_dir / "initdb-password"  # run/ is readable by the server user only
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
