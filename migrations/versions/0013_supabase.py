@@ -21,7 +21,12 @@ Reading guide (docs/supabase.md).
    calling auth.* fails on both shapes alike, in tests first. Ours call app.uid() and
    app.tenant_id(), which read the transaction-local claims; Supabase's auth.uid() reads
    the same `sub` claim, so it names the same user.
-3. `app.db_connection_counts()` (0006) runs as the migration role. Without
+3. Policies read the claims through `(SELECT app.tenant_id())` and `(SELECT app.uid())`:
+   an initplan, evaluated once per statement instead of once per row (what Supabase's
+   performance advisor asks, auth_rls_initplan). Same rows, same checks.
+4. Every foreign key gets an index that leads with its columns (deleting a tenant, user
+   or job no longer scans the referencing table; Supabase's unindexed_foreign_keys).
+5. `app.db_connection_counts()` (0006) runs as the migration role. Without
    pg_read_all_stats (granted here where this role may grant it; the dev stack grants it;
    Supabase grants pg_monitor to `postgres` since 2023, not to a role you create) other
    roles' sessions show no state and no backend type, and the old function counted none.
@@ -72,6 +77,57 @@ BEGIN
   END LOOP;
 END
 $$;
+"""
+
+POLICIES = """
+ALTER POLICY tenant_select ON tenants USING (id = (SELECT app.tenant_id()));
+ALTER POLICY tenant_insert ON tenants WITH CHECK (id = (SELECT app.tenant_id()));
+ALTER POLICY tenant_update ON tenants
+  USING (id = (SELECT app.tenant_id())) WITH CHECK (id = (SELECT app.tenant_id()));
+ALTER POLICY users_tenant ON users USING (tenant_id = (SELECT app.tenant_id()))
+  WITH CHECK (tenant_id = (SELECT app.tenant_id()));
+ALTER POLICY assessments_select ON assessments USING (tenant_id = (SELECT app.tenant_id()));
+ALTER POLICY assessments_insert ON assessments
+  WITH CHECK (tenant_id = (SELECT app.tenant_id()) AND created_by = (SELECT app.uid()));
+ALTER POLICY assessments_update ON assessments USING (tenant_id = (SELECT app.tenant_id()))
+  WITH CHECK (tenant_id = (SELECT app.tenant_id()));
+ALTER POLICY roadmaps_tenant ON roadmaps USING (tenant_id = (SELECT app.tenant_id()))
+  WITH CHECK (tenant_id = (SELECT app.tenant_id()));
+ALTER POLICY jobs_tenant ON jobs USING (tenant_id = (SELECT app.tenant_id()))
+  WITH CHECK (tenant_id = (SELECT app.tenant_id()));
+ALTER POLICY outbox_insert ON outbox WITH CHECK (tenant_id = (SELECT app.tenant_id()));
+ALTER POLICY audit_insert ON audit_events WITH CHECK (tenant_id = (SELECT app.tenant_id()));
+ALTER POLICY dead_letters_tenant ON dead_letters USING (tenant_id = (SELECT app.tenant_id()))
+  WITH CHECK (tenant_id = (SELECT app.tenant_id()));
+ALTER POLICY billing_events_insert ON billing_events
+  WITH CHECK (tenant_id = (SELECT app.tenant_id()));
+ALTER POLICY evidence_select ON evidence USING (tenant_id = (SELECT app.tenant_id()));
+ALTER POLICY evidence_insert ON evidence
+  WITH CHECK (
+    tenant_id = (SELECT app.tenant_id())
+    AND uploaded_by = (SELECT app.uid())
+    AND EXISTS (SELECT 1 FROM assessments a WHERE a.id = evidence.assessment_id)
+  );
+ALTER POLICY invitations_insert ON invitations
+  WITH CHECK (tenant_id = (SELECT app.tenant_id()) AND invited_by = (SELECT app.uid()));
+ALTER POLICY idempotency_keys_tenant ON idempotency_keys
+  USING (tenant_id = (SELECT app.tenant_id())) WITH CHECK (tenant_id = (SELECT app.tenant_id()));
+ALTER POLICY email_verifications_insert ON email_verifications
+  WITH CHECK (
+    tenant_id = (SELECT app.tenant_id())
+    AND EXISTS (SELECT 1 FROM users u WHERE u.id = email_verifications.user_id)
+  );
+"""
+
+FOREIGN_KEY_INDEXES = """
+CREATE INDEX assessments_created_by_idx ON assessments (created_by);
+CREATE INDEX outbox_tenant_idx ON outbox (tenant_id);
+CREATE INDEX dead_letters_tenant_idx ON dead_letters (tenant_id);
+CREATE INDEX dead_letters_job_idx ON dead_letters (job_id);
+CREATE INDEX evidence_assessment_only_idx ON evidence (assessment_id);
+CREATE INDEX evidence_uploaded_by_idx ON evidence (uploaded_by);
+CREATE INDEX invitations_invited_by_idx ON invitations (invited_by);
+CREATE INDEX email_verifications_tenant_idx ON email_verifications (tenant_id);
 """
 
 AUTH_SHIM = """
@@ -134,7 +190,7 @@ GRANT EXECUTE ON FUNCTION app.db_connection_states_readable() TO app_rw;
 
 def upgrade() -> None:
     # CONNECTIONS first: API_ROLES then also covers the function it creates.
-    for block in (CONNECTIONS, API_ROLES, AUTH_SHIM):
+    for block in (CONNECTIONS, API_ROLES, AUTH_SHIM, POLICIES, FOREIGN_KEY_INDEXES):
         op.execute(block)
 
 

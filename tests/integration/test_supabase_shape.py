@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import uuid
 
@@ -108,6 +109,34 @@ def test_no_policy_or_function_of_ours_reads_the_auth_schema(stack):
             "   AND p.prosrc ~ '\\mauth\\.'"
         ).fetchall()
     assert policies == [] and functions == []
+
+
+def test_policies_read_the_claims_once_per_statement(stack):
+    """`(SELECT app.tenant_id())` is an initplan; a bare call runs once per row."""
+    with psycopg.connect(migration_conninfo()) as conn:
+        expressions = conn.execute(
+            "SELECT polname, coalesce(pg_get_expr(polqual, polrelid), '') || ' '"
+            " || coalesce(pg_get_expr(polwithcheck, polrelid), '') FROM pg_policy"
+        ).fetchall()
+    assert any("app.tenant_id()" in text for _, text in expressions)
+    bare = [
+        name
+        for name, text in expressions
+        if re.search(r"(?<!SELECT )app\.(tenant_id|uid)\(\)", text)
+    ]
+    assert bare == []
+
+
+def test_every_foreign_key_has_an_index_leading_with_its_columns(stack):
+    with psycopg.connect(migration_conninfo()) as conn:
+        unindexed = conn.execute(
+            "SELECT c.conrelid::regclass::text, c.conname FROM pg_constraint c"
+            " WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace"
+            "   AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.conrelid"
+            "     AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] @> c.conkey"
+            "     AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] <@ c.conkey)"
+        ).fetchall()
+    assert unindexed == []
 
 
 def test_app_rw_has_no_usage_on_the_auth_schema(stack):
