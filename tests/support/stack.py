@@ -45,6 +45,8 @@ def reset_caches() -> None:
 
 @dataclass
 class TestStack:
+    __test__ = False  # not a test class, though its name starts with Test
+
     local: LocalStack
     env: dict[str, str]
     home: Path
