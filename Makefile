@@ -23,9 +23,16 @@ install: $(STAMP)
 up: $(STAMP)
 	$(BIN)/rampart up
 
+# The second run: migrations, core flow, isolation matrix, RLS and docs/supabase.md again,
+# on the embedded Postgres shaped like a Supabase project (tests/support/supabase.py).
+SUPABASE_TESTS := tests/integration/test_core_flow.py tests/integration/test_tenant_isolation.py \
+	tests/integration/test_rls.py tests/integration/test_supabase_shape.py \
+	tests/integration/test_supabase_docs.py
+
 test: $(STAMP)
 	$(BIN)/ruff check src tests migrations
 	$(BIN)/python -m pytest
+	RAMPART_TEST_DB_SHAPE=supabase $(BIN)/python -m pytest $(SUPABASE_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests migrations

@@ -36,8 +36,11 @@ GRANT USAGE ON SCHEMA public TO app_rw, readonly_audit;
 ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 """
 
-# Supabase ships schema `auth` with these functions; plain Postgres gets the same shim, so one
-# set of policies runs on both.
+# Supabase ships schema `auth` with these functions; plain Postgres gets the same shim, so
+# auth.uid() names the same user on both. Nothing of ours calls them (app.tenant_id() and
+# app.uid() below do): this file called auth.* until migration 0013 came, which made
+# migrating fail on Supabase projects without auth.jwt(); databases migrated before then
+# were brought to the same place by 0010 (the policies) and 0013 (the shim's grants).
 AUTH_SHIM = """
 DO $$
 BEGIN
@@ -64,11 +67,16 @@ $$;
 CREATE SCHEMA app;
 GRANT USAGE ON SCHEMA app TO app_rw;
 
--- The tenant claim of the current transaction; NULL (so: no rows) when unset.
+-- The tenant and user claims of the current transaction; NULL (so: no rows) when unset.
+-- They read the claims themselves, never through auth.*: on Supabase app_rw may not use
+-- schema auth, and older projects have no auth.jwt() (0010 and 0013 say more).
 CREATE FUNCTION app.tenant_id() RETURNS uuid LANGUAGE sql STABLE AS $$
-  SELECT nullif(auth.jwt() ->> 'tenant_id', '')::uuid
+  SELECT nullif(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'tenant_id', '')::uuid
 $$;
-GRANT EXECUTE ON FUNCTION app.tenant_id() TO app_rw, readonly_audit;
+CREATE FUNCTION app.uid() RETURNS uuid LANGUAGE sql STABLE AS $$
+  SELECT nullif(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub', '')::uuid
+$$;
+GRANT EXECUTE ON FUNCTION app.tenant_id(), app.uid() TO app_rw, readonly_audit;
 """
 
 TABLES = """
@@ -192,11 +200,11 @@ CREATE POLICY users_tenant ON users FOR ALL TO app_rw
   USING (tenant_id = app.tenant_id()) WITH CHECK (tenant_id = app.tenant_id());
 
 -- Assessments are read and updated within the tenant; a new one must be created by the
--- authenticated user themself (Supabase style: auth.uid()).
+-- authenticated user themself (app.uid(): the `sub` claim).
 CREATE POLICY assessments_select ON assessments FOR SELECT TO app_rw
   USING (tenant_id = app.tenant_id());
 CREATE POLICY assessments_insert ON assessments FOR INSERT TO app_rw
-  WITH CHECK (tenant_id = app.tenant_id() AND created_by = auth.uid());
+  WITH CHECK (tenant_id = app.tenant_id() AND created_by = app.uid());
 CREATE POLICY assessments_update ON assessments FOR UPDATE TO app_rw
   USING (tenant_id = app.tenant_id()) WITH CHECK (tenant_id = app.tenant_id());
 

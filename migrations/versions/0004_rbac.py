@@ -9,7 +9,7 @@ the database, not the one in the token. This migration adds:
 
 - `invitations`: an owner or admin invites an email with a role; the invitee gets a
   one-time token of which only the sha256 is stored. app_rw may INSERT invitations of its
-  own tenant, made by itself (`auth.uid()`), and nothing else: it never reads them back.
+  own tenant, made by itself (`app.uid()`), and nothing else: it never reads them back.
 - Accepting happens before any tenant is known (the token is all the invitee has), so it
   is a narrow SECURITY DEFINER function (cross-tenant path 5, docs/security.md):
   `app.invitation_accept(token_hash)` marks one unused, unexpired invitation accepted and
@@ -52,7 +52,7 @@ ALTER TABLE invitations ENABLE ROW LEVEL SECURITY;  ALTER TABLE invitations FORC
 
 -- An invitation is created within the caller's tenant, by the caller themself.
 CREATE POLICY invitations_insert ON invitations FOR INSERT TO app_rw
-  WITH CHECK (tenant_id = app.tenant_id() AND invited_by = auth.uid());
+  WITH CHECK (tenant_id = app.tenant_id() AND invited_by = app.uid());
 GRANT INSERT ON invitations TO app_rw;
 
 -- The owner (this migration role) passes RLS here for the definer function below only.

@@ -6,7 +6,7 @@ Revises: 0002
 Reading guide. One row per stored file; the bytes live in storage (EVIDENCE_DIR) under
 `storage_key`, a key the app makes. Rows are immutable: app_rw may SELECT and INSERT, never
 UPDATE or DELETE. RLS ENABLEd and FORCEd; a new row must be in the caller's tenant, made
-by the caller (`auth.uid()`), for an assessment the caller can see: the subquery runs under
+by the caller (`app.uid()`), for an assessment the caller can see: the subquery runs under
 the caller's own RLS, so another tenant's assessment id fails the check even though a
 foreign key alone would accept it.
 """
@@ -45,7 +45,7 @@ CREATE POLICY evidence_select ON evidence FOR SELECT TO app_rw
 CREATE POLICY evidence_insert ON evidence FOR INSERT TO app_rw
   WITH CHECK (
     tenant_id = app.tenant_id()
-    AND uploaded_by = auth.uid()
+    AND uploaded_by = app.uid()
     AND EXISTS (SELECT 1 FROM assessments a WHERE a.id = evidence.assessment_id)
   );
 

@@ -49,7 +49,7 @@ CLAIMS = """
 CREATE OR REPLACE FUNCTION app.tenant_id() RETURNS uuid LANGUAGE sql STABLE AS $$
   SELECT nullif(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'tenant_id', '')::uuid
 $$;
-CREATE FUNCTION app.uid() RETURNS uuid LANGUAGE sql STABLE AS $$
+CREATE OR REPLACE FUNCTION app.uid() RETURNS uuid LANGUAGE sql STABLE AS $$
   SELECT nullif(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub', '')::uuid
 $$;
 REVOKE ALL ON FUNCTION app.uid() FROM PUBLIC;
@@ -57,8 +57,11 @@ GRANT EXECUTE ON FUNCTION app.uid() TO app_rw, readonly_audit;
 
 DO $$
 BEGIN
-  IF (SELECT p.proowner FROM pg_proc p WHERE p.oid = 'auth.jwt()'::regprocedure)
-     = (SELECT oid FROM pg_roles WHERE rolname = current_user) THEN
+  -- Looked up in the catalog, not as 'auth.jwt()'::regprocedure: a Supabase project may
+  -- have no auth.jwt(), and the cast would fail.
+  IF EXISTS (SELECT FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'auth' AND p.proname = 'jwt' AND p.pronargs = 0
+                AND p.proowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)) THEN
     CREATE OR REPLACE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS $f$
       SELECT nullif(current_setting('request.jwt.claims', true), '')::jsonb
     $f$;

@@ -190,8 +190,11 @@ def test_the_relay_collector_reports_jobs_queues_and_connections_across_tenants(
     assert after[("rampart_queue_oldest_age_seconds", (("queue", "rampart"),))] > 0
     assert ("rampart_queue_length", (("queue", "rampart"),)) in after  # Redis LLEN
     connections = {k[1][0][1]: v for k, v in after.items() if k[0] == "rampart_db_connections"}
-    assert connections["active"] >= 1  # the collector's own query
-    assert connections["idle in transaction"] >= 1  # app_rw's session, state readable
+    if after[("rampart_db_connection_states_readable", ())] == 1:  # pg_read_all_stats
+        assert connections["active"] >= 1  # the collector's own query
+        assert connections["idle in transaction"] >= 1  # app_rw's session
+    else:  # e.g. RAMPART_TEST_DB_SHAPE=supabase: both sessions counted, states hidden
+        assert connections["unknown"] >= 2
     assert after[("rampart_db_max_connections", ())] >= 10
     assert after[("rampart_dependency_up", (("dependency", "postgres"),))] == 1
     assert after[("rampart_dependency_up", (("dependency", "redis"),))] == 1

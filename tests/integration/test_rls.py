@@ -22,6 +22,7 @@ import httpx
 import psycopg
 import pytest
 from psycopg import errors
+from sqlalchemy.engine import make_url
 from tests.integration.test_tenant_isolation import Tenant, tenant_with_roadmaps
 from tests.support.db import app_rw, libpq_conninfo
 
@@ -261,16 +262,18 @@ REFUSED = [
         id="replace-claim-function",
     ),
     pytest.param("ALTER ROLE app_rw BYPASSRLS", id="grant-self-bypassrls"),
-    pytest.param("SET ROLE migration_admin", id="set-role-migration-admin"),
+    # {migration_role}: whoever ran the migrations (migration_admin, or postgres on Supabase).
+    pytest.param("SET ROLE {migration_role}", id="set-role-migration-role"),
     pytest.param("SET ROLE readonly_audit", id="set-role-readonly-audit"),
-    pytest.param("SET SESSION AUTHORIZATION migration_admin", id="session-authorization"),
+    pytest.param("SET SESSION AUTHORIZATION {migration_role}", id="session-authorization"),
 ]
 
 
 @pytest.mark.parametrize("statement", REFUSED)
 def test_app_rw_cannot_change_schema_policies_or_roles(statement):
+    migration_role = make_url(os.environ["MIGRATION_DATABASE_URL"]).username
     with app_rw() as conn, pytest.raises(errors.InsufficientPrivilege):
-        conn.execute(statement)
+        conn.execute(statement.format(migration_role=migration_role))
 
 
 def test_app_rw_is_no_superuser_has_no_bypassrls_and_no_role_to_switch_to():

@@ -1,12 +1,32 @@
-"""The test stack: LocalStack in fast mode plus what tests need to reach it."""
+"""The test stack: LocalStack in fast mode plus what tests need to reach it.
+
+RAMPART_TEST_DB_SHAPE picks the database: `plain` (default: the embedded Postgres,
+bootstrapped for migration_admin) or `supabase` (the same server shaped like a Supabase
+project, tests/support/supabase.py, migrated as Supabase's demoted `postgres` role in
+its `postgres` database). `make test` runs the migrations, core flow, isolation and RLS
+tests under both.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from rampart.devstack.stack import LocalStack
+from rampart.devstack.ports import free_port
+from rampart.devstack.postgres import EmbeddedPostgres
+from rampart.devstack.stack import LocalStack, make_private
+from tests.support import supabase
+
+SHAPES = ("plain", "supabase")
+
+
+def db_shape() -> str:
+    shape = os.environ.get("RAMPART_TEST_DB_SHAPE", "plain")
+    if shape not in SHAPES:
+        raise ValueError(f"RAMPART_TEST_DB_SHAPE must be one of {', '.join(SHAPES)}, not {shape!r}")
+    return shape
 
 
 def reset_caches() -> None:
@@ -25,9 +45,12 @@ def reset_caches() -> None:
 
 @dataclass
 class TestStack:
+    __test__ = False  # not a test class, though its name starts with Test
+
     local: LocalStack
     env: dict[str, str]
     home: Path
+    shape: str = "plain"
 
     @property
     def postgres(self):
@@ -66,8 +89,33 @@ GENEROUS_RATE_LIMITS = {
 ALERT_WEBHOOK_TOKEN = "test-alert-webhook-token-0123456789abcdef"  # pragma: allowlist secret
 
 
+def _supabase_postgres(home: Path) -> EmbeddedPostgres:
+    """A Supabase-shaped server; its URLs go into os.environ, where LocalStack finds them."""
+    if os.environ.get("DATABASE_URL"):
+        raise ValueError("RAMPART_TEST_DB_SHAPE=supabase starts its own server: unset DATABASE_URL")
+    make_private(home)  # as LocalStack.start does: the server user may pass through
+    server = EmbeddedPostgres(
+        home / "postgres", free_port(), fast=True, superuser=supabase.SUPERUSER
+    )
+    server.start()
+    passwords = {role: secrets.token_urlsafe(24) for role in ("postgres", "app_rw", "operator")}
+    supabase.shape_cluster(server.superuser_url, passwords["postgres"])
+    supabase.shape_database(server.superuser_url, "postgres")
+    def url(role: str, password: str) -> str:
+        return supabase.role_url(server.superuser_url, role, password, "postgres")
+
+    os.environ.update(
+        MIGRATION_DATABASE_URL=url("postgres", passwords["postgres"]),
+        DATABASE_URL=url("app_rw", passwords["app_rw"]),
+        OPERATOR_DATABASE_URL=url("rampart_operator", passwords["operator"]),
+    )
+    return server
+
+
 def start_test_stack(home: Path) -> TestStack:
-    local = LocalStack(home, fast=True)
+    shape = db_shape()
+    server = _supabase_postgres(home) if shape == "supabase" else None
+    local = LocalStack(home, fast=True, postgres=server)
     env = local.start()
     env = {
         **env,
@@ -81,4 +129,4 @@ def start_test_stack(home: Path) -> TestStack:
     }
     os.environ.update(env)
     reset_caches()
-    return TestStack(local=local, env=env, home=home)
+    return TestStack(local=local, env=env, home=home, shape=shape)

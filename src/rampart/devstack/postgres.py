@@ -214,6 +214,9 @@ class EmbeddedPostgres:
     base_dir: Path
     port: int
     fast: bool = False  # tests: trade crash safety for speed (fsync and friends off)
+    # The bootstrap superuser's name (initdb -U); a Supabase-shaped test cluster uses
+    # `supabase_admin`, so that `postgres` can be an ordinary, demoted role.
+    superuser: str = SUPERUSER
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -238,7 +241,7 @@ class EmbeddedPostgres:
     @property
     def superuser_url(self) -> str:
         password = quote(self._password(), safe="")
-        return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://{self.superuser}:{password}@127.0.0.1:{self.port}/postgres"
 
     # -- lifecycle --
 
@@ -340,7 +343,7 @@ class EmbeddedPostgres:
         """Run `sql` as the superuser over TCP; returns psql's unaligned, tuples-only output."""
         psql = str(install_dir() / "bin" / "psql")
         cmd = [psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"]
-        cmd += ["-p", str(self.port), "-U", SUPERUSER, "-d", dbname, "-f", "-"]
+        cmd += ["-p", str(self.port), "-U", self.superuser, "-d", dbname, "-f", "-"]
         env = _env(PGPASSWORD=self._password(), PGCONNECT_TIMEOUT="10")
         try:
             done = subprocess.run(  # noqa: S603 - fixed argv, no shell
@@ -402,8 +405,8 @@ class EmbeddedPostgres:
                     os.chown(path, owner.pw_uid, owner.pw_gid)
 
     def _initdb(self, install: Path) -> None:
-        """Create the cluster: superuser `postgres` with the generated password; TCP needs
-        the password (scram), the private socket is trusted."""
+        """Create the cluster: the superuser (`postgres` unless told otherwise) with the
+        generated password; TCP needs the password (scram), the private socket is trusted."""
         pwfile = self.socket_dir / "initdb-password"  # run/ is readable by the server user only
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -411,7 +414,7 @@ class EmbeddedPostgres:
         owner = self._server_owner()
         if owner is not None:
             os.chown(pwfile, owner.pw_uid, owner.pw_gid)
-        cmd = [str(install / "bin" / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER]
+        cmd = [str(install / "bin" / "initdb"), "-D", str(self.data_dir), "-U", self.superuser]
         cmd += ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
         cmd += ["-E", "UTF8", "--locale=C", *(["--no-sync"] if self.fast else [])]
         try:

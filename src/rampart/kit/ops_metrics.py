@@ -17,7 +17,10 @@ multiply them by the number of processes.
   can still run it: its worker died and Redis hands the message out again only after the
   visibility timeout.
 - `rampart_db_connections{state}` (pg_stat_activity of this database, client backends) and
-  `rampart_db_max_connections`.
+  `rampart_db_max_connections`. The counts run as the migration role (app.db_connection_counts(),
+  0006/0013); on a managed database it may lack pg_read_all_stats (Supabase's `postgres`
+  had no pg_monitor before 2023; a role you create has neither), and then other roles'
+  sessions count as state `unknown`: `rampart_db_connection_states_readable` is 0.
 - `rampart_dependency_up{dependency}`: 1 when postgres / redis answered this scrape, else 0;
   the families that source feeds are then absent rather than wrong.
 
@@ -43,7 +46,13 @@ from rampart.kit.logging import get_logger
 log = get_logger("rampart.metrics")
 
 JOB_STATES = ("pending", "processing", "failed", "quarantined")
-CONNECTION_STATES = ("active", "idle", "idle in transaction", "idle in transaction (aborted)")
+CONNECTION_STATES = (
+    "active",
+    "idle",
+    "idle in transaction",
+    "idle in transaction (aborted)",
+    "unknown",  # sessions whose state the monitoring role may not read
+)
 STATEMENT_TIMEOUT_MS = 2000
 REDIS_TIMEOUT_SECONDS = 1.0
 _WARN_EVERY_SECONDS = 60.0
@@ -67,6 +76,7 @@ async def _postgres_figures() -> dict[str, Any]:
                 for row in await conn.fetch("SELECT * FROM app.db_connection_counts()")
             }
             max_connections = await conn.fetchval("SELECT current_setting('max_connections')::int")
+            states_readable = await conn.fetchval("SELECT app.db_connection_states_readable()")
     finally:
         conn.terminate()
     return {
@@ -76,6 +86,7 @@ async def _postgres_figures() -> dict[str, Any]:
         "outbox_pending": int(outbox["pending"]),
         "outbox_oldest": float(outbox["oldest_age_seconds"]),
         "connections": connections,
+        "states_readable": bool(states_readable),
         "max_connections": int(max_connections),
     }
 
@@ -163,6 +174,12 @@ class OpsCollector:
         for state, count in sorted(by_state.items()):
             connections.add_metric([state], count)
         yield connections
+        yield GaugeMetricFamily(
+            "rampart_db_connection_states_readable",
+            "1 when the role counting rampart_db_connections may read every session's state "
+            "(pg_read_all_stats); 0 when other roles' sessions count as `unknown`.",
+            value=1 if database["states_readable"] else 0,
+        )
         yield GaugeMetricFamily(
             "rampart_db_max_connections",
             "The server's max_connections setting.",

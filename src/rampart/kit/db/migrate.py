@@ -35,6 +35,12 @@ def sqlalchemy_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
+def _names_role(username: str | None, role: str) -> bool:
+    """Whether a URL logs in as `role`: Supabase's pooler (Supavisor) wants the user as
+    `<role>.<project-ref>`, e.g. `app_rw.abcdefghijklmnopqrst`."""
+    return username == role or (username or "").startswith(f"{role}.")
+
+
 def migrate(migration_url: str, runtime_url: str | None, operator_url: str | None = None) -> None:
     # "heads": independent migration branches (each off a shared parent) all apply.
     command.upgrade(_alembic_config(sqlalchemy_url(migration_url)), "heads")
@@ -46,7 +52,7 @@ def migrate(migration_url: str, runtime_url: str | None, operator_url: str | Non
     with psycopg.connect(_libpq(migration_url), autocommit=True) as conn:
         for url, role in logins:
             parsed = make_url(url)
-            if parsed.username == role and parsed.password:
+            if _names_role(parsed.username, role) and parsed.password:
                 conn.execute(
                     sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
                         sql.Identifier(role), sql.Literal(parsed.password)
