@@ -15,7 +15,8 @@ CREATE DATABASE rampart OWNER migration_admin;
 SQL
 
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname rampart <<'SQL'
-CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+CREATE SCHEMA IF NOT EXISTS extensions;
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA extensions;
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 ALTER SCHEMA public OWNER TO migration_admin;
 GRANT pg_read_all_stats TO migration_admin;

@@ -12,6 +12,7 @@ exactly those. Runs under RAMPART_TEST_DB_SHAPE=supabase (`make test` does).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -119,17 +120,24 @@ def test_the_documented_migration_as_postgres_deploys_rampart(migrated_as_postgr
     assert migrated_as_postgres["MIGRATION_DATABASE_URL"].startswith("postgresql://postgres:")
 
 
-def test_the_documented_lint_passes_before_go_live(stack, migrated_as_postgres):
-    has_lint = subprocess.run(  # noqa: S603
-        [str(Path(sys.executable).parent / "rampart"), "db", "lint", "--help"],
+def test_the_lint_after_migrating_as_postgres_names_only_its_definer_functions(
+    stack, migrated_as_postgres
+):
+    """Step 3b's warning: postgres (BYPASSRLS) owning the definer functions is the one
+    finding, an error per function; nothing else differs from step 3."""
+    done = subprocess.run(  # noqa: S603
+        [str(Path(sys.executable).parent / "rampart"), "db", "lint", "--json"],
+        env=stack.process_env(**migrated_as_postgres),
         capture_output=True,
-        env=stack.process_env(),
-        timeout=60,
+        text=True,
+        timeout=120,
         check=False,
     )
-    if has_lint.returncode != 0:
-        pytest.skip("`rampart db lint` does not exist yet (issue 11, part 3)")
-    run(doc_blocks()["lint"], stack.process_env(**migrated_as_postgres))
+    assert done.returncode == 1, done.stderr
+    findings = json.loads(done.stdout)["findings"]
+    serious = {(f["lint"], f["level"]) for f in findings if f["level"] != "info"}
+    assert serious == {("definer_owner_and_execute", "error")}
+    assert all("postgres" in f["message"] for f in findings if f["level"] == "error")
 
 
 def test_the_documented_migration_as_migration_admin_deploys_rampart(stack):
@@ -163,5 +171,7 @@ def test_the_documented_migration_as_migration_admin_deploys_rampart(stack):
         with psycopg.connect(env["MIGRATION_DATABASE_URL"]) as conn:
             owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'tenants'")
             assert owner.fetchone()[0] == "migration_admin"
+        # Step 4: the lint passes before go-live, no finding but info.
+        run(blocks["lint"], stack.process_env(**env))
     finally:
         server.stop()

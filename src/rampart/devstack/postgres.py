@@ -515,7 +515,15 @@ def bootstrap_database(
         else:
             conn.execute(SQL("ALTER DATABASE {} OWNER TO {}").format(Identifier(database), role))
     with psycopg.connect(make_conninfo(superuser_url, dbname=database), autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        # Extensions live in a schema of their own, never in the exposed `public`
+        # (`rampart db lint`, extension_in_exposed_schema); older dev stacks get it moved.
+        conn.execute("CREATE SCHEMA IF NOT EXISTS extensions")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA extensions")
+        conn.execute(
+            "DO $$ BEGIN IF (SELECT extnamespace::regnamespace::text FROM pg_extension"
+            " WHERE extname = 'pg_stat_statements') <> 'extensions' THEN"
+            " ALTER EXTENSION pg_stat_statements SET SCHEMA extensions; END IF; END $$"
+        )
         conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         conn.execute(SQL("ALTER SCHEMA public OWNER TO {}").format(role))
         # app.db_connection_counts() (migration 0006) runs as this role and must see the

@@ -84,9 +84,12 @@ def exposed_privileges(conn: psycopg.Connection, config: LintConfig, me: Lint):
             f"REVOKE ALL ON {target or on}{row['name']} FROM {role}; and check the roles "
             f"{role} is a member of",
         )
+    owner = _owner(conn, config)
     for row in rows(conn, DEFAULTS, roles=names, schemas=schemas):
+        # Only the owner's defaults reach our objects; another role's (Supabase's own
+        # supabase_admin in public) is worth knowing but not ours to change.
         yield me.finding(
-            "warn",
+            "warn" if row["creator"] == owner else "info",
             f"default privileges of {row['creator']} in {row['schema']}",
             f"every new {row['kind'][:-1]} {row['creator']} creates gives "
             f"{', '.join(row['privileges'])} to {row['role']}",
@@ -113,6 +116,10 @@ SELECT p.oid::regprocedure::text AS fn, pg_get_userbyid(p.proowner) AS owner,
 """
 
 
+def _owner(conn: psycopg.Connection, config: LintConfig) -> str:
+    return config.owner_role or conn.execute("SELECT current_user").fetchone()[0]
+
+
 def _definers(conn: psycopg.Connection, config: LintConfig):
     return rows(conn, DEFINERS, schemas=list(config.schemas))
 
@@ -136,7 +143,7 @@ def definer_search_path(conn: psycopg.Connection, config: LintConfig, me: Lint):
     "SECURITY DEFINER functions owned by the migration role, executable only by listed roles",
 )
 def definer_owner_and_execute(conn: psycopg.Connection, config: LintConfig, me: Lint):
-    owner = config.owner_role or conn.execute("SELECT current_user").fetchone()[0]
+    owner = _owner(conn, config)
     allowed = set(config.definer_execute_roles)
     for fn in _definers(conn, config):
         name = f"function {fn['fn']}"
