@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
@@ -25,22 +26,21 @@ from rampart.kit.db.dependency import AnonymousTx, TenantTx
 from rampart.kit.security import sessions
 from rampart.kit.security.auth import CurrentBrowserSession
 from rampart.kit.security.permissions import CurrentActor, VerifiedActor
-from rampart.kit.security.ratelimit import login_rate_limit, signup_rate_limit
+from rampart.kit.security.ratelimit import CountSignup, login_rate_limit, signup_rate_limit
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
 
-@router.post(
-    "/auth/signup",
-    status_code=202,
-    response_model=NextStep,
-    dependencies=[Depends(signup_rate_limit)],
-)
-async def signup(data: SignupIn, tx: AnonymousTx) -> NextStep:
+@router.post("/auth/signup", status_code=202, response_model=NextStep)
+async def signup(
+    data: SignupIn,
+    count_signup: Annotated[CountSignup, Depends(signup_rate_limit)],
+    tx: AnonymousTx,
+) -> NextStep:
     """Sign up: the same 202 whether or not the address has an account. A new account gets
     a mail with a link to confirm the address; until then it may log in and read, not
     write. An address with a confirmed account gets a mail saying someone tried."""
-    return await service.signup(tx, data)
+    return await service.signup(tx, data, count_signup)
 
 
 # Public: the one-time token from the mail is the credential.
