@@ -124,7 +124,13 @@ def _follow(http: httpx.Client, path: str, out: Console, timeout: float) -> dict
     ) as progress:
         task = progress.add_task("queued", total=len(STEPS) - 1)
         while True:
-            assessment = _call(http, "GET", path, 200)
+            response = http.get(path)
+            if response.status_code == 429:  # the per-IP limit: wait as told, keep following
+                time.sleep(min(float(response.headers.get("retry-after", 1)), 5.0))
+                continue
+            if response.status_code != 200:
+                raise DemoFailed(f"GET {path}: {_problem(response)}")
+            assessment = response.json()
             status = assessment["status"]
             if status != seen:
                 seen = status
@@ -138,7 +144,7 @@ def _follow(http: httpx.Client, path: str, out: Console, timeout: float) -> dict
                     f"still {status} after {timeout:g} s: see `rampart trace` for its trace "
                     "id, or the worker's console"
                 )
-            time.sleep(0.2)
+            time.sleep(0.5)
 
 
 def _scores(assessment: dict[str, Any], titles: dict[str, str]) -> Table:
