@@ -29,7 +29,7 @@ from rampart.kit.security.auth import ActorHooks, set_actor_hooks
 from rampart.kit.security.client_ip import TrustedProxyMiddleware
 from rampart.kit.security.cors import CorsMiddleware
 from rampart.kit.security.headers import SecurityHeadersMiddleware
-from rampart.kit.security.ratelimit import RateLimitMiddleware
+from rampart.kit.security.ratelimit import EXEMPT_PATHS, RateLimitMiddleware
 from rampart.roadmaps.routes import router as roadmaps_router
 
 
@@ -63,7 +63,7 @@ def create_app() -> FastAPI:
         lifespan=_lifespan,
     )
     install_error_handlers(app)
-    document_error_envelope(app)
+    document_error_envelope(app, unlimited_paths=EXEMPT_PATHS)
     install_api_docs(app)
     # Added last = outermost: the request context wraps everything, including 413s.
     # Outermost first: security headers (on every response, even the request context's

@@ -44,7 +44,16 @@ async def signup(
 
 
 # Public: the one-time token from the mail is the credential.
-@router.post("/auth/verify-email", response_model=NextStep)
+@router.post(
+    "/auth/verify-email",
+    response_model=NextStep,
+    responses={
+        400: {
+            "description": "The token is unknown, used or expired (`verification_invalid`), "
+            "or the body is not valid JSON (`malformed_json`)."
+        }
+    },
+)
 async def verify_email(data: VerifyEmailIn, tx: AnonymousTx) -> NextStep:
     """Confirm an address with the token of the link mailed at signup."""
     return await service.verify_email(tx, data)
@@ -110,7 +119,17 @@ async def invite(
 
 
 # Public: the invitee has no account yet; the one-time token in the body is the credential.
-@router.post("/invitations/accept", status_code=202, response_model=NextStep)
+@router.post(
+    "/invitations/accept",
+    status_code=202,
+    response_model=NextStep,
+    responses={
+        400: {
+            "description": "The token is unknown, used or expired (`invitation_invalid`), or "
+            "the body is not valid JSON (`malformed_json`)."
+        }
+    },
+)
 async def accept_invitation(data: InvitationAcceptIn, tx: AnonymousTx) -> NextStep:
     """Accept with the token mailed to the invited address, and choose a password; then log
     in. The same 202 whether or not the address already has an account (then nothing is
