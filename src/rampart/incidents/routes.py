@@ -52,7 +52,7 @@ _BODY = {
                         "annotations": {"summary": "The API answers no scrape."},
                         "startsAt": "2026-01-01T12:00:00Z",
                         "endsAt": "0001-01-01T00:00:00Z",
-                        "fingerprint": "3f2a9c1e0b7d4e6a",
+                        "fingerprint": "RampartApiDown1",
                     }
                 ],
             },
