@@ -76,14 +76,12 @@ def _problem(response: httpx.Response) -> str:
 
 
 def _call(http: httpx.Client, method: str, path: str, expect: int, **kwargs: Any) -> Any:
-    from rampart.config import get_settings
-
     response = http.request(method, path, **kwargs)
     if response.status_code == 429 and path.endswith("/signup"):
         raise DemoFailed(
-            f"{_problem(response)}\nThis IP has used its signups "
-            f"(RATE_LIMIT_SIGNUP_PER_IP, {get_settings().rate_limit_signup_per_ip}); retry in "
-            f"{response.headers.get('retry-after', '?')} s."
+            f"{_problem(response)}\nThis IP has used its signups for now "
+            "(RATE_LIMIT_SIGNUP_PER_IP of the stack; only signups that create a team count); "
+            f"retry in {response.headers.get('retry-after', '?')} s."
         )
     if response.status_code != expect:
         raise DemoFailed(f"{method} {path}: {_problem(response)}")

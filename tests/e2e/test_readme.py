@@ -67,3 +67,18 @@ def test_readme_try_it_blocks_run_as_pasted_against_make_up(make_up: UpRunner) -
     assert '"status": "completed"' in out, out
     assert re.search(r'"overall_score": \d+', out), out
     assert '"horizon_days"' in out, out  # the roadmap's items
+
+
+def test_demo_without_a_running_stack_says_how_to_start_one(tmp_path) -> None:
+    done = subprocess.run(  # noqa: S603 - our own command
+        [str(REPO / ".venv" / "bin" / "rampart"), "demo"],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "RAMPART_HOME": str(tmp_path), "ENV": "dev"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done
+    assert f"no `rampart up` runs for {tmp_path}" in done.stderr, done.stderr
+    assert "make up" in done.stderr and done.stdout == ""
