@@ -16,6 +16,7 @@ from rampart.evidence.routes import UPLOAD_ROUTE
 from rampart.evidence.routes import router as evidence_router
 from rampart.incidents.routes import ALERT_WEBHOOK_PATH
 from rampart.incidents.routes import router as incidents_router
+from rampart.kit.api_docs import install_api_docs
 from rampart.kit.db.pool import close_pool
 from rampart.kit.errors import document_error_envelope, install_error_handlers
 from rampart.kit.health import router as health_router
@@ -28,7 +29,7 @@ from rampart.kit.security.auth import ActorHooks, set_actor_hooks
 from rampart.kit.security.client_ip import TrustedProxyMiddleware
 from rampart.kit.security.cors import CorsMiddleware
 from rampart.kit.security.headers import SecurityHeadersMiddleware
-from rampart.kit.security.ratelimit import RateLimitMiddleware
+from rampart.kit.security.ratelimit import EXEMPT_PATHS, RateLimitMiddleware
 from rampart.roadmaps.routes import router as roadmaps_router
 
 
@@ -56,12 +57,14 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="Rampart",
         version=settings.version,
-        docs_url="/docs",
+        docs_url=None,  # kit/api_docs.py serves the docs with their assets
+        redoc_url=None,
         telemetry={"tracing": False},
         lifespan=_lifespan,
     )
     install_error_handlers(app)
-    document_error_envelope(app)
+    document_error_envelope(app, unlimited_paths=EXEMPT_PATHS)
+    install_api_docs(app)
     # Added last = outermost: the request context wraps everything, including 413s.
     # Outermost first: security headers (on every response, even the request context's
     # last-resort 500) → request context (trace_id) → client IP (trusted proxies) → CORS

@@ -625,5 +625,9 @@ app.add_typer(maintenance_app, name="maintenance")
 app.command("incidents")(incidents)
 app.command("alertmanager-config")(alertmanager_config)
 
+from rampart.demo import demo  # noqa: E402 - the newcomer's tour
+
+app.command("demo")(demo)
+
 if __name__ == "__main__":
     app()

@@ -348,7 +348,11 @@ class Settings(BaseSettings):
     rate_limit_login_per_ip: str = Field(
         "20/15 minutes", description="Login attempts per client IP, whatever the email."
     )
-    rate_limit_signup_per_ip: str = Field("3/hour", description="Signups per client IP.")
+    rate_limit_signup_per_ip: str = Field(
+        "3/hour",
+        description="Signups per client IP; only those that create a tenant count (a taken "
+        "address or a rejected body does not).",
+    )
     rate_limit_assessments_free: str = Field(
         "10/hour", description="Assessments created per user of a tenant on the free plan."
     )

@@ -94,6 +94,35 @@ def test_signup_is_limited_per_ip_and_the_refused_one_writes_nothing(superuser):
         assert count(superuser, "SELECT count(*) FROM tenants") == tenants_before
 
 
+def test_only_signups_that_create_a_tenant_count_against_the_limit(superuser):
+    """A taken address (the 202 that creates nothing) and a rejected body cost nothing: a
+    newcomer who retries is not locked out for an hour."""
+    with serving(RATE_LIMIT_SIGNUP_PER_IP="2/hour") as http:
+        taken = signup(http)
+        tenants_before = count(superuser, "SELECT count(*) FROM tenants")
+        for _ in range(3):
+            again = http.post(
+                "/api/v1/auth/signup",
+                json={"email": taken.email, "password": PASSWORD, "tenant_name": "Again"},
+            )
+            assert again.status_code == 202, again.text
+            bad = http.post("/api/v1/auth/signup", json={"email": "not an address"})
+            assert bad.status_code == 422, bad.text
+        assert count(superuser, "SELECT count(*) FROM tenants") == tenants_before
+        signup(http)  # the second of two: the retries above did not use it up
+        assert_rate_limited(
+            http.post(
+                "/api/v1/auth/signup",
+                json={
+                    "email": f"x-{uuid.uuid4().hex}@example.com",
+                    "password": PASSWORD,
+                    "tenant_name": "Third",
+                },
+            ),
+            3600,
+        )
+
+
 def post_assessment(http: httpx.Client, headers: dict[str, str]) -> httpx.Response:
     return http.post("/api/v1/assessments", json={"answers": answers()}, headers=headers)
 

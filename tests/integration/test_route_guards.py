@@ -42,6 +42,7 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/docs"): "Swagger UI",
     ("GET", "/docs/oauth2-redirect"): "Swagger UI helper page",
     ("GET", "/redoc"): "ReDoc",
+    ("GET", "/docs/assets/{name}"): "Swagger UI's and ReDoc's script, style and icon",
     # Before a login there is nothing to authenticate with.
     ("GET", "/api/v1/assessments/questionnaire"): "the same questions for everyone",
     ("POST", "/api/v1/auth/signup"): "creates the account",

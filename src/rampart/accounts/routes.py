@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
@@ -25,26 +26,34 @@ from rampart.kit.db.dependency import AnonymousTx, TenantTx
 from rampart.kit.security import sessions
 from rampart.kit.security.auth import CurrentBrowserSession
 from rampart.kit.security.permissions import CurrentActor, VerifiedActor
-from rampart.kit.security.ratelimit import login_rate_limit, signup_rate_limit
+from rampart.kit.security.ratelimit import CountSignup, login_rate_limit, signup_rate_limit
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
 
-@router.post(
-    "/auth/signup",
-    status_code=202,
-    response_model=NextStep,
-    dependencies=[Depends(signup_rate_limit)],
-)
-async def signup(data: SignupIn, tx: AnonymousTx) -> NextStep:
+@router.post("/auth/signup", status_code=202, response_model=NextStep)
+async def signup(
+    data: SignupIn,
+    count_signup: Annotated[CountSignup, Depends(signup_rate_limit)],
+    tx: AnonymousTx,
+) -> NextStep:
     """Sign up: the same 202 whether or not the address has an account. A new account gets
     a mail with a link to confirm the address; until then it may log in and read, not
     write. An address with a confirmed account gets a mail saying someone tried."""
-    return await service.signup(tx, data)
+    return await service.signup(tx, data, count_signup)
 
 
 # Public: the one-time token from the mail is the credential.
-@router.post("/auth/verify-email", response_model=NextStep)
+@router.post(
+    "/auth/verify-email",
+    response_model=NextStep,
+    responses={
+        400: {
+            "description": "The token is unknown, used or expired (`verification_invalid`), "
+            "or the body is not valid JSON (`malformed_json`)."
+        }
+    },
+)
 async def verify_email(data: VerifyEmailIn, tx: AnonymousTx) -> NextStep:
     """Confirm an address with the token of the link mailed at signup."""
     return await service.verify_email(tx, data)
@@ -110,7 +119,17 @@ async def invite(
 
 
 # Public: the invitee has no account yet; the one-time token in the body is the credential.
-@router.post("/invitations/accept", status_code=202, response_model=NextStep)
+@router.post(
+    "/invitations/accept",
+    status_code=202,
+    response_model=NextStep,
+    responses={
+        400: {
+            "description": "The token is unknown, used or expired (`invitation_invalid`), or "
+            "the body is not valid JSON (`malformed_json`)."
+        }
+    },
+)
 async def accept_invitation(data: InvitationAcceptIn, tx: AnonymousTx) -> NextStep:
     """Accept with the token mailed to the invited address, and choose a password; then log
     in. The same 202 whether or not the address already has an account (then nothing is

@@ -37,11 +37,27 @@ def checked_password(password: str, email: str | None = None) -> str:
     return password
 
 
+# The shape of a mailed link's token (kit/security/links.py), for the examples.
+LINK_TOKEN_EXAMPLE = "4f6c1d0b9e8a7c6d5e4f3a2b1c0d9e8f.Vb3kZq8nR2xT7wLm5pQy1sHd9gFj4cKa6eUo0iNrXtE"  # noqa: S105  # pragma: allowlist secret
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class SignupIn(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "you@example.com",
+                    "password": "correct horse battery",  # pragma: allowlist secret
+                    "tenant_name": "Acme",
+                }
+            ]
+        }
+    )
+
     email: Email
     password: str = Field(max_length=256, description=PASSWORD_RULES)
     tenant_name: str = Field(min_length=1, max_length=200)
@@ -61,6 +77,17 @@ class SignupIn(_Strict):
 
 
 class LoginIn(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "you@example.com",
+                    "password": "correct horse battery",  # pragma: allowlist secret
+                }
+            ]
+        }
+    )
+
     email: Email
     password: str = Field(min_length=1, max_length=256)
 
@@ -108,6 +135,8 @@ def _encodable(value: str) -> str:
 
 
 class VerifyEmailIn(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"token": LINK_TOKEN_EXAMPLE}]})
+
     token: str = Field(min_length=1, max_length=200)
 
     _token_encodable = field_validator("token")(_encodable)
@@ -129,10 +158,16 @@ class UserList(BaseModel):
 
 
 class RoleIn(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"role": "admin"}]})
+
     role: RoleName
 
 
 class InvitationIn(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"email": "colleague@example.com", "role": "member"}]}
+    )
+
     email: Email
     role: RoleName
 
@@ -147,6 +182,17 @@ class InvitationOut(BaseModel):
 
 
 class InvitationAcceptIn(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "token": LINK_TOKEN_EXAMPLE,
+                    "password": "another long passphrase",  # pragma: allowlist secret
+                }
+            ]
+        }
+    )
+
     token: str = Field(min_length=1, max_length=200)
     password: str = Field(max_length=256, description=PASSWORD_RULES)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -160,10 +161,11 @@ async def _claim_email(tx: Tx, email: str) -> repository.Holder | None:
         raise DatabaseUnavailable() from exc
 
 
-async def signup(tx: Tx, data: SignupIn) -> NextStep:
+async def signup(tx: Tx, data: SignupIn, count_signup: Callable[[], Awaitable[None]]) -> NextStep:
     """The same answer whatever the address. Free (or held by an account that never
     confirmed it, which is removed): a new tenant, its unconfirmed owner and a mail with
-    the confirmation link. Held by a confirmed account: nothing is made, and its owner is
+    the confirmation link, counted by `count_signup` (the caller's signup limit; it raises
+    when over). Held by a confirmed account: nothing is made nor counted, and its owner is
     mailed that someone tried."""
     email = str(data.email)
     password_hash = await _hash(data.password)  # argon2 either way: no oracle by timing
@@ -174,6 +176,7 @@ async def signup(tx: Tx, data: SignupIn) -> NextStep:
         await _mail(tx, holder.tenant_id, mails.SIGNUP_EXISTING, email)
         log.info("signup_refused_address_taken")
         return NextStep(message=SIGNUP_ANSWER)
+    await count_signup()
     tenant_id, user_id = uuid.uuid4(), uuid.uuid4()
     # The new tenant's own claims let RLS accept exactly these rows and no others.
     await tx.set_claims(Claims(tenant_id=str(tenant_id), sub=str(user_id)))

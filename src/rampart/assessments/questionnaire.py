@@ -19,6 +19,7 @@ __all__ = [
     "QUESTION_IDS",
     "QUESTIONS_BY_ID",
     "AnswersError",
+    "answers_json_schema",
     "Dimension",
     "Question",
     "Questionnaire",
@@ -347,3 +348,32 @@ def validate_answers(answers: dict[str, int]) -> None:
         details.append({"field": f"answers.{key}", "problem": "unknown question id"})
     if details:
         raise AnswersError(details)
+
+
+def answers_json_schema() -> dict[str, Any]:
+    """The JSON Schema of an assessment's answers, made from the questionnaire: one integer
+    property per question id on the scale, all required, no others. validate_answers()
+    checks the same rules (and lists every problem at once); this documents them."""
+    low, high = QUESTIONNAIRE.scale_min, QUESTIONNAIRE.scale_max
+    labels = QUESTIONNAIRE.scale_labels
+    ids = [q.id for q in QUESTIONNAIRE.questions]
+    return {
+        "title": "Answers",
+        "description": f"One answer for each of the {len(ids)} questions of GET "
+        f"/api/v1/assessments/questionnaire, keyed by question id: an integer from {low} "
+        f"({labels.get(low, low)}) to {high} ({labels.get(high, high)}). All are required; "
+        "other keys are refused.",
+        "type": "object",
+        "properties": {
+            q.id: {
+                "type": "integer",
+                "minimum": low,
+                "maximum": high,
+                "title": q.label,
+                "description": q.text,
+            }
+            for q in QUESTIONNAIRE.questions
+        },
+        "required": ids,
+        "additionalProperties": False,
+    }

@@ -2,19 +2,33 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, field_validator
 
+from rampart.assessments.questionnaire import QUESTIONNAIRE, answers_json_schema
 from rampart.llm.schemas import DimensionScore
 
 Status = Literal["queued", "scoring", "scored", "roadmapping", "completed", "failed"]
 
 
 class AssessmentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    # Strict ints: "3", 3.0 and true are wrong types, not answers.
-    answers: dict[str, StrictInt] = Field(max_length=200)
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "answers": {q.id: 3 for q in QUESTIONNAIRE.questions},
+                    "context": "B2B SaaS, 3 engineers, on-call by rotation.",
+                }
+            ]
+        },
+    )
+    # Strict ints: "3", 3.0 and true are wrong types, not answers. The service checks them
+    # against the questionnaire (every problem at once); the schema documents the same.
+    answers: Annotated[dict[str, StrictInt], WithJsonSchema(answers_json_schema())] = Field(
+        max_length=200
+    )
     context: str | None = Field(None, max_length=2000)
 
     @field_validator("context")

@@ -30,7 +30,26 @@ async def _raw_body(request: Request) -> bytes:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object"},
+                    "example": {
+                        "id": "evt_1Example",
+                        "object": "event",
+                        "type": "checkout.session.completed",
+                        "data": {
+                            "object": {
+                                "id": "cs_test_Example",
+                                "object": "checkout.session",
+                                "client_reference_id": "<your tenant id>",
+                                "customer": "cus_Example",
+                                "mode": "subscription",
+                                "payment_status": "paid",
+                            }
+                        },
+                    },
+                }
+            },
         }
     },
 )

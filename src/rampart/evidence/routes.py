@@ -46,7 +46,8 @@ _UPLOAD_BODY = {
                         "wide and high.",
                     }
                 },
-            }
+            },
+            "example": {"file": "(the bytes of a PDF, PNG or JPEG file)"},
         }
     },
 }

@@ -39,7 +39,23 @@ _BODY = {
     "required": True,
     "content": {
         "application/json": {
-            "schema": _inline(AlertmanagerPayload.model_json_schema(by_alias=True))
+            "schema": _inline(AlertmanagerPayload.model_json_schema(by_alias=True)),
+            "example": {
+                "version": "4",
+                "status": "firing",
+                "receiver": "incidents",
+                "groupKey": '{}:{alertname="RampartApiDown"}',
+                "alerts": [
+                    {
+                        "status": "firing",
+                        "labels": {"alertname": "RampartApiDown", "severity": "page"},
+                        "annotations": {"summary": "The API answers no scrape."},
+                        "startsAt": "2026-01-01T12:00:00Z",
+                        "endsAt": "0001-01-01T00:00:00Z",
+                        "fingerprint": "RampartApiDown1",
+                    }
+                ],
+            },
         }
     },
 }

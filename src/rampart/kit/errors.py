@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rampart.kit import context
+from rampart.kit.error_responses import add_common_errors
 from rampart.kit.metrics import HTTP_ERRORS
 
 
@@ -125,15 +126,19 @@ _FASTAPI_422 = "#/components/schemas/HTTPValidationError"
 _ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
 
 
-def document_error_envelope(app: FastAPI) -> None:
+def document_error_envelope(app: FastAPI, unlimited_paths: frozenset[str]) -> None:
     """FastAPI documents every 422 as its own `HTTPValidationError`, a shape we never send,
-    and an error a route lists by description only has no body at all. Rewrite the
-    generated OpenAPI once, so clients and fuzzers see the envelope for every error."""
+    an error a route lists by description only has no body at all, and the errors of the
+    middleware and dependencies every route shares are not listed. Rewrite the generated
+    OpenAPI once, so clients and fuzzers see every error status an operation can answer
+    (kit/error_responses.py), each with the envelope. `unlimited_paths`: those the per-IP
+    limit spares (no 429)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = _swap_refs(generate(), _FASTAPI_422, _ENVELOPE_REF)
+            add_common_errors(schema, unlimited_paths)
             for operations in schema.get("paths", {}).values():
                 for operation in operations.values():
                     for status, response in operation.get("responses", {}).items():

@@ -3,11 +3,12 @@
 Pure ASGI middleware placed outermost, so even the last-resort 500 of the request-context
 middleware gets them. The API serves JSON only, so its CSP allows nothing at all.
 
-The exception is the interactive docs (/docs, /redoc): they load Swagger UI / ReDoc from
-jsDelivr, pinned by path to those two packages, and Swagger UI runs one inline bootstrap
-script. That script is allowed by its sha256, computed from the page actually served (no
-'unsafe-inline' for scripts, and no hash to keep in sync with FastAPI's template). Inline
-styles are allowed on those pages only: the renderers set them at runtime.
+The exception is the interactive docs (/docs, /redoc): Swagger UI and ReDoc, served with
+their assets by the app itself (kit/api_docs.py), so every source is 'self'. Swagger UI
+runs one inline bootstrap script. That script is allowed by its sha256, computed from the
+page actually served (no 'unsafe-inline' for scripts, and no hash to keep in sync with
+FastAPI's template). Inline styles are allowed on those pages only: the renderers set
+them at runtime. ReDoc renders in a web worker made from a blob.
 """
 
 from __future__ import annotations
@@ -19,16 +20,15 @@ import re
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rampart.kit.api_docs import DOCS_PATH, OAUTH2_REDIRECT_PATH, REDOC_PATH
+
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 HSTS = "max-age=63072000; includeSubDomains"
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+DOCS_PATHS = frozenset({DOCS_PATH, OAUTH2_REDIRECT_PATH, REDOC_PATH})
 DOCS_SOURCES = {
-    "script-src": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/ "
-    "https://cdn.jsdelivr.net/npm/redoc@2/",
-    "style-src": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/ "
-    "https://fonts.googleapis.com 'unsafe-inline'",
-    "font-src": "https://fonts.gstatic.com",
-    "img-src": "'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly",
+    "script-src": "'self'",
+    "style-src": "'self' 'unsafe-inline'",
+    "img-src": "'self' data:",
     "connect-src": "'self'",
     "worker-src": "blob:",
 }
@@ -36,7 +36,7 @@ _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 
 
 def docs_csp(html: bytes) -> str:
-    """The docs pages' CSP: their CDN assets plus the hash of each inline script."""
+    """The docs pages' CSP: their own assets plus the hash of each inline script."""
     hashes = [
         "'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode() + "'"
         for script in _INLINE_SCRIPT.findall(html)

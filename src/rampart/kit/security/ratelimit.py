@@ -13,8 +13,8 @@ Where each limit applies:
   An exempt machine endpoint (the incident webhook: one Alertmanager may send bursts, and
   it does not retry a 429) counts only its failed authentications, with
   `limit_failed_attempts`, against the same per-IP limit.
-- Route dependencies: `login_rate_limit`, `signup_rate_limit`, `assessment_rate_limit`,
-  `upload_rate_limit`.
+- Route dependencies: `login_rate_limit`, `signup_rate_limit` (counts only the signups
+  that create a tenant), `assessment_rate_limit`, `upload_rate_limit`.
 
 If Redis cannot be asked the check fails open (the request proceeds) with a warning log
 and a metric, and checks pause briefly so a dead Redis costs one timeout, not one per
@@ -27,6 +27,7 @@ import hashlib
 import math
 import time
 import unicodedata
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import redis
@@ -119,12 +120,16 @@ class RateLimiter:
             log.warning("rate_limits_off", reason="REDIS_URL is not set")
         return cls(limits, redis_url)
 
-    async def retry_after(self, name: str, item: RateLimitItem, *identifiers: str) -> int | None:
-        """Count one hit; None if allowed, else the seconds until a hit would be allowed."""
+    async def retry_after(
+        self, name: str, item: RateLimitItem, *identifiers: str, count: bool = True
+    ) -> int | None:
+        """Count one hit (only look, with count=False); None if allowed, else the seconds
+        until a hit would be allowed."""
         if self._strategy is None or time.monotonic() < self._paused_until:
             return None
         try:
-            if await self._strategy.hit(item, name, *identifiers):
+            look = self._strategy.hit if count else self._strategy.test
+            if await look(item, name, *identifiers):
                 return None
             reset_at, _remaining = await self._strategy.get_window_stats(item, name, *identifiers)
         except (StorageError, redis.RedisError, OSError, TimeoutError) as exc:
@@ -142,9 +147,12 @@ class RateLimiter:
         RATE_LIMITED.labels(name).inc()
         return max(1, math.ceil(reset_at - time.time()))
 
-    async def check(self, name: str, item: RateLimitItem, *identifiers: str) -> None:
-        """Count one hit; raise RateLimited (429 with Retry-After) when over the limit."""
-        wait = await self.retry_after(name, item, *identifiers)
+    async def check(
+        self, name: str, item: RateLimitItem, *identifiers: str, count: bool = True
+    ) -> None:
+        """Count one hit (only look, with count=False); raise RateLimited (429 with
+        Retry-After) when over the limit."""
+        wait = await self.retry_after(name, item, *identifiers, count=count)
         if wait is not None:
             raise RateLimited(headers={"Retry-After": str(wait)})
 
@@ -225,10 +233,24 @@ async def login_rate_limit(request: Request) -> None:
     await limiter.check("login_ip", limiter.limits.login_per_ip, ip)
 
 
-async def signup_rate_limit(request: Request) -> None:
-    """Per IP: each signup creates a tenant."""
-    limiter = _limiter(request)
-    await limiter.check("signup_ip", limiter.limits.signup_per_ip, _ip(request))
+CountSignup = Callable[[], Awaitable[None]]
+
+
+async def signup_rate_limit(request: Request) -> CountSignup:
+    """Per IP, counting only the signups that create a tenant: a refused address (taken)
+    or a rejected body costs nothing, so a newcomer who retries is not locked out. The
+    request is refused up front when the IP has no signup left; the service calls the
+    returned function just before it creates the tenant, which counts the signup and, if
+    another request of the IP took the last one meanwhile, raises 429 (the transaction
+    rolls back: nothing is written)."""
+    limiter, ip = _limiter(request), _ip(request)
+    item = limiter.limits.signup_per_ip
+    await limiter.check("signup_ip", item, ip, count=False)
+
+    async def count_signup() -> None:
+        await limiter.check("signup_ip", item, ip)
+
+    return count_signup
 
 
 async def assessment_rate_limit(
