@@ -8,7 +8,19 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-db_app = typer.Typer(help="Database checks.", no_args_is_help=True)
+from rampart.cli_help import Typer
+
+db_app = Typer(
+    help="""Database checks.
+
+    **Examples**
+
+    ```
+    $ rampart db lint
+    ```
+    """,
+    no_args_is_help=True,
+)
 
 
 def _default_url() -> str:
@@ -33,6 +45,7 @@ def lint(
         str | None,
         typer.Option(
             "--database-url",
+            metavar="URL",
             help="Database to lint (default: MIGRATION_DATABASE_URL, the schema owner).",
             show_default=False,
         ),
@@ -43,29 +56,48 @@ def lint(
     ] = True,
     show_info: Annotated[bool, typer.Option("--info", help="List info findings too.")] = False,
     schema: Annotated[
-        list[str] | None, typer.Option(help="Our schemas (repeatable; default: public, app).")
+        list[str] | None,
+        typer.Option(metavar="SCHEMA", help="Our schemas (repeatable; default: public, app)."),
     ] = None,
     exposed_role: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="ROLE",
             help="Roles that must get nothing, besides PUBLIC (repeatable; default: anon, "
-            "authenticated). Roles this server lacks are skipped."
+            "authenticated). Roles this server lacks are skipped.",
         ),
     ] = None,
     app_role: Annotated[
         str | None,
-        typer.Option(help="The runtime role (default: DATABASE_URL's user, else app_rw)."),
+        typer.Option(
+            metavar="ROLE", help="The runtime role (default: DATABASE_URL's user, else app_rw)."
+        ),
     ] = None,
     owner_role: Annotated[
         str | None,
-        typer.Option(help="Role that must own SECURITY DEFINER functions (default: who connects)."),
+        typer.Option(
+            metavar="ROLE",
+            help="Role that must own SECURITY DEFINER functions (default: who connects).",
+        ),
     ] = None,
-    only: Annotated[list[str] | None, typer.Option(help="Run only this lint (repeatable).")] = None,
+    only: Annotated[
+        list[str] | None, typer.Option(metavar="LINT", help="Run only this lint (repeatable).")
+    ] = None,
 ) -> None:
     """Check a live database against the hardening checklist: RLS forced, no always-true
     policy, nothing for anon/authenticated/PUBLIC, SECURITY DEFINER functions pinned down,
     indexed foreign keys, a powerless runtime role. Exit 1 on an error (or a warning, unless
-    --no-strict), 2 when the database cannot be read."""
+    --no-strict), 2 when the database cannot be read.
+
+    **Examples**
+
+    ```
+    $ rampart db lint
+    $ rampart db lint --json
+    $ rampart db lint --no-strict --info
+    $ rampart db lint --only policy_initplan --schema app
+    ```
+    """
     import psycopg
     from sqlalchemy.engine import make_url
 

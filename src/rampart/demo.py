@@ -235,11 +235,21 @@ def demo(
         bool, typer.Option("--url", help="Only print the running API's address, for scripts.")
     ] = False,
     timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for the assessment to complete.")
+        float,
+        typer.Option(metavar="SECONDS", help="Seconds to wait for the assessment to complete."),
     ] = 120.0,
 ) -> None:
     """Try the product on the running `make up` stack: sign up a demo team, confirm its
-    address, submit an assessment, follow it live, print its scores and roadmap."""
+    address, submit an assessment, follow it live, print its scores and roadmap.
+
+    **Examples**
+
+    ```
+    $ rampart demo
+    $ rampart demo --url
+    $ rampart demo --timeout 300
+    ```
+    """
     import httpx
     from rich.console import Console
 
