@@ -350,8 +350,8 @@ class Settings(BaseSettings):
     )
     rate_limit_signup_per_ip: str = Field(
         "3/hour",
-        description="Signups per client IP; only those that create a tenant count (a taken "
-        "address or a rejected body does not).",
+        description="Signups per client IP: every accepted one (202) counts, a rejected body "
+        "(422) does not.",
     )
     rate_limit_assessments_free: str = Field(
         "10/hour", description="Assessments created per user of a tenant on the free plan."

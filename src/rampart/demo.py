@@ -80,7 +80,7 @@ def _call(http: httpx.Client, method: str, path: str, expect: int, **kwargs: Any
     if response.status_code == 429 and path.endswith("/signup"):
         raise DemoFailed(
             f"{_problem(response)}\nThis IP has used its signups for now "
-            "(RATE_LIMIT_SIGNUP_PER_IP of the stack; only signups that create a team count); "
+            "(RATE_LIMIT_SIGNUP_PER_IP of the stack; each accepted signup counts); "
             f"retry in {response.headers.get('retry-after', '?')} s."
         )
     if response.status_code != expect:

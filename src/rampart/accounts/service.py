@@ -164,10 +164,12 @@ async def _claim_email(tx: Tx, email: str) -> repository.Holder | None:
 async def signup(tx: Tx, data: SignupIn, count_signup: Callable[[], Awaitable[None]]) -> NextStep:
     """The same answer whatever the address. Free (or held by an account that never
     confirmed it, which is removed): a new tenant, its unconfirmed owner and a mail with
-    the confirmation link, counted by `count_signup` (the caller's signup limit; it raises
-    when over). Held by a confirmed account: nothing is made nor counted, and its owner is
-    mailed that someone tried."""
+    the confirmation link. Held by a confirmed account: nothing is made, and its owner is
+    mailed that someone tried. Either way the signup is counted by `count_signup` (the
+    caller's signup limit; it raises when over), so the limit tells the two apart no more
+    than the answer does."""
     email = str(data.email)
+    await count_signup()
     password_hash = await _hash(data.password)  # argon2 either way: no oracle by timing
     holder = await _claim_email(tx, email)
     if holder is not None:
@@ -176,7 +178,6 @@ async def signup(tx: Tx, data: SignupIn, count_signup: Callable[[], Awaitable[No
         await _mail(tx, holder.tenant_id, mails.SIGNUP_EXISTING, email)
         log.info("signup_refused_address_taken")
         return NextStep(message=SIGNUP_ANSWER)
-    await count_signup()
     tenant_id, user_id = uuid.uuid4(), uuid.uuid4()
     # The new tenant's own claims let RLS accept exactly these rows and no others.
     await tx.set_claims(Claims(tenant_id=str(tenant_id), sub=str(user_id)))

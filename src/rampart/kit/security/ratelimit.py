@@ -13,8 +13,8 @@ Where each limit applies:
   An exempt machine endpoint (the incident webhook: one Alertmanager may send bursts, and
   it does not retry a 429) counts only its failed authentications, with
   `limit_failed_attempts`, against the same per-IP limit.
-- Route dependencies: `login_rate_limit`, `signup_rate_limit` (counts only the signups
-  that create a tenant), `assessment_rate_limit`, `upload_rate_limit`.
+- Route dependencies: `login_rate_limit`, `signup_rate_limit` (counts every accepted
+  signup, no rejected body), `assessment_rate_limit`, `upload_rate_limit`.
 
 If Redis cannot be asked the check fails open (the request proceeds) with a warning log
 and a metric, and checks pause briefly so a dead Redis costs one timeout, not one per
@@ -237,12 +237,13 @@ CountSignup = Callable[[], Awaitable[None]]
 
 
 async def signup_rate_limit(request: Request) -> CountSignup:
-    """Per IP, counting only the signups that create a tenant: a refused address (taken)
-    or a rejected body costs nothing, so a newcomer who retries is not locked out. The
+    """Per IP, counting every signup the service accepts and no rejected body (422), so a
+    newcomer who fixes a typo is not locked out. A signup with a taken address counts like
+    a new one: both answer the same 202, and the limit must not tell them apart (an
+    oracle), nor let one IP mail an address's owner "someone tried" without bound. The
     request is refused up front when the IP has no signup left; the service calls the
-    returned function just before it creates the tenant, which counts the signup and, if
-    another request of the IP took the last one meanwhile, raises 429 (the transaction
-    rolls back: nothing is written)."""
+    returned function once the body is valid, which counts the signup and, if another
+    request of the IP took the last one meanwhile, raises 429 (nothing is written)."""
     limiter, ip = _limiter(request), _ip(request)
     item = limiter.limits.signup_per_ip
     await limiter.check("signup_ip", item, ip, count=False)
