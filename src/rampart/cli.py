@@ -353,7 +353,7 @@ def _service_bindings(settings, metrics: dict[str, str]):
     itself were free a moment ago)."""
     from rampart.devstack.ports import Binding
 
-    found = [Binding("API", settings.host, settings.port, "set PORT")]
+    found = [Binding("API", settings.host, settings.port, "set PORT to another port")]
     for service, variable, configured in (
         ("api", "METRICS_PORT", settings.metrics_port),
         ("worker", "WORKER_METRICS_PORT", settings.worker_metrics_port),
@@ -361,7 +361,8 @@ def _service_bindings(settings, metrics: dict[str, str]):
     ):
         if configured:
             host, port = settings.metrics_host, int(metrics[service])
-            found.append(Binding(f"{service} metrics", host, port, f"set {variable}"))
+            change = f"set {variable} to another port"
+            found.append(Binding(f"{service} metrics", host, port, change))
     return found
 
 

@@ -108,7 +108,6 @@ class LocalStack:
         """The ports the servers that `start` would start listen on (configured ones are
         not ours to start)."""
         ports = _ports(self.home)
-        change = f"delete its entry in {self.home / 'ports.json'} (a free port is chosen)"
         found = []
         for service, name, variable in (
             ("Postgres", "postgres", "DATABASE_URL"),
@@ -116,6 +115,10 @@ class LocalStack:
             ("mail capture", "smtp", "SMTP_URL"),
         ):
             if not os.environ.get(variable):
+                change = (
+                    f'delete "{name}" from {self.home / "ports.json"} (the next start '
+                    "picks a free port)"
+                )
                 found.append(Binding(service, "127.0.0.1", ports[name], change))
         return found
 

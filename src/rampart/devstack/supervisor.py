@@ -119,6 +119,7 @@ def stop_groups(
         if pid_alive(pgid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pgid, (signals or {}).get(pgid, signal.SIGTERM))
+                os.kill(pgid, signal.SIGCONT)  # a stopped (frozen) process gets it too
         else:  # the main process is gone: its orphans cannot finish anything useful
             _killpg(pgid, signal.SIGKILL)
     deadline = time.monotonic() + drain
