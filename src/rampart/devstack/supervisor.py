@@ -19,12 +19,13 @@ over once a child has run for 30 s. A child that keeps ending within 30 s of its
 (5 times in a row) is given up on: `CrashLoop` is raised, and `rampart up` stops the stack
 and exits 1 with that line, rather than looping on a configuration error forever.
 
-**Leftovers.** Every service process `up` starts carries `RAMPART_UP_HOME=<home>` in its
-environment (uvicorn workers and Celery pool processes inherit it), and asks the kernel
-for SIGTERM when `up` dies (PR_SET_PDEATHSIG), so a killed `up` drains its services
-instead of orphaning them. `leftovers(home)` finds whatever is still running anyway, so
-the next `up` stops it before it starts its own (and before it hands a dead worker's
-deliveries back to the queue).
+**Leftovers.** Every process `up` starts asks the kernel for a signal when `up` dies
+(PR_SET_PDEATHSIG, `die_with_parent`; the embedded Postgres and Redis too), so a killed
+`up` drains its services instead of orphaning them. Every service process also carries
+`RAMPART_UP_HOME=<home>` in its environment (uvicorn workers and Celery pool processes
+inherit it): `leftovers(home)` finds whatever is still running anyway, and so do the
+recorded pids of devstack/running.py, so the next `up` stops it before it starts its own
+(and before it hands a dead worker's deliveries back to the queue).
 """
 
 from __future__ import annotations
