@@ -36,6 +36,38 @@ app = Typer(
 console = Console(stderr=True, soft_wrap=True)
 
 
+# Long-running services get their URLs from the environment (`up` passes them); every
+# other command may use the running `rampart up`'s (devstack/running.py).
+SERVICES = frozenset({"up", "api", "worker", "relay", "fake-llm"})
+
+
+@app.callback()
+def _use_running_stack(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand in SERVICES:
+        return
+    from rampart.config import fall_back_to
+    from rampart.devstack.running import StackFallback
+
+    fall_back_to(
+        StackFallback(
+            lambda: Path(_settings().rampart_home),
+            lambda line: console.print(line, markup=False, highlight=False),
+        )
+    )
+
+
+def main() -> None:
+    """The `rampart` command. A setting it needs and cannot find is one line, not a
+    traceback."""
+    from rampart.config import MissingSetting
+
+    try:
+        app()
+    except MissingSetting as exc:
+        console.print(str(exc), style="red", markup=False, highlight=False)
+        raise SystemExit(1) from None
+
+
 def _settings():
     from rampart.config import get_settings
 
@@ -431,17 +463,7 @@ def _acquire_up_lock(home: Path):
 def _metrics_ports(settings) -> dict[str, str]:
     """The API's, worker's and relay's metrics ports for `up`: as configured, else 9100,
     9101 and 9102 when free (stable for a local Prometheus), else any free port."""
-    import socket
-
-    from rampart.devstack.ports import free_port
-
-    def usable(port: int) -> bool:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((settings.metrics_host, port))
-            except OSError:
-                return False
-        return True
+    from rampart.devstack.ports import free_port, port_free
 
     chosen = {}
     for service, configured, default in (
@@ -449,8 +471,42 @@ def _metrics_ports(settings) -> dict[str, str]:
         ("worker", settings.worker_metrics_port, 9101),
         ("relay", settings.relay_metrics_port, 9102),
     ):
-        chosen[service] = str(configured or (default if usable(default) else free_port()))
+        usable = port_free(settings.metrics_host, default)
+        chosen[service] = str(configured or (default if usable else free_port()))
     return chosen
+
+
+def _service_bindings(settings, metrics: dict[str, str]):
+    """The ports the API, worker and relay will listen on (the metrics ports `up` chose
+    itself were free a moment ago)."""
+    from rampart.devstack.ports import Binding
+
+    found = [Binding("API", settings.host, settings.port, "set PORT to another port")]
+    for service, variable, configured in (
+        ("api", "METRICS_PORT", settings.metrics_port),
+        ("worker", "WORKER_METRICS_PORT", settings.worker_metrics_port),
+        ("relay", "RELAY_METRICS_PORT", settings.relay_metrics_port),
+    ):
+        if configured:
+            host, port = settings.metrics_host, int(metrics[service])
+            change = f"set {variable} to another port"
+            found.append(Binding(f"{service} metrics", host, port, change))
+    return found
+
+
+def _stop_leftovers(home: Path, drain: float, force_now) -> None:
+    """Stop what an earlier `up` for `home` left running (it was killed): the children it
+    recorded, if each is still the very process it started (pid and start time), and any
+    process carrying its marker (a service's orphaned children). They hold the ports, and
+    their deliveries must not be released while they still run."""
+    from rampart.devstack.running import leftover_groups
+    from rampart.devstack.supervisor import leftovers, stop_groups
+
+    recorded = leftover_groups(home)
+    groups = set(recorded) | set(leftovers(home))
+    if groups:
+        console.print(f"stopping {len(groups)} process group(s) an earlier `up` left running")
+        stop_groups(groups, drain, force_now, signals=recorded)
 
 
 def _release_stale_deliveries(redis_url: str, why: str) -> None:
@@ -482,22 +538,24 @@ def up() -> None:
     $ RAMPART_HOME=/tmp/rampart-demo PORT=8001 rampart up
     ```
     """
+    from rampart.devstack import running
+    from rampart.devstack.ports import first_busy
     from rampart.devstack.stack import LocalStack
     from rampart.devstack.supervisor import (
         CrashLoop,
         Service,
         Supervisor,
-        leftovers,
         rampart_command,
-        stop_groups,
         stop_services,
     )
+    from rampart.kit.processes import start_time
 
     os.umask(0o077)  # logs, Redis files, secrets: readable by their owner only
     settings = _settings()
     home = Path(settings.rampart_home).resolve()
     lock = _acquire_up_lock(home)
-    stack = LocalStack(home)
+    # Its Postgres and Redis die with it, like its services (PR_SET_PDEATHSIG).
+    stack = LocalStack(home, supervised=True)
     services: dict[str, Service] = {}
     signals = 0
 
@@ -510,20 +568,45 @@ def up() -> None:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     drain = settings.shutdown_drain_seconds
+    _stop_leftovers(home, drain, lambda: signals > 0)
+    # Every port is checked before anything starts: a busy one is one line, not a crash
+    # loop after the banner.
+    metrics = _metrics_ports(settings)
+    busy = first_busy(stack.bindings() + _service_bindings(settings, metrics))
+    if busy is not None or signals:
+        if busy is not None:
+            console.print(busy.busy_message(), style="red", markup=False, highlight=False)
+        lock.close()
+        raise typer.Exit(1)
+    record = running.UpRecord(os.getpid(), start_time(os.getpid()), urls={})
+
+    def children() -> dict[str, running.Child]:
+        """The children running now, as up.json records them."""
+        found = {}
+        if stack.postgres is not None and stack.postgres.pid is not None:
+            found["postgres"] = running.child(stack.postgres.pid, signal.SIGINT)
+        if stack.redis is not None and stack.redis.pid is not None:
+            found["redis"] = running.child(stack.redis.pid)
+        for name, service in services.items():
+            if service.popen is not None and service.popen.poll() is None:
+                found[name] = running.child(service.popen.pid)
+        return found
+
+    def keep_record() -> None:
+        now = children()
+        if {n: c.pid for n, c in now.items()} != {n: c.pid for n, c in record.children.items()}:
+            record.children = now
+            running.write(home, record)
+
     try:
-        # Services an earlier `up` left running (it was killed) go first: they hold the
-        # ports, and their deliveries must not be released while they still run.
-        left = leftovers(home)
-        if left:
-            console.print(f"stopping {sum(map(len, left.values()))} processes of an earlier up")
-            stop_groups(left, drain, lambda: signals > 0)
         with console.status("starting Postgres and Redis, applying migrations..."):
             env = stack.start()
+        record.urls = {name: env[name] for name in running.URL_VARIABLES if name in env}
+        keep_record()
         _fresh_settings_from(env)
         logs = home / "logs"
         logs.mkdir(mode=0o700, exist_ok=True)
         port = str(settings.port)
-        metrics = _metrics_ports(settings)
         env = {
             **env,
             "RAMPART_HOME": str(home),
@@ -550,6 +633,7 @@ def up() -> None:
         before_worker_start("of a worker that is gone")
         for service in services.values():
             service.start()
+        keep_record()
 
         supervisor = Supervisor(lambda line: console.print(line, highlight=False))
         if stack.postgres is not None:
@@ -598,6 +682,7 @@ def up() -> None:
             except CrashLoop as exc:
                 console.print(f"[red]{exc}[/red]")
                 raise typer.Exit(1) from None
+            keep_record()
             time.sleep(0.2)
     finally:
         console.print("stopping... (running jobs finish first)" if services else "stopping...")
@@ -607,6 +692,7 @@ def up() -> None:
             how = "" if clean else f"; what still ran after {drain:g}s was killed"
             console.print(f"services stopped in {time.monotonic() - started:.1f}s{how}")
         stack.stop()
+        running.remove(home)
         lock.close()
         console.print("stopped.")
 
@@ -630,4 +716,4 @@ from rampart.demo import demo  # noqa: E402 - the newcomer's tour
 app.command("demo")(demo)
 
 if __name__ == "__main__":
-    app()
+    main()

