@@ -18,7 +18,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import redis
 from tests.support.processes import wait_until
 from tests.support.stripe import PATH as STRIPE_PATH
 from tests.support.stripe import customer_id, event, sign
-from tests.support.up import REPO, UpRunner, assert_nothing_left, leftovers
+from tests.support.up import UpRunner, assert_nothing_left, leftovers
 from tests.support.users import PASSWORD, Account, answers, signup
 
 from rampart.devstack.postgres import EmbeddedPostgres
@@ -146,17 +145,8 @@ def test_up_runs_the_product_refuses_a_second_copy_stops_clean_and_keeps_data(ru
 
     # A second `up` on the same data dir refuses, with one clear line, and leaves the
     # first alone.
-    second = subprocess.run(  # noqa: S603
-        runner.command(),
-        env=runner.env,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert second.returncode != 0
-    said = [line for line in (second.stderr + second.stdout).splitlines() if line.strip()]
+    returncode, said = runner.run_to_exit(timeout=60)
+    assert returncode != 0
     assert len(said) == 1 and "already running" in said[0], said
     assert f"pid {first.popen.pid}" in said[0], said
     assert first.popen.poll() is None

@@ -163,17 +163,8 @@ def listening(port: int) -> socket.socket:
 
 
 def refused_up(runner: UpRunner) -> list[str]:
-    done = subprocess.run(  # noqa: S603 - our own interpreter and module
-        runner.command(),
-        env=runner.env,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-    assert done.returncode == 1, lines
+    returncode, lines = runner.run_to_exit()
+    assert returncode == 1, lines
     return lines
 
 

@@ -15,8 +15,7 @@ import uuid
 import psycopg
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import text
-from tests.support.db import app_session
+from tests.support.db import idle_in_transaction
 from tests.support.jobs import jobs, run_pending
 from tests.support.server import scrape_api_metrics
 from tests.support.users import answers, signup
@@ -24,7 +23,7 @@ from tests.support.users import answers, signup
 from rampart.assessments import service
 from rampart.config import get_settings
 from rampart.kit import context
-from rampart.kit.db.transaction import Claims, DatabaseUnavailable, transaction
+from rampart.kit.db.transaction import DatabaseUnavailable, transaction
 from rampart.kit.jobs import loop
 from rampart.kit.jobs.runner import run_job
 from rampart.kit.ops_metrics import OpsCollector
@@ -160,22 +159,8 @@ def test_the_relay_collector_reports_jobs_queues_and_connections_across_tenants(
     assert outcome == "quarantined"
 
     # An app_rw session idle inside a transaction, in another thread, while we scrape.
-    holding, release = threading.Event(), threading.Event()
-
-    def idle_in_transaction() -> None:
-        with app_session(Claims(tenant_id=first.tenant_id)) as session:
-            session.execute(text("SELECT 1"))
-            holding.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=idle_in_transaction)
-    holder.start()
-    try:
-        assert holding.wait(10)
+    with idle_in_transaction(first.tenant_id):
         after = collected(collector)
-    finally:
-        release.set()
-        holder.join(10)
 
     def delta(name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))

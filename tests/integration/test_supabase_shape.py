@@ -15,19 +15,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import uuid
 
 import psycopg
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from tests.support import supabase
-from tests.support.db import app_rw, app_session, libpq_conninfo
+from tests.support.db import app_rw, idle_in_transaction, libpq_conninfo
 from tests.support.supabase import API_ROLES
 
 from rampart.kit.db.migrate import current_revision, migrate
-from rampart.kit.db.transaction import Claims
 
 FORBIDDEN = ("PUBLIC", *API_ROLES)
 
@@ -161,29 +158,14 @@ def test_supabase_auth_uid_names_the_user_of_our_claims(stack):
 def test_db_connection_counts_see_every_session_and_say_whether_states_are_readable(stack):
     """A session of app_rw idle in a transaction is counted: by state where the migration
     role may read other roles' sessions (pg_read_all_stats), else as `unknown`."""
-    holding, release = threading.Event(), threading.Event()
-
-    def idle_in_transaction() -> None:
-        with app_session(Claims(tenant_id=str(uuid.uuid4()))) as session:
-            session.execute(text("SELECT 1"))
-            holding.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=idle_in_transaction)
-    holder.start()
-    try:
-        assert holding.wait(10)
-        with app_rw() as conn:
-            counts = dict(conn.execute("SELECT * FROM app.db_connection_counts()").fetchall())
-            readable = conn.execute("SELECT app.db_connection_states_readable()").fetchone()[0]
-            owner_reads_all = conn.execute(
-                "SELECT pg_has_role(p.proowner, 'pg_read_all_stats', 'USAGE') OR r.rolsuper"
-                " FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner"
-                " WHERE p.oid = 'app.db_connection_counts()'::regprocedure"
-            ).fetchone()[0]
-    finally:
-        release.set()
-        holder.join(10)
+    with idle_in_transaction(str(uuid.uuid4())), app_rw() as conn:
+        counts = dict(conn.execute("SELECT * FROM app.db_connection_counts()").fetchall())
+        readable = conn.execute("SELECT app.db_connection_states_readable()").fetchone()[0]
+        owner_reads_all = conn.execute(
+            "SELECT pg_has_role(p.proowner, 'pg_read_all_stats', 'USAGE') OR r.rolsuper"
+            " FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner"
+            " WHERE p.oid = 'app.db_connection_counts()'::regprocedure"
+        ).fetchone()[0]
     assert readable is owner_reads_all
     assert sum(counts.values()) >= 2  # the holder and this connection
     if readable:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,6 +73,28 @@ def app_session(claims: Claims | None = None) -> Iterator[Session]:
                 {"claims": claims.as_json()},
             )
         yield session
+
+
+@contextmanager
+def idle_in_transaction(tenant_id: str) -> Iterator[None]:
+    """An app_rw session idle inside an open transaction, in another thread, while the
+    block runs (what the connection gauges must count)."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with app_session(Claims(tenant_id=tenant_id)) as session:
+            session.execute(text("SELECT 1"))
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        yield
+    finally:
+        release.set()
+        holder.join(10)
 
 
 def add_user(tenant_id: str, role: str) -> Account:

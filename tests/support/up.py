@@ -119,6 +119,21 @@ class UpRunner:
                 found.append(pid)
         return found
 
+    def run_to_exit(self, timeout: float = 120) -> tuple[int, list[str]]:
+        """An `up` expected to refuse: its exit code and the non-empty lines it said."""
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module
+            self.command(),
+            env=self.env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return done.returncode, [
+            line for line in (done.stdout + done.stderr).splitlines() if line.strip()
+        ]
+
     def start(self) -> Up:
         n = len(self.started) + 1
         out = self.home.parent / f"{self.home.name}-up-{n}.out"
