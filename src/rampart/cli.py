@@ -633,6 +633,11 @@ def up() -> None:
         before_worker_start("of a worker that is gone")
         for service in services.values():
             service.start()
+        local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)  # noqa: S104
+        record.urls[running.API_URL] = (
+            f"http://[{local}]:{port}" if ":" in local else f"http://{local}:{port}"
+        )
+        running.write(home, record)
         keep_record()
 
         supervisor = Supervisor(lambda line: console.print(line, highlight=False))

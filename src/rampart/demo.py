@@ -41,27 +41,11 @@ class DemoFailed(Exception):
 
 
 def running_api(home: Path) -> str | None:
-    """The base URL of the API that `rampart up` runs for `home`, read from its process
-    (`rampart api --port N`, HOST in its environment), or None when none runs.
+    """The base URL of the API that `rampart up` runs for `home` (its up.json), or None."""
+    from rampart.devstack import running
 
-    Minimal on purpose: `up` records no API port in RAMPART_HOME, and a shared "find the
-    running stack" resolver belongs to the CLI; this one only serves the demo."""
-    from rampart.devstack.supervisor import leftovers
-
-    for pids in leftovers(home).values():
-        for pid in pids:
-            try:
-                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-                environ = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
-            except OSError:
-                continue
-            if "rampart.cli" not in argv or "api" not in argv or "--port" not in argv:
-                continue
-            port = argv[argv.index("--port") + 1]
-            host = dict(v.partition("=")[::2] for v in environ).get("HOST") or "127.0.0.1"
-            host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - mapped to loopback
-            return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    return None
+    record = running.running_up(home)
+    return record.urls.get(running.API_URL) if record else None
 
 
 def _problem(response: httpx.Response) -> str:

@@ -12,18 +12,12 @@ import re
 import subprocess
 
 import pytest
-from tests.e2e.test_make_up import REPO, UpRunner, runner  # noqa: F401 - the fixture
+from tests.support.up import REPO, UpRunner
 
 pytestmark = pytest.mark.slow
 
 TRY_IT = "<!-- try-it: tests/e2e/test_readme.py runs the next block"
 BLOCK_TIMEOUT = 180.0  # a signup, a mail through the worker, an assessment scored
-
-
-@pytest.fixture
-def make_up(request: pytest.FixtureRequest) -> UpRunner:
-    """`rampart up` in a fresh home on a free port (test_make_up's runner), not yet started."""
-    return request.getfixturevalue("runner")
 
 
 def try_it_blocks(readme: str) -> list[str]:
@@ -50,19 +44,19 @@ def run_block(block: str, stack: UpRunner) -> str:
     return done.stdout
 
 
-def test_readme_try_it_blocks_run_as_pasted_against_make_up(make_up: UpRunner) -> None:
+def test_readme_try_it_blocks_run_as_pasted_against_make_up(runner: UpRunner) -> None:
     demo, by_hand = try_it_blocks((REPO / "README.md").read_text())
     assert "localhost:8000" not in by_hand and ":8000/" not in by_hand  # the port is found
-    make_up.wait_up(make_up.start())
+    runner.wait_up(runner.start())
 
-    out = run_block(demo, make_up)
-    assert f"Rampart demo against {make_up.url}" in out, out
+    out = run_block(demo, runner)
+    assert f"Rampart demo against {runner.url}" in out, out
     for step in ("signed up", "confirmed the address", "submitted assessment", "completed"):
         assert step in out, out
     assert re.search(r"Overall score: \d+/100", out), out
     assert "Observability" in out and "Roadmap" in out, out
 
-    out = run_block(by_hand, make_up)
+    out = run_block(by_hand, runner)
     assert "Check your inbox" in out and "Your email address is confirmed." in out, out
     assert '"status": "completed"' in out, out
     assert re.search(r'"overall_score": \d+', out), out

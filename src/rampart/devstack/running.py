@@ -32,6 +32,8 @@ URL_VARIABLES = (
     "REDIS_URL",
     "SMTP_URL",
 )
+# Where `up` serves the API (loopback when it binds every address): for `rampart demo`.
+API_URL = "API_URL"
 
 
 @dataclass
