@@ -25,6 +25,7 @@ from tests.support.stack import TestStack
 @dataclass
 class ScratchDatabase:
     name: str
+    url: str  # the migration role's
     config: Config  # Alembic, as the migration role
     superuser: str  # conninfo, bypasses RLS: ground truth only
 
@@ -57,6 +58,7 @@ def scratch_database(stack: TestStack) -> Iterator[ScratchDatabase]:
     try:
         yield ScratchDatabase(
             name,
+            url,
             _alembic_config(sqlalchemy_url(url)),
             make_conninfo(stack.postgres.superuser_url, dbname=name),
         )
