@@ -17,8 +17,6 @@ from tests.support.processes import processes, wait_until
 from tests.support.releases import newest_migration, previous_release, unpack
 from tests.support.users import VERIFY_SUBJECT, answers, unverified
 
-from rampart.kit.db.migrate import current_revision
-
 
 @pytest.fixture
 def old_code(tmp_path):
@@ -33,7 +31,6 @@ def test_the_previous_release_runs_its_core_flow_on_the_newest_schema(
 
     commit, src = old_code
     newest, _ = newest_migration()
-    assert current_revision(stack.env["MIGRATION_DATABASE_URL"]) is not None
     with psycopg.connect(superuser) as conn:
         applied = {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
     assert newest in applied, f"the stack's database is not at {newest}: {applied}"
