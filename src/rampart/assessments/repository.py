@@ -14,10 +14,13 @@ from rampart.kit.db.transaction import Tx
 COLUMNS = (
     "id, tenant_id, created_by, answers, context, status, overall_score, dimension_scores, "
     "provider, model, degraded, score_duration_ms, roadmap_id, error, trace_id, created_at, "
-    "updated_at"
+    "updated_at, finished_at"
 )
 _LIVE = "deleted_at IS NULL"
-_UPDATABLE = frozenset(COLUMNS.split(", ")) - {"id", "tenant_id", "created_by", "created_at"}
+# finished_at is the database's (trigger of migration 0014), not ours to set.
+_UPDATABLE = frozenset(COLUMNS.split(", ")) - {
+    "id", "tenant_id", "created_by", "created_at", "finished_at"
+}
 
 
 async def insert(

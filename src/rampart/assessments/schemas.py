@@ -59,6 +59,10 @@ class AssessmentOut(BaseModel):
     error: str | None
     created_at: datetime
     updated_at: datetime
+    finished_at: datetime | None = Field(
+        description="When it became `completed` or `failed`; null before (and after a "
+        "replay puts it back in progress)."
+    )
 
 
 class AssessmentPage(BaseModel):
