@@ -69,7 +69,7 @@ def create_app() -> FastAPI:
     # Outermost first: security headers (on every response, even the request context's
     # last-resort 500) → request context (trace_id) → client IP (trusted proxies) → CORS
     # (so 429s reach the browser) → rate limit → read-only gate → body guard. Database
-    # connections are taken later, by the request's transaction (kit/db/dependency.py).
+    # connections are taken later, by the request's transaction (kit/security/request_tx.py).
     app.add_middleware(
         BodyGuardMiddleware,
         max_bytes=settings.max_body_bytes,

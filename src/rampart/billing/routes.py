@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Request
 
 from rampart.billing import service, webhooks
 from rampart.billing.schemas import WebhookAck
-from rampart.kit.db.dependency import AnonymousTx
+from rampart.kit.security.request_tx import AnonymousTx
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 

@@ -14,12 +14,12 @@ from rampart.config import get_settings
 from rampart.evidence import service
 from rampart.evidence.schemas import ACCEPTED_TYPES, EvidenceList, EvidenceOut
 from rampart.kit import idempotency
-from rampart.kit.db.dependency import TenantTx
 from rampart.kit.errors import AppError
 from rampart.kit.metrics import EVIDENCE_UPLOADS
 from rampart.kit.security.auth import CurrentPrincipal
 from rampart.kit.security.permissions import VerifiedActor
 from rampart.kit.security.ratelimit import upload_rate_limit
+from rampart.kit.security.request_tx import TenantTx
 from rampart.kit.security.uploads import ReceivedFile, UploadPolicy, receive_upload
 from rampart.kit.storage import get_storage
 

@@ -151,7 +151,7 @@ class BodyGuardMiddleware:
     Routes listed in `own_limits` ((method, path regex) → (max bytes or None, timeout))
     enforce their own size limit while streaming (uploads) and get their own deadline.
     Nothing here holds a database connection: the request's transaction opens only after
-    its body was read and validated (kit/db/dependency.py).
+    its body was read and validated (kit/security/request_tx.py).
     """
 
     def __init__(

@@ -225,7 +225,7 @@ class Tx:
         if self._broken:
             raise DatabaseUnavailable()
         started = time.perf_counter()
-        span = tracing.db_span(query) if tracing.exporting() else None
+        span = observe.db_span(query) if tracing.exporting() else None
         try:
             return await getattr(conn, method)(query, *args)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:

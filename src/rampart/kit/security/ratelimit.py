@@ -39,13 +39,13 @@ from limits.errors import StorageError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rampart.config import Settings, get_settings
-from rampart.kit.db.dependency import TenantTx
 from rampart.kit.errors import AppError, envelope
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
 from rampart.kit.security.auth import CurrentPrincipal, load_actor
 from rampart.kit.security.client_ip import client_ip, ip_bucket
 from rampart.kit.security.emails import canonical_email
+from rampart.kit.security.request_tx import TenantTx
 
 log = get_logger(__name__)
 
