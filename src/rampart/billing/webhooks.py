@@ -30,12 +30,12 @@ import redis
 import stripe
 from pydantic import ValidationError
 
+from rampart.billing.metrics import WEBHOOK_DELIVERIES
 from rampart.billing.schemas import StripeEvent
 from rampart.config import get_settings
 from rampart.kit import redis_clients
 from rampart.kit.errors import BadRequest, Conflict, Unauthorized
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import WEBHOOK_DELIVERIES
 
 log = get_logger(__name__)
 

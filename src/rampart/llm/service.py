@@ -45,9 +45,11 @@ import redis.asyncio as aioredis
 from prometheus_client import Histogram
 
 from rampart.config import Settings, get_settings
-from rampart.kit import metrics, redis_clients, tracing
+from rampart.kit import redis_clients, tracing
 from rampart.kit.logging import get_logger
+from rampart.kit.metrics import CIRCUIT_BREAKER_STATE
 from rampart.kit.resilience import BreakerState, CircuitBreaker, CircuitOpenError, RetryPolicy
+from rampart.llm import metrics
 from rampart.llm.base import DefinitiveLLMError, LLMError, LLMProvider, TransientLLMError
 from rampart.llm.http import LLMTimeoutError, aclose_clients
 from rampart.llm.offline import OfflineProvider
@@ -156,7 +158,7 @@ def _llm_call_span(provider: str, model: str) -> Iterator[None]:
 
 
 def _set_state_gauge(provider: str, state: BreakerState) -> None:
-    metrics.CIRCUIT_BREAKER_STATE.labels(provider).set(state.level)
+    CIRCUIT_BREAKER_STATE.labels(provider).set(state.level)
 
 
 def _on_retry(provider: str) -> Callable[[BaseException, int, float], None]:
