@@ -20,7 +20,7 @@ from rampart.kit.api_docs import install_api_docs
 from rampart.kit.db.pool import close_pool
 from rampart.kit.errors import document_error_envelope, install_error_handlers
 from rampart.kit.health import router as health_router
-from rampart.kit.logging import configure_logging
+from rampart.kit.logging import configure_service_logging
 from rampart.kit.maintenance import ReadOnlyGate
 from rampart.kit.middleware import BodyGuardMiddleware, RequestContextMiddleware
 from rampart.kit.observability import setup_process
@@ -42,13 +42,7 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    configure_logging(
-        service="api",
-        env=settings.env,
-        version=settings.version,
-        level=settings.log_level,
-        log_file=settings.log_file,
-    )
+    configure_service_logging("api", settings)
     setup_process("api")  # OpenTelemetry, Sentry, rampart_build_info
     # Who a token or session is now: the accounts domain's check and loader.
     set_actor_hooks(ActorHooks(check_sql=actor_check_sql, load=load_actor))

@@ -201,18 +201,12 @@ def relay() -> None:
     from rampart.kit.db.pool import close_pool
     from rampart.kit.jobs.celery_app import get_celery
     from rampart.kit.jobs.relay import run_relay
-    from rampart.kit.logging import configure_logging, get_logger
+    from rampart.kit.logging import configure_service_logging, get_logger
     from rampart.kit.observability import setup_process
     from rampart.kit.ops_metrics import OpsCollector
 
     settings = _settings()
-    configure_logging(
-        service="relay",
-        env=settings.env,
-        version=settings.version,
-        level=settings.log_level,
-        log_file=settings.log_file,
-    )
+    configure_service_logging("relay", settings)
     setup_process("relay")
     # The relay alone also reports the system-wide gauges (jobs, queues, DB connections).
     port = settings.relay_metrics_port

@@ -1,4 +1,7 @@
-"""One transaction per request or task, with the caller's claims set inside it.
+"""A transaction with the caller's claims set inside it: one per request (opened by the
+route's dependency, kit/security/request_tx.py), and one per step of a job (a job's work
+opens a transaction before and another after a slow call such as the LLM's, never one
+across it: kit/jobs/runner.py `run.transaction()`).
 
 `set_config('request.jwt.claims', ..., true)` is transaction-local: it is set in the same
 transaction as the queries and vanishes at COMMIT/ROLLBACK, so a pooled connection (or

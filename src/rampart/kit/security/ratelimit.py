@@ -41,6 +41,7 @@ from limits.errors import StorageError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rampart.config import Settings, get_settings
+from rampart.kit import redis_clients
 from rampart.kit.errors import AppError, envelope
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
@@ -53,7 +54,6 @@ log = get_logger(__name__)
 KEY_PREFIX = "rampart:ratelimit"
 # Not /metrics: it is no route of the public port (the metrics have their own listener).
 EXEMPT_PATHS = frozenset({"/health", "/ready"})
-REDIS_TIMEOUT_SECONDS = 0.3
 FAIL_OPEN_PAUSE_SECONDS = 5.0
 _STATE_KEY = "rate_limiter"
 
@@ -101,8 +101,8 @@ class RateLimiter:
                 implementation="redispy",
                 wrap_exceptions=True,
                 key_prefix=KEY_PREFIX,
-                socket_timeout=REDIS_TIMEOUT_SECONDS,
-                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_timeout=redis_clients.HOT_PATH.timeout,
+                socket_connect_timeout=redis_clients.HOT_PATH.timeout,
             )
             self._strategy = MovingWindowRateLimiter(storage)
         self._paused_until = 0.0
