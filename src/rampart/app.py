@@ -22,8 +22,8 @@ from rampart.kit.errors import document_error_envelope, install_error_handlers
 from rampart.kit.health import router as health_router
 from rampart.kit.logging import configure_service_logging
 from rampart.kit.maintenance import ReadOnlyGate
+from rampart.kit.metrics.process_setup import setup_process
 from rampart.kit.middleware import BodyGuardMiddleware, RequestContextMiddleware
-from rampart.kit.observability import setup_process
 from rampart.kit.redis_clients import aclose_clients
 from rampart.kit.security.auth import ActorHooks, set_actor_hooks
 from rampart.kit.security.client_ip import TrustedProxyMiddleware
@@ -98,5 +98,5 @@ def create_app() -> FastAPI:
     ):
         app.include_router(router)
     # No /metrics here: anyone who reaches the API would see build and business counters.
-    # `rampart api` serves them on METRICS_HOST:METRICS_PORT (kit/metrics_export.py).
+    # `rampart api` serves them on METRICS_HOST:METRICS_PORT (kit/metrics/exposition.py).
     return app

@@ -23,12 +23,13 @@ from celery.apps import worker as celery_worker_program
 from celery.signals import celeryd_init, setup_logging, worker_init, worker_shutdown
 
 from rampart.config import get_settings
-from rampart.kit import metrics_export, tracing
+from rampart.kit import tracing
 from rampart.kit.jobs import loop
 from rampart.kit.jobs.celery_app import discover_task_modules, get_celery
 from rampart.kit.jobs.liveness import ConsumerProgress
 from rampart.kit.logging import configure_service_logging, get_logger
-from rampart.kit.observability import setup_process
+from rampart.kit.metrics import exposition
+from rampart.kit.metrics.process_setup import setup_process
 from rampart.kit.sentry import init_sentry
 
 celery_app = get_celery()
@@ -57,7 +58,7 @@ def _start_sentry(**_kwargs: object) -> None:
 def _start(**_kwargs: object) -> None:
     setup_process("worker", sentry=False)  # OpenTelemetry, rampart_build_info
     settings = get_settings()
-    served = metrics_export.serve(
+    served = exposition.serve(
         settings.worker_metrics_port, settings.metrics_host, extra_collectors=[consumer_progress]
     )
     if served is not None:

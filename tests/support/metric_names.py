@@ -22,7 +22,7 @@ METRIC_CALLS = {
     "HistogramMetricFamily": "histogram",
     "Summary": "summary",
     "SummaryMetricFamily": "summary",
-    # kit/metrics.py's declarations with the house naming rules
+    # kit/metrics/instruments.py's declarations with the house naming rules
     "counter": "counter",
     "gauge": "gauge",
     "histogram": "histogram",

@@ -9,8 +9,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from rampart.kit import metrics, tracing
+from rampart.kit import tracing
 from rampart.kit.db.observe import error_reason, normalize_statement, operation
+from rampart.kit.metrics import instruments
 from rampart.kit.sentry import FILTERED, before_send, scrub
 from rampart.kit.trace_lookup import from_logs, log_files
 
@@ -155,10 +156,10 @@ def test_trace_lookup_reads_rotated_log_files_and_matches_request_ids(tmp_path: 
 @pytest.mark.parametrize(
     ("declare", "name"),
     [
-        (lambda name: metrics.counter(name, "doc"), "signups_total"),
-        (lambda name: metrics.counter(name, "doc"), "rampart_signups"),
-        (lambda name: metrics.histogram(name, "doc", buckets=(1.0,)), "rampart_wait_ms"),
-        (lambda name: metrics.gauge(name, "doc", multiprocess_mode="max"), "queue_depth"),
+        (lambda name: instruments.counter(name, "doc"), "signups_total"),
+        (lambda name: instruments.counter(name, "doc"), "rampart_signups"),
+        (lambda name: instruments.histogram(name, "doc", buckets=(1.0,)), "rampart_wait_ms"),
+        (lambda name: instruments.gauge(name, "doc", multiprocess_mode="max"), "queue_depth"),
     ],
 )
 def test_a_metric_outside_the_house_naming_is_refused_before_it_is_registered(declare, name):

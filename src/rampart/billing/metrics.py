@@ -1,9 +1,9 @@
 """The billing domain's metrics: plan changes and Stripe's webhook deliveries (declared
-with the kit's rules, kit/metrics.py)."""
+with the kit's rules, kit/metrics/instruments.py)."""
 
 from __future__ import annotations
 
-from rampart.kit.metrics import counter
+from rampart.kit.metrics.instruments import counter
 
 PLAN_CHANGES = counter(
     "rampart_plan_changes_total",

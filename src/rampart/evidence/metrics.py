@@ -1,8 +1,8 @@
-"""The evidence domain's metrics (declared with the kit's rules, kit/metrics.py)."""
+"""The evidence domain's metrics (declared with the kit's rules, kit/metrics/instruments.py)."""
 
 from __future__ import annotations
 
-from rampart.kit.metrics import counter
+from rampart.kit.metrics.instruments import counter
 
 EVIDENCE_UPLOADS = counter(
     "rampart_evidence_uploads_total",

@@ -1,8 +1,8 @@
-"""The incidents domain's metrics (declared with the kit's rules, kit/metrics.py)."""
+"""The incidents domain's metrics (declared with the kit's rules, kit/metrics/instruments.py)."""
 
 from __future__ import annotations
 
-from rampart.kit.metrics import counter
+from rampart.kit.metrics.instruments import counter
 
 INCIDENT_NOTIFICATIONS = counter(
     "rampart_incident_notifications_total",

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rampart.kit import context
 from rampart.kit.error_responses import add_common_errors
-from rampart.kit.metrics import HTTP_ERRORS
+from rampart.kit.metrics.instruments import HTTP_ERRORS
 
 
 class AppError(Exception):

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rampart.kit import context, tracing
 from rampart.kit.errors import envelope_bytes
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import HTTP_DURATION, HTTP_REQUESTS
+from rampart.kit.metrics.instruments import HTTP_DURATION, HTTP_REQUESTS
 from rampart.kit.security.client_ip import client_ip
 from rampart.kit.sentry import report_exception
 

@@ -1,9 +1,9 @@
 """The LLM domain's metrics: every provider call, and the scoring and roadmap work it does
-through the provider chain (declared with the kit's rules, kit/metrics.py)."""
+through the provider chain (declared with the kit's rules, kit/metrics/instruments.py)."""
 
 from __future__ import annotations
 
-from rampart.kit.metrics import counter, histogram
+from rampart.kit.metrics.instruments import counter, histogram
 
 LLM_REQUESTS = counter(
     "rampart_llm_requests_total",

@@ -47,7 +47,7 @@ from prometheus_client import Histogram
 from rampart.config import Settings, get_settings
 from rampart.kit import redis_clients, tracing
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import CIRCUIT_BREAKER_STATE
+from rampart.kit.metrics.instruments import CIRCUIT_BREAKER_STATE
 from rampart.kit.resilience import BreakerState, CircuitBreaker, CircuitOpenError, RetryPolicy
 from rampart.llm import metrics
 from rampart.llm.base import DefinitiveLLMError, LLMError, LLMProvider, TransientLLMError

@@ -24,7 +24,7 @@ from opentelemetry.trace import Span, SpanKind
 from rampart.config import get_settings
 from rampart.kit import tracing
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import (
+from rampart.kit.metrics.instruments import (
     DB_QUERY_DURATION,
     DB_SLOW_QUERIES,
     DB_TRANSACTION_ERRORS,

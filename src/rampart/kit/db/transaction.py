@@ -43,7 +43,7 @@ from rampart.kit.db import observe
 from rampart.kit.db.pool import gate, get_pool
 from rampart.kit.errors import ServiceUnavailable
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import DB_ADMISSION_WAITING, DB_POOL_IN_USE
+from rampart.kit.metrics.instruments import DB_ADMISSION_WAITING, DB_POOL_IN_USE
 
 log = get_logger("rampart.db")
 

@@ -44,7 +44,7 @@ from rampart.config import Settings, get_settings
 from rampart.kit import redis_clients
 from rampart.kit.errors import AppError, envelope
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
+from rampart.kit.metrics.instruments import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
 from rampart.kit.security.auth import CurrentPrincipal
 from rampart.kit.security.client_ip import client_ip, ip_bucket
 from rampart.kit.security.emails import canonical_email

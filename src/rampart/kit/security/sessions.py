@@ -32,7 +32,7 @@ from rampart.config import get_settings
 from rampart.kit import redis_clients
 from rampart.kit.errors import ServiceUnavailable
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import SESSION_EVENTS
+from rampart.kit.metrics.instruments import SESSION_EVENTS
 from rampart.kit.security.csrf import CSRF_COOKIE, issue_token
 
 log = get_logger(__name__)

@@ -4,7 +4,7 @@ The kit gives the mechanism, each domain its counters: a domain declares its met
 own `metrics.py` with `counter`, `histogram` and `gauge` from here, which hold the house
 rules in one place (docs/observability.md): the `rampart_` prefix, base units (`_total`
 for counters, `_seconds` or `_bytes` for histograms), and an explicit multiprocess mode for
-every gauge (kit/metrics_export.py says why). Labels stay bounded: a route template, a
+every gauge (kit/metrics/exposition.py says why). Labels stay bounded: a route template, a
 provider, an outcome; never a raw path or an id.
 """
 
@@ -98,8 +98,8 @@ RATE_LIMIT_FAIL_OPEN = counter(
 # --- database, build (docs/observability.md) -------------------------------------------------
 # Gauges set by a process carry an explicit multiprocess mode: under `rampart api|worker`
 # every process writes its own file and the service's /metrics aggregates them
-# (kit/metrics_export.py). The jobs, queue and pg_stat_activity gauges are not here: the
-# relay computes them at scrape time (kit/ops_metrics.py), once for the whole system. Nor
+# (kit/metrics/exposition.py). The jobs, queue and pg_stat_activity gauges are not here: the
+# relay computes them at scrape time (kit/jobs/relay_gauges.py), once for the whole system. Nor
 # are the worker's consumer-progress gauges (rampart_worker_*: alive but not consuming?):
 # its main process computes them at scrape time from Celery's consumer
 # (kit/jobs/liveness.py).
