@@ -21,9 +21,9 @@ from rampart.kit.db.pool import close_pool
 from rampart.kit.errors import document_error_envelope, install_error_handlers
 from rampart.kit.health import router as health_router
 from rampart.kit.logging import configure_service_logging
-from rampart.kit.maintenance import ReadOnlyGate
 from rampart.kit.metrics.process_setup import setup_process
 from rampart.kit.middleware import BodyGuardMiddleware, RequestContextMiddleware
+from rampart.kit.read_only import ReadOnlyGate
 from rampart.kit.redis_clients import aclose_clients
 from rampart.kit.security.auth import ActorHooks, set_actor_hooks
 from rampart.kit.security.client_ip import TrustedProxyMiddleware
