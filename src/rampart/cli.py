@@ -83,8 +83,8 @@ def _fresh_settings_from(env: dict[str, str]) -> None:
 
 def _prepare_metrics(service: str) -> None:
     """First thing in each service: its own prometheus-client multiprocess directory,
-    exported before anything imports prometheus_client (kit/metrics_export.py)."""
-    from rampart.kit.metrics_export import prepare_multiprocess_dir
+    exported before anything imports prometheus_client (kit/metrics/exposition.py)."""
+    from rampart.kit.metrics.exposition import prepare_multiprocess_dir
 
     prepare_multiprocess_dir(service)
 
@@ -114,14 +114,14 @@ def api(
     _prepare_metrics("api")
     import uvicorn
 
-    from rampart.kit import metrics_export
+    from rampart.kit.metrics import exposition
 
     settings = _settings()
     # One metrics listener for all uvicorn workers: here, in the main process, before
     # uvicorn starts any (they write to this service's multiprocess directory and never
     # bind the port themselves). The public port has no /metrics.
     try:
-        metrics_export.serve(settings.metrics_port, settings.metrics_host)
+        exposition.serve(settings.metrics_port, settings.metrics_host)
     except OSError as exc:
         console.print(
             f"[red]cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} "
@@ -197,26 +197,20 @@ def relay() -> None:
     ```
     """
     _prepare_metrics("relay")
-    from rampart.kit import metrics_export
     from rampart.kit.db.pool import close_pool
     from rampart.kit.jobs.celery_app import get_celery
     from rampart.kit.jobs.relay import run_relay
-    from rampart.kit.logging import configure_logging, get_logger
-    from rampart.kit.observability import setup_process
-    from rampart.kit.ops_metrics import OpsCollector
+    from rampart.kit.jobs.relay_gauges import OpsCollector
+    from rampart.kit.logging import configure_service_logging, get_logger
+    from rampart.kit.metrics import exposition
+    from rampart.kit.metrics.process_setup import setup_process
 
     settings = _settings()
-    configure_logging(
-        service="relay",
-        env=settings.env,
-        version=settings.version,
-        level=settings.log_level,
-        log_file=settings.log_file,
-    )
+    configure_service_logging("relay", settings)
     setup_process("relay")
     # The relay alone also reports the system-wide gauges (jobs, queues, DB connections).
     port = settings.relay_metrics_port
-    if metrics_export.serve(port, settings.metrics_host, [OpsCollector()]) is not None:
+    if exposition.serve(port, settings.metrics_host, [OpsCollector()]) is not None:
         get_logger("rampart.metrics").info("metrics_serving", host=settings.metrics_host, port=port)
     import asyncio
 

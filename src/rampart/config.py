@@ -210,7 +210,7 @@ class Settings(BaseSettings):
         1.0, gt=0, description="First retry delay of a transient job failure (doubles each time)."
     )
     job_retry_max_seconds: float = Field(
-        60.0, gt=0, description="Longest delay between job retries (before jitter)."
+        60.0, gt=0, description="Longest delay between job retries (jitter included)."
     )
     job_stale_after_seconds: int = Field(
         7200,

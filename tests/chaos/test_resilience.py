@@ -63,7 +63,7 @@ from rampart.devstack.ports import free_port
 from rampart.kit.db.transaction import Claims
 from rampart.kit.jobs.celery_app import QUEUE
 from rampart.kit.jobs.quarantine import discard
-from rampart.kit.maintenance import set_read_only
+from rampart.kit.read_only import set_read_only
 from rampart.llm.fake_server import FakeLLMServer
 
 if TYPE_CHECKING:

@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, field_validator
 
-from rampart.assessments.questionnaire import QUESTIONNAIRE, answers_json_schema
 from rampart.llm.schemas import DimensionScore
+from rampart.questionnaire import QUESTIONNAIRE, answers_json_schema
 
 Status = Literal["queued", "scoring", "scored", "roadmapping", "completed", "failed"]
 

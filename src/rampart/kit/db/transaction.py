@@ -1,4 +1,7 @@
-"""One transaction per request or task, with the caller's claims set inside it.
+"""A transaction with the caller's claims set inside it: one per request (opened by the
+route's dependency, kit/security/request_tx.py), and one per step of a job (a job's work
+opens a transaction before and another after a slow call such as the LLM's, never one
+across it: kit/jobs/runner.py `run.transaction()`).
 
 `set_config('request.jwt.claims', ..., true)` is transaction-local: it is set in the same
 transaction as the queries and vanishes at COMMIT/ROLLBACK, so a pooled connection (or
@@ -40,7 +43,7 @@ from rampart.kit.db import observe
 from rampart.kit.db.pool import gate, get_pool
 from rampart.kit.errors import ServiceUnavailable
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import DB_ADMISSION_WAITING, DB_POOL_IN_USE
+from rampart.kit.metrics.instruments import DB_ADMISSION_WAITING, DB_POOL_IN_USE
 
 log = get_logger("rampart.db")
 
@@ -254,7 +257,7 @@ class Tx:
         if self._broken:
             raise DatabaseUnavailable()
         started = time.perf_counter()
-        span = tracing.db_span(query) if tracing.exporting() else None
+        span = observe.db_span(query) if tracing.exporting() else None
         try:
             return await getattr(conn, method)(query, *args)
         except DRIVER_ERRORS as exc:

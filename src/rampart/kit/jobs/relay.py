@@ -37,7 +37,7 @@ from rampart.kit.db.transaction import DRIVER_ERRORS, transaction
 from rampart.kit.jobs.celery_app import QUEUE
 from rampart.kit.jobs.enqueue import OUTBOX_CHANNEL
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import JOBS_REPUBLISHED, OUTBOX_PUBLISHED
+from rampart.kit.metrics.instruments import JOBS_REPUBLISHED, OUTBOX_PUBLISHED
 
 log = get_logger("rampart.relay")
 
