@@ -20,22 +20,48 @@ than the last one applied to the tenant is recorded and changes nothing.
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
+import stripe
 from pydantic import ValidationError
 
-from rampart.billing import repository
+from rampart.billing import plans, repository, stripe_api
+from rampart.billing.plans import WARNING_RATIO, Metric
 from rampart.billing.repository import TenantBilling
-from rampart.billing.schemas import CheckoutSession, Invoice, StripeEvent, Subscription, WebhookAck
+from rampart.billing.schemas import (
+    AuditEntry,
+    AuditPage,
+    BillingOut,
+    CheckoutSession,
+    Invoice,
+    PlanLimits,
+    StripeEvent,
+    Subscription,
+    SubscriptionOut,
+    UsageOut,
+    WebhookAck,
+)
 from rampart.billing.webhooks import PROVIDER, MalformedEvent, problems
-from rampart.kit import context
+from rampart.config import get_settings
+from rampart.kit import audit, context
 from rampart.kit.db.transaction import Claims, Tx
+from rampart.kit.errors import AppError, NotFound
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import BILLING_CONFLICTS, PLAN_CHANGES, WEBHOOK_DELIVERIES
+from rampart.kit.metrics import (
+    BILLING_CONFLICTS,
+    PLAN_CHANGES,
+    QUOTA_BLOCKS,
+    QUOTA_REFUNDS,
+    QUOTA_WARNINGS,
+    WEBHOOK_DELIVERIES,
+)
+from rampart.kit.security import permissions
+from rampart.kit.security.auth import Principal
 
 log = get_logger(__name__)
 
@@ -183,3 +209,276 @@ async def _apply(tx: Tx, tenant: TenantBilling, intent: Intent, event: StripeEve
         PLAN_CHANGES.labels(tenant.plan, intent.plan).inc()
         log.info("plan_changed", from_plan=tenant.plan, to_plan=intent.plan, event_id=event.id)
     return None
+
+
+# --- plans, usage and quotas ----------------------------------------------------------------
+
+
+class QuotaExceeded(AppError):
+    code, status = "quota_exceeded", 402
+    message = "Your plan's limit for this month is reached; upgrade or wait for the reset."
+
+
+@dataclass(frozen=True)
+class QuotaNotice:
+    """Usage of one metric after a unit was counted."""
+
+    metric: str
+    plan: str
+    limit: int | None
+    used: int
+    reset_at: datetime
+
+    @property
+    def warning(self) -> bool:
+        return self.limit is not None and self.used >= math.ceil(WARNING_RATIO * self.limit)
+
+    def header(self) -> str:
+        """The `Quota-Warning` header value."""
+        return f'{self.metric}; used={self.used}; limit={self.limit}; reset="{_iso(self.reset_at)}"'
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def consume(
+    tx: Tx, actor: Principal, metric: Metric = "assessments"
+) -> tuple[QuotaNotice, date]:
+    """Count one unit of `metric` for the actor's tenant in this transaction, or raise
+    QuotaExceeded (402) when the plan's limit for the month is reached. Returns the usage
+    and the period it was counted in (give it back with `refund`)."""
+    tenant_id = uuid.UUID(actor.tenant_id)
+    plan = plans.get(actor.plan)
+    limit = plan.limit(metric)
+    period = plans.period_start()
+    reset_at = plans.period_end(period)
+    used = await repository.consume(tx, tenant_id, metric, period, limit)
+    if used is None:
+        current = (await repository.usage(tx, tenant_id, period)).get(metric, 0)
+        details = {
+            "metric": metric,
+            "plan": plan.name,
+            "limit": limit,
+            "usage": current,
+            "period_start": period.isoformat(),
+            "reset_at": _iso(reset_at),
+        }
+        QUOTA_BLOCKS.labels(plan.name, metric).inc()
+        log.warning("quota_exceeded", **details)
+
+        async def audit_block(again: Tx) -> None:
+            await audit.record(
+                again,
+                tenant_id=tenant_id,
+                actor_id=actor.user_id,
+                action="quota_blocked",
+                subject=f"quota:{metric}",
+                before={"usage": current, "limit": limit, "plan": plan.name},
+                reason=f"{metric} limit of the {plan.name} plan reached for {period:%Y-%m}",
+            )
+
+        tx.keep_on_rollback(audit_block)  # the 402 rolls the request back; the row stays
+        raise QuotaExceeded(details=details)
+    notice = QuotaNotice(metric, plan.name, limit, used, reset_at)
+    if limit and used == math.ceil(WARNING_RATIO * limit):  # crossing it, once a period
+        QUOTA_WARNINGS.labels(plan.name, metric).inc()
+        log.info("quota_warning", metric=metric, plan=plan.name, used=used, limit=limit)
+        await audit.record(
+            tx,
+            tenant_id=tenant_id,
+            actor_id=actor.user_id,
+            action="quota_warning",
+            subject=f"quota:{metric}",
+            after={"usage": used, "limit": limit, "plan": plan.name},
+            reason=f"{int(WARNING_RATIO * 100)} % of the {metric} limit used",
+        )
+    return notice, period
+
+
+async def refund(
+    tx: Tx, tenant_id: uuid.UUID, period: date, metric: Metric = "assessments"
+) -> None:
+    """Give back a unit counted in `period` (the work failed for good). Call it once per
+    unit: the caller marks the unit refunded in the same transaction."""
+    await repository.refund(tx, tenant_id, metric, period)
+    QUOTA_REFUNDS.labels(metric).inc()
+    log.info("quota_refunded", metric=metric, period=period.isoformat())
+
+
+def can_view_billing(actor: Principal) -> bool:
+    return actor.role in ("owner", "admin")
+
+
+async def overview(tx: Tx, actor: Principal) -> BillingOut:
+    """The tenant's plan, period, usage against each limit and subscription (owners and
+    admins only). A read: never blocked by a quota."""
+    permissions.require(can_view_billing(actor), "Only owners and admins see billing.")
+    tenant_id = uuid.UUID(actor.tenant_id)
+    state = await repository.tenant_billing(tx, tenant_id)
+    if state is None:
+        raise NotFound("Tenant not found.")
+    plan = plans.get(state.plan)
+    period = plans.period_start()
+    reset_at = plans.period_end(period)
+    used = await repository.usage(tx, tenant_id, period)
+    usage = []
+    for metric in plans.METRICS:
+        limit, count = plan.limit(metric), used.get(metric, 0)
+        notice = QuotaNotice(metric, plan.name, limit, count, reset_at)
+        usage.append(
+            UsageOut(
+                metric=metric,
+                used=count,
+                limit=limit,
+                remaining=None if limit is None else max(limit - count, 0),
+                warning=notice.warning,
+                exceeded=limit is not None and count >= limit,
+                reset_at=reset_at,
+            )
+        )
+    grace = get_settings().billing_grace_period_seconds
+    failed = state.payment_failed_at
+    return BillingOut(
+        plan=plan.name,
+        limits=PlanLimits(
+            assessments_per_month=plan.assessments_per_month,
+            members=plan.members,
+            evidence_bytes=plan.evidence_bytes,
+            llm_providers=sorted(plan.llm_providers | {"offline"}),
+        ),
+        period_start=period,
+        period_end=reset_at,
+        usage=usage,
+        subscription=SubscriptionOut(
+            status=state.subscription_status,
+            customer=state.stripe_customer_id is not None,
+            current_period_end=state.current_period_end,
+            cancel_at_period_end=state.cancel_at_period_end,
+            payment_failed_at=failed,
+            grace_ends_at=failed + timedelta(seconds=grace) if failed else None,
+        ),
+    )
+
+
+# --- Checkout and the Customer Portal ----------------------------------------------------------
+
+
+async def _ensure_customer(tx: Tx, state: TenantBilling, actor: Principal) -> str:
+    """The tenant's Stripe customer, created and bound now if it has none (the tenant row is
+    locked: concurrent checkouts of one tenant make one customer)."""
+    if state.stripe_customer_id:
+        return state.stripe_customer_id
+    try:
+        customer = await stripe_api.client().v1.customers.create_async(
+            params={"metadata": {"tenant_id": str(state.id)}},
+            options={"idempotency_key": f"rampart-customer-{state.id}"},
+        )
+    except stripe.StripeError as exc:
+        log.warning("stripe_call_failed", call="customers.create", error=str(exc)[:200])
+        raise stripe_api.StripeUnavailable() from exc
+    await repository.update_tenant(tx, state.id, {"stripe_customer_id": customer.id})
+    await audit.record(
+        tx,
+        tenant_id=state.id,
+        actor_id=actor.user_id,
+        action="stripe_customer_bound",
+        subject=f"customer:{customer.id}",
+        before={"customer": None},
+        after={"customer": customer.id},
+        reason="first checkout",
+    )
+    return customer.id
+
+
+class AlreadySubscribed(AppError):
+    code, status = "already_subscribed", 409
+    message = "The tenant already has an active subscription; use the billing portal."
+
+
+class NoCustomer(AppError):
+    code, status = "no_customer", 409
+    message = "The tenant has no Stripe customer yet; start a checkout first."
+
+
+async def start_checkout(tx: Tx, actor: Principal, plan_name: str, key: str | None) -> str:
+    """A Stripe Checkout Session for `plan_name`, created by us: our customer, our tenant id
+    as client_reference_id, an idempotency key on the call. Its URL."""
+    permissions.require(can_view_billing(actor), "Only owners and admins manage billing.")
+    tenant_id = uuid.UUID(actor.tenant_id)
+    state = await repository.lock_tenant(tx, tenant_id)
+    if state is None:
+        raise NotFound("Tenant not found.")
+    if state.plan == plan_name and state.subscription_status in ("active", "trialing"):
+        raise AlreadySubscribed()
+    plan = plans.get(plan_name)
+    customer = await _ensure_customer(tx, state, actor)
+    return_url = get_settings().billing_return_url
+    idempotency_key = f"rampart-checkout-{tenant_id}-{key or uuid.uuid4()}"
+    try:
+        session = await stripe_api.client().v1.checkout.sessions.create_async(
+            params={
+                "mode": "subscription",
+                "customer": customer,
+                "client_reference_id": str(tenant_id),
+                "line_items": [{"price": plan.price_id, "quantity": 1}],
+                "success_url": f"{return_url}?checkout=success&session_id={{CHECKOUT_SESSION_ID}}",
+                "cancel_url": f"{return_url}?checkout=canceled",
+                "metadata": {"tenant_id": str(tenant_id), "plan": plan.name},
+                "subscription_data": {"metadata": {"tenant_id": str(tenant_id)}},
+            },
+            options={"idempotency_key": idempotency_key},
+        )
+    except stripe.StripeError as exc:
+        log.warning("stripe_call_failed", call="checkout.sessions.create", error=str(exc)[:200])
+        raise stripe_api.StripeUnavailable() from exc
+    log.info("checkout_started", checkout_session_id=session.id, plan=plan.name)
+    return session.url
+
+
+async def open_portal(tx: Tx, actor: Principal) -> str:
+    permissions.require(can_view_billing(actor), "Only owners and admins manage billing.")
+    state = await repository.tenant_billing(tx, uuid.UUID(actor.tenant_id))
+    if state is None or not state.stripe_customer_id:
+        raise NoCustomer()
+    try:
+        session = await stripe_api.client().v1.billing_portal.sessions.create_async(
+            params={
+                "customer": state.stripe_customer_id,
+                "return_url": get_settings().billing_return_url,
+            }
+        )
+    except stripe.StripeError as exc:
+        log.warning(
+            "stripe_call_failed", call="billing_portal.sessions.create", error=str(exc)[:200]
+        )
+        raise stripe_api.StripeUnavailable() from exc
+    return session.url
+
+
+# --- the audit trail (owners) ------------------------------------------------------------------
+
+
+async def audit_trail(
+    tx: Tx, actor: Principal, *, limit: int, before: int | None, action: str | None
+) -> AuditPage:
+    permissions.require(actor.role == "owner", "Only owners read the audit trail.")
+    rows = await repository.audit_page(tx, limit=limit + 1, before=before, action=action)
+    page, more = rows[:limit], len(rows) > limit
+    return AuditPage(
+        items=[
+            AuditEntry(
+                id=row["id"],
+                actor_id=str(row["actor_id"]) if row["actor_id"] else None,
+                action=row["action"],
+                subject=row["subject"],
+                before=row["before_state"],
+                after=row["after_state"],
+                reason=row["reason"],
+                trace_id=row["trace_id"],
+                created_at=row["created_at"],
+            )
+            for row in page
+        ],
+        next_cursor=page[-1]["id"] if more and page else None,
+    )

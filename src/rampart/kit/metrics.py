@@ -85,6 +85,41 @@ BILLING_CONFLICTS = Counter(
     "bound to another tenant: recorded with no effect (a second checkout or a forged "
     "client_reference_id); each one is logged as stripe_customer_conflict.",
 )
+QUOTA_BLOCKS = Counter(
+    "rampart_quota_blocks_total",
+    "Requests refused with 402 quota_exceeded, by the tenant's plan and metered metric.",
+    ["plan", "metric"],
+)
+QUOTA_WARNINGS = Counter(
+    "rampart_quota_warnings_total",
+    "Tenants crossing the warning share (80 %) of a plan limit, by plan and metric.",
+    ["plan", "metric"],
+)
+QUOTA_REFUNDS = Counter(
+    "rampart_quota_refunds_total",
+    "Metered units given back (a failed or quarantined assessment), by metric.",
+    ["metric"],
+)
+BILLING_RECONCILE_RUNS = Counter(
+    "rampart_billing_reconcile_runs_total",
+    "Billing reconciliation runs against Stripe, by outcome (ok, failed).",
+    ["outcome"],
+)
+BILLING_RECONCILE_REPAIRED = Counter(
+    "rampart_billing_reconcile_repaired_total",
+    "Stripe events reconciliation applied that no webhook had delivered (drift repaired), "
+    "by event type family (checkout, subscription, invoice, other).",
+    ["kind"],
+)
+BILLING_DRIFT = Counter(
+    "rampart_billing_drift_total",
+    "Tenants whose subscription state differed from Stripe's after reconciliation "
+    "applied the missed events (left for a human: runbook billing-reconciliation-drift).",
+)
+BILLING_DOWNGRADES = Counter(
+    "rampart_billing_grace_downgrades_total",
+    "Tenants downgraded to free because their payment failed longer ago than the grace period.",
+)
 WEBHOOK_DELIVERIES = Counter(
     "rampart_webhook_deliveries_total",
     "Webhook deliveries by outcome: applied, no_effect, duplicate (event id seen before), "
