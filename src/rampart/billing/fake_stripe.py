@@ -30,8 +30,7 @@ What a customer or Stripe would do (control endpoints, like the fake LLM's `/_fa
     POST /_config {"webhook_url", "webhook_secret"}; POST /_reset
 
 Events are delivered synchronously by the control request that causes them, in the order
-listed, each with a `created` one second after the previous one's at most (an event's own
-time is what consumers order by).
+listed; an event's `created` is never before an earlier event's (consumers order by it).
 """
 
 from __future__ import annotations
@@ -120,7 +119,8 @@ class FakeStripe:
 
     # --- events and webhooks -------------------------------------------------------------
     def _created(self) -> int:
-        self.last_created = max(int(time.time()), self.last_created + 1)
+        # Never behind an earlier event (the clock may step back), never ahead of the clock.
+        self.last_created = max(int(time.time()), self.last_created)
         return self.last_created
 
     def emit(self, type_: str, obj: dict) -> dict:

@@ -38,8 +38,11 @@ class CheckoutSession(_Lenient):
 
 
 class Subscription(_Lenient):
+    id: StripeId | None = None
     customer: StripeId
     status: Annotated[str, Field(pattern=r"^[a-z_]{1,64}$")]
+    current_period_end: StrictInt | None = Field(None, ge=0, le=253_402_300_799)
+    cancel_at_period_end: bool | None = None
 
 
 class Invoice(_Lenient):

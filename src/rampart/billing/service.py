@@ -1,21 +1,29 @@
-"""Billing rules: what a Stripe event does to its tenant, at most once, in one transaction.
+"""Billing rules: plans and quotas, and what a Stripe event does to its tenant, at most once,
+in one transaction.
 
 checkout.session.completed        tenant from client_reference_id; binds the Stripe
                                   customer to it if it has none; plan → pro. A tenant
                                   bound to another customer keeps it and its plan: the
                                   event is recorded, logged and counted as a conflict
-customer.subscription.updated     plan follows the status: active, trialing → pro;
-                                  canceled, unpaid, incomplete_expired → free; others
-                                  (past_due, incomplete, paused) leave it
-customer.subscription.deleted     plan → free
-invoice.payment_failed            tenant flagged (payment_failed_at)
+customer.subscription.created,    the subscription (id, status, current period end,
+customer.subscription.updated     cancel_at_period_end) is stored; the plan follows the
+                                  status: active, trialing → pro; canceled, unpaid,
+                                  incomplete_expired → free; past_due, incomplete, paused
+                                  leave it (past_due: the grace period runs)
+customer.subscription.deleted     plan → free (the data stays; creation is blocked only
+                                  while usage is over the free limits)
+invoice.payment_failed            payment_failed_at = the first unresolved failure: the
+                                  grace period (BILLING_GRACE_PERIOD_SECONDS) starts;
+                                  when it is over, `expire_grace` downgrades to free
 invoice.paid                      the flag is cleared (if not raised later)
 anything else                     recorded, no effect
 
-The event row, the tenant's new state and the billing_events row commit together (the
-request's one transaction), so a failure leaves nothing half-written and Stripe's retry
-finds no event row and applies it then. Stripe delivers in any order: a plan event older
-than the last one applied to the tenant is recorded and changes nothing.
+The event row, the tenant's new state, the billing_events row and the audit row commit
+together (the request's one transaction), so a failure leaves nothing half-written and
+Stripe's retry finds no event row and applies it then. Stripe delivers in any order: a
+plan or subscription event older (by its own `created`) than the last one applied to the
+tenant is recorded, audited as refused, and changes nothing. Events for customers and
+tenants we do not know are recorded, not applied.
 """
 
 from __future__ import annotations
@@ -49,11 +57,12 @@ from rampart.billing.schemas import (
 from rampart.billing.webhooks import PROVIDER, MalformedEvent, problems
 from rampart.config import get_settings
 from rampart.kit import audit, context
-from rampart.kit.db.transaction import Claims, Tx
+from rampart.kit.db.transaction import Claims, Tx, transaction
 from rampart.kit.errors import AppError, NotFound
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics import (
     BILLING_CONFLICTS,
+    BILLING_DOWNGRADES,
     PLAN_CHANGES,
     QUOTA_BLOCKS,
     QUOTA_REFUNDS,
@@ -64,6 +73,18 @@ from rampart.kit.security import permissions
 from rampart.kit.security.auth import Principal
 
 log = get_logger(__name__)
+
+SUBSCRIPTION_EVENTS = frozenset(
+    {
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+    }
+)
+# Every event type that has an effect (docs/billing.md lists them with their tests).
+HANDLED_EVENTS = frozenset(
+    {"checkout.session.completed", "invoice.paid", "invoice.payment_failed"} | SUBSCRIPTION_EVENTS
+)
 
 SUBSCRIPTION_PLANS = {
     "active": "pro",
@@ -84,6 +105,8 @@ class Intent:
     plan: str | None = None  # kind "plan": the plan it implies; None leaves the plan alone
     bind_customer: bool = False
     payment_failed: bool = False  # kind "payment": raise (True) or clear (False) the flag
+    # Subscription events: the subscription's state to store on the tenant.
+    subscription: dict[str, Any] | None = None
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:
@@ -107,11 +130,20 @@ def intent_of(event: StripeEvent) -> Intent | None:
                 plan="pro",
                 bind_customer=True,
             )
-        if event.type in ("customer.subscription.updated", "customer.subscription.deleted"):
+        if event.type in SUBSCRIPTION_EVENTS:
             subscription = Subscription.model_validate(obj)
             deleted = event.type == "customer.subscription.deleted"
             plan = "free" if deleted else SUBSCRIPTION_PLANS.get(subscription.status)
-            return Intent("plan", customer_id=subscription.customer, plan=plan)
+            period_end = subscription.current_period_end
+            state = {
+                "subscription_id": subscription.id,
+                "subscription_status": "canceled" if deleted else subscription.status,
+                "cancel_at_period_end": bool(subscription.cancel_at_period_end),
+                "current_period_end": (
+                    datetime.fromtimestamp(period_end, UTC) if period_end else None
+                ),
+            }
+            return Intent("plan", customer_id=subscription.customer, plan=plan, subscription=state)
         if event.type in ("invoice.payment_failed", "invoice.paid"):
             invoice = Invoice.model_validate(obj)
             failed = event.type == "invoice.payment_failed"
@@ -160,6 +192,17 @@ async def handle_stripe_event(tx: Tx, event: StripeEvent, document: dict) -> Web
         reason = "ignored_type" if intent is None else "unknown_tenant"
         return _ack(event, "no_effect", {**log_fields, "reason": reason})
     reason = await _apply(tx, tenant, intent, event)
+    after = await repository.tenant_billing(tx, tenant.id)
+    await audit.record(
+        tx,
+        tenant_id=tenant.id,
+        actor_id=None,
+        action="billing_event_refused" if reason else "billing_event_applied",
+        subject=f"stripe:{event.type}:{event.id}",
+        before=tenant.state(),
+        after=after.state() if after else None,
+        reason=reason,
+    )
     if reason:
         return _ack(event, "no_effect", {**log_fields, "reason": reason})
     return _ack(event, "applied", log_fields)
@@ -178,7 +221,9 @@ async def _apply(tx: Tx, tenant: TenantBilling, intent: Intent, event: StripeEve
     happened = datetime.fromtimestamp(event.created, UTC)
     if intent.kind == "payment":
         flagged = tenant.payment_failed_at
-        if intent.payment_failed and (flagged is None or flagged < happened):
+        # The grace period runs from the first unresolved failure: Stripe's retries failing
+        # again do not extend it.
+        if intent.payment_failed and (flagged is None or happened < flagged):
             await repository.update_tenant(tx, tenant.id, {"payment_failed_at": happened})
         elif not intent.payment_failed and flagged is not None and flagged <= happened:
             await repository.update_tenant(tx, tenant.id, {"payment_failed_at": None})
@@ -202,13 +247,54 @@ async def _apply(tx: Tx, tenant: TenantBilling, intent: Intent, event: StripeEve
             )
             return "customer_conflict"
         values["stripe_customer_id"] = customer
+    if intent.subscription is not None:
+        values |= intent.subscription
     await repository.update_tenant(tx, tenant.id, values)
     if intent.plan is not None and intent.plan != tenant.plan:
-        trace_id = context.current("trace_id")
-        await repository.set_plan(tx, intent.plan, event.id, str(trace_id) if trace_id else None)
-        PLAN_CHANGES.labels(tenant.plan, intent.plan).inc()
-        log.info("plan_changed", from_plan=tenant.plan, to_plan=intent.plan, event_id=event.id)
+        await change_plan(tx, tenant, intent.plan, event.id, f"Stripe {event.type}")
     return None
+
+
+async def change_plan(tx: Tx, tenant: TenantBilling, plan: str, cause_id: str, reason: str) -> None:
+    """Move the (locked, claims-set) tenant to `plan`: billing_events row (one per cause id),
+    audit row, metric. Data is never touched: a downgrade only lowers the limits."""
+    trace_id = context.current("trace_id")
+    await repository.set_plan(tx, plan, cause_id, str(trace_id) if trace_id else None)
+    await audit.record(
+        tx,
+        tenant_id=tenant.id,
+        actor_id=None,
+        action="plan_changed",
+        subject=f"plan:{tenant.plan}->{plan}",
+        before={"plan": tenant.plan},
+        after={"plan": plan},
+        reason=f"{reason} ({cause_id})",
+    )
+    PLAN_CHANGES.labels(tenant.plan, plan).inc()
+    log.info("plan_changed", from_plan=tenant.plan, to_plan=plan, cause=cause_id)
+
+
+async def expire_grace() -> int:
+    """Downgrade to free every tenant whose payment failed longer ago than the grace period
+    (each in its own transaction, idempotent: the cause id names the failure). Returns how
+    many were downgraded."""
+    grace = get_settings().billing_grace_period_seconds
+    async with transaction(None) as tx:
+        expired = await repository.grace_expired(tx, grace)
+    downgraded = 0
+    for tenant_id in expired:
+        async with transaction(Claims(tenant_id=str(tenant_id), role="service")) as tx:
+            tenant = await repository.lock_tenant(tx, tenant_id)
+            failed = tenant.payment_failed_at if tenant else None
+            if tenant is None or failed is None or tenant.plan == "free":
+                continue
+            if datetime.now(UTC) - failed < timedelta(seconds=grace):
+                continue  # paid in between, then failed again: a new grace period
+            cause = f"grace_{tenant_id.hex}_{int(failed.timestamp())}"
+            await change_plan(tx, tenant, "free", cause, "grace period over after a failed payment")
+            BILLING_DOWNGRADES.inc()
+            downgraded += 1
+    return downgraded
 
 
 # --- plans, usage and quotas ----------------------------------------------------------------
