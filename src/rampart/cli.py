@@ -749,6 +749,8 @@ def up() -> None:
         record.urls[running.API_URL] = (
             f"http://[{local}]:{port}" if ":" in local else f"http://{local}:{port}"
         )
+        if stack.stripe is not None:  # the fake Stripe sends its webhooks to this API
+            stack.stripe.fake.webhook_url = f"{record.urls[running.API_URL]}/api/v1/webhooks/stripe"
         running.write(home, record)
         keep_record()
 
@@ -783,6 +785,11 @@ def up() -> None:
             + (
                 f"  mail      rampart mail   (mails are kept, not sent: {stack.mail.directory})\n"
                 if stack.mail is not None
+                else ""
+            )
+            + (
+                f"  stripe    fake Stripe at {stack.stripe.url} (`rampart fake-stripe --help`)\n"
+                if stack.stripe is not None
                 else ""
             )
             + f"  try:  curl -s -X POST {base}/api/v1/auth/signup"

@@ -91,13 +91,12 @@ async def billing_overview(actor: CurrentActorLoaded, tx: TenantTx) -> BillingOu
     responses={**_OWNERS_ADMINS, **_STRIPE_DOWN, 409: {"description": "Already subscribed."}},
 )
 async def billing_checkout(
+    data: CheckoutIn,
     actor: VerifiedActor,
     tx: TenantTx,
-    data: CheckoutIn | None = None,
     idempotency_key: idempotency.IdempotencyKey = None,
 ) -> RedirectOut:
-    plan = (data or CheckoutIn()).plan
-    return RedirectOut(url=await service.start_checkout(tx, actor, plan, idempotency_key))
+    return RedirectOut(url=await service.start_checkout(tx, actor, data.plan, idempotency_key))
 
 
 @account_router.post(

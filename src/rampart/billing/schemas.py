@@ -102,7 +102,9 @@ class BillingOut(BaseModel):
 
 
 class CheckoutIn(BaseModel):
-    plan: Literal["pro"] = "pro"
+    model_config = ConfigDict(json_schema_extra={"example": {"plan": "pro"}})
+
+    plan: Literal["pro"] = Field("pro", description="The plan to subscribe to.")
 
 
 class RedirectOut(BaseModel):
