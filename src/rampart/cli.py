@@ -518,6 +518,7 @@ def billing_reconcile(
     import asyncio
     import time
 
+    from rampart.billing import stripe_api
     from rampart.billing.reconcile import reconcile
     from rampart.kit.db.pool import close_pool
     from rampart.kit.logging import configure_logging
@@ -540,6 +541,7 @@ def billing_reconcile(
             return await reconcile(window)
         finally:
             await close_pool()
+            stripe_api.forget_clients()  # they belong to this run's event loop
 
     while True:
         report = asyncio.run(once())

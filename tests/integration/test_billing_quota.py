@@ -191,3 +191,20 @@ def test_audit_trail_is_owners_only_paginated_and_append_only(quota_api, superus
     ):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             query(superuser, statement, account.tenant_id)
+
+
+def test_billing_is_for_owners_and_admins_and_the_audit_trail_for_owners(quota_api):
+    from tests.integration.test_invitations import join
+
+    owner = signup(quota_api)
+    admin, member = join(quota_api, owner, "admin"), join(quota_api, owner, "member")
+
+    assert quota_api.get("/api/v1/billing", headers=owner.headers).status_code == 200
+    assert quota_api.get("/api/v1/billing", headers=admin.headers).status_code == 200
+    for path, method in (("/api/v1/billing", "GET"), ("/api/v1/billing/portal", "POST")):
+        refused = quota_api.request(method, path, headers=member.headers)
+        assert refused.status_code == 403, (path, refused.text)
+        assert refused.json()["error"]["code"] == "forbidden"
+    assert quota_api.get("/api/v1/audit", headers=admin.headers).status_code == 403
+    trail = quota_api.get("/api/v1/audit", headers=owner.headers).json()["items"]
+    assert trail  # the invitations and role grants of this tenant, at least

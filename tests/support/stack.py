@@ -84,6 +84,7 @@ GENEROUS_RATE_LIMITS = {
     "FORWARDED_ALLOW_IPS": "",
     # Monthly plan quotas, likewise: the quota tests (test_billing_quota.py) set real ones.
     "PLAN_FREE_ASSESSMENTS_PER_MONTH": "100000",
+    "PLAN_PRO_ASSESSMENTS_PER_MONTH": "100000",
 }
 
 

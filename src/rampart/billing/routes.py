@@ -122,7 +122,9 @@ async def audit_trail(
     actor: CurrentActorLoaded,
     tx: TenantTx,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[int | None, Query(ge=1, description="`next_cursor` of a page.")] = None,
+    cursor: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="`next_cursor` of a page.")
+    ] = None,
     action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+$")] = None,
 ) -> AuditPage:
     return await service.audit_trail(tx, actor, limit=limit, before=cursor, action=action)

@@ -28,6 +28,7 @@ tenants we do not know are recorded, not applied.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from dataclasses import dataclass
@@ -500,7 +501,9 @@ async def start_checkout(tx: Tx, actor: Principal, plan_name: str, key: str | No
     plan = plans.get(plan_name)
     customer = await _ensure_customer(tx, state, actor)
     return_url = get_settings().billing_return_url
-    idempotency_key = f"rampart-checkout-{tenant_id}-{key or uuid.uuid4()}"
+    # Stripe keys are at most 255 characters: the client's key (up to 255) is hashed in.
+    client_key = hashlib.sha256(key.encode()).hexdigest()[:32] if key else uuid.uuid4().hex
+    idempotency_key = f"rampart-checkout-{tenant_id}-{client_key}"
     try:
         session = await stripe_api.client().v1.checkout.sessions.create_async(
             params={

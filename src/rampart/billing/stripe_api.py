@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import lru_cache
 
 import stripe
@@ -29,14 +30,22 @@ def client() -> stripe.StripeClient:
     key = settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else None
     if key is None and not settings.stripe_api_base:
         raise BillingNotConfigured()
-    return _client(key or FAKE_KEY, settings.stripe_api_base, settings.stripe_timeout_seconds)
+    # One client per event loop: its httpx connection pool belongs to the loop it was made
+    # in (the API's, the job loop's, each `asyncio.run` of the reconcile command).
+    loop = id(asyncio.get_running_loop())
+    return _client(key or FAKE_KEY, settings.stripe_api_base, settings.stripe_timeout_seconds, loop)
 
 
-@lru_cache(maxsize=4)
-def _client(key: str, base: str | None, timeout: float) -> stripe.StripeClient:
+@lru_cache(maxsize=8)
+def _client(key: str, base: str | None, timeout: float, _loop: int) -> stripe.StripeClient:
     return stripe.StripeClient(
         key,
         base_addresses={"api": base} if base else None,
         http_client=stripe.HTTPXClient(timeout=timeout, allow_sync_methods=True),
         max_network_retries=2,  # the SDK reuses the call's idempotency key on retries
     )
+
+
+def forget_clients() -> None:
+    """Drop the cached clients (before their event loop closes)."""
+    _client.cache_clear()
