@@ -24,7 +24,8 @@ only; the running release ignores them.
 5. `app.billing_customers()` (cross-tenant path 5, the reconciliation job): every tenant
    bound to a Stripe customer, its id, plan, subscription status and payment flag; no
    other data. `app.billing_grace_expired(seconds)`: the tenants still on pro whose
-   payment failed longer ago than the grace period.
+   payment failed longer ago than the grace period. `app.billing_summary()`: tenant counts
+   by plan and subscription status (the relay's gauges), nothing else.
 """
 
 from alembic import op
@@ -136,10 +137,19 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
    ORDER BY t.id
 $$;
 
+-- Counts only, for the relay's gauges (tenants by plan and subscription status).
+CREATE FUNCTION app.billing_summary()
+RETURNS TABLE (plan text, subscription_status text, tenants bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+  SELECT t.plan, coalesce(t.subscription_status, 'none'), count(*)
+    FROM public.tenants t GROUP BY 1, 2
+$$;
+
 REVOKE ALL ON FUNCTION app.audit_page(integer, bigint, text), app.billing_customers(),
-  app.billing_grace_expired(integer), app.audit_events_append_only() FROM PUBLIC;
+  app.billing_grace_expired(integer), app.billing_summary(),
+  app.audit_events_append_only() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app.audit_page(integer, bigint, text), app.billing_customers(),
-  app.billing_grace_expired(integer) TO app_rw;
+  app.billing_grace_expired(integer), app.billing_summary() TO app_rw;
 """
 
 

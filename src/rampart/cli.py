@@ -216,7 +216,10 @@ def relay() -> None:
     setup_process("relay")
     # The relay alone also reports the system-wide gauges (jobs, queues, DB connections).
     port = settings.relay_metrics_port
-    if metrics_export.serve(port, settings.metrics_host, [OpsCollector()]) is not None:
+    from rampart.billing.metrics import BillingCollector
+
+    collectors = [OpsCollector(), BillingCollector()]
+    if metrics_export.serve(port, settings.metrics_host, collectors) is not None:
         get_logger("rampart.metrics").info("metrics_serving", host=settings.metrics_host, port=port)
     import asyncio
 

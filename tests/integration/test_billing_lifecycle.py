@@ -237,3 +237,29 @@ def test_portal_without_a_customer_is_409(api):
     account = signup(api, "No customer")
     response = api.post("/api/v1/billing/portal", headers=account.headers)
     assert response.status_code == 409 and response.json()["error"]["code"] == "no_customer"
+
+
+def test_the_relay_reports_tenants_by_plan_subscriptions_and_mrr(api, fake_stripe):
+    from rampart.billing.metrics import BillingCollector
+    from rampart.billing.plans import get as plan_of
+
+    def gauges() -> dict[tuple[str, str], float]:
+        return {
+            (sample.name, next(iter(sample.labels.values()))): sample.value
+            for family in BillingCollector().collect()
+            for sample in family.samples
+        }
+
+    before = gauges()
+    account = signup(api, "Gauges")
+    url = checkout(api, account, str(uuid.uuid4()))
+    control(fake_stripe, f"/_checkout/{url.rsplit('/', 1)[1]}/complete", status="active")
+    after = gauges()
+
+    assert after[("rampart_tenants", "pro")] == before.get(("rampart_tenants", "pro"), 0) + 1
+    assert after[("rampart_subscriptions", "active")] == (
+        before.get(("rampart_subscriptions", "active"), 0) + 1
+    )
+    assert after[("rampart_mrr_cents", "pro")] == (
+        before.get(("rampart_mrr_cents", "pro"), 0) + plan_of("pro").monthly_price_cents
+    )
