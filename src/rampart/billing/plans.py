@@ -45,6 +45,10 @@ class Plan:
     # What the price is, for MRR (minor units per month).
     monthly_price_cents: int = 0
     currency: str = "usd"
+    # Per-user creation rate (`limits` notation). Today kit/security/ratelimit.py still
+    # reads RATE_LIMIT_ASSESSMENTS_FREE|PRO itself; once plan policy leaves the kit, it
+    # reads this instead (the same settings, one place).
+    assessments_rate_limit: str = "10/hour"
 
     def limit(self, metric: str) -> int | None:
         if metric == "assessments":
@@ -66,6 +70,7 @@ def all_plans() -> dict[str, Plan]:
             members=3,
             evidence_bytes=100 * 1024 * 1024,
             llm_providers=frozenset({"openai"}),
+            assessments_rate_limit=settings.rate_limit_assessments_free,
         ),
         "pro": Plan(
             name="pro",
@@ -76,6 +81,7 @@ def all_plans() -> dict[str, Plan]:
             llm_providers=frozenset({"openai", "anthropic"}),
             price_id=settings.stripe_price_pro,
             monthly_price_cents=4900,
+            assessments_rate_limit=settings.rate_limit_assessments_pro,
         ),
     }
 
