@@ -21,7 +21,9 @@ only; the running release ignores them.
    deliberate tenant deletion (a DELETE run by the foreign key's own trigger). Owners read
    their tenant's trail through `app.audit_page` (the caller must be a live owner):
    app_rw still has no SELECT on the table; readonly_audit reads it all.
-5. `app.billing_customers()` (cross-tenant path 5, the reconciliation job): every tenant
+5. Role changes and removals (0010's `app.user_set_role`, `app.user_remove`) write
+   before → after into their audit rows; nothing else about them changes.
+6. `app.billing_customers()` (cross-tenant path 5, the reconciliation job): every tenant
    bound to a Stripe customer, its id, plan, subscription status and payment flag; no
    other data. `app.billing_grace_expired(seconds)`: the tenants still on pro whose
    payment failed longer ago than the grace period. `app.billing_summary()`: tenant counts
@@ -153,8 +155,57 @@ GRANT EXECUTE ON FUNCTION app.audit_page(integer, bigint, text), app.billing_cus
 """
 
 
+# 0010's role change and removal, now with before → after in their audit rows (same
+# signatures, same checks, same subjects).
+AUTHORITY_AUDIT = """
+CREATE OR REPLACE FUNCTION app.user_set_role(p_user uuid, p_role text, p_trace_id text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+  old_role text := app.authority_check(p_user, p_role = 'owner');
+BEGIN
+  IF p_role NOT IN ('owner', 'admin', 'member', 'viewer') THEN
+    RAISE EXCEPTION 'unknown role %', p_role USING ERRCODE = '22023';
+  END IF;
+  IF old_role = p_role THEN
+    RETURN old_role;
+  END IF;
+  IF old_role = 'owner' THEN
+    PERFORM app.last_owner_guard(p_user);
+  END IF;
+  UPDATE public.users SET role = p_role, token_version = token_version + 1 WHERE id = p_user;
+  INSERT INTO public.audit_events
+    (tenant_id, actor_id, action, subject, trace_id, before_state, after_state)
+  VALUES (app.tenant_id(), app.uid(), 'role_changed',
+          'user:' || p_user || ' ' || old_role || '->' || p_role,
+          p_trace_id, jsonb_build_object('role', old_role), jsonb_build_object('role', p_role));
+  RETURN old_role;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION app.user_remove(p_user uuid, p_trace_id text) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+  old_role text := app.authority_check(p_user, false);
+BEGIN
+  IF old_role = 'owner' THEN
+    PERFORM app.last_owner_guard(p_user);
+  END IF;
+  UPDATE public.users SET removed_at = now(), token_version = token_version + 1
+   WHERE id = p_user;
+  INSERT INTO public.audit_events
+    (tenant_id, actor_id, action, subject, trace_id, before_state, after_state)
+  VALUES (app.tenant_id(), app.uid(), 'user_removed', 'user:' || p_user || ' ' || old_role,
+          p_trace_id, jsonb_build_object('role', old_role, 'removed', false),
+          jsonb_build_object('role', old_role, 'removed', true));
+  RETURN old_role;
+END
+$$;
+"""
+
+
 def upgrade() -> None:
-    for block in (TABLES, POLICIES, APPEND_ONLY, DEFINER_FUNCTIONS):
+    for block in (TABLES, POLICIES, APPEND_ONLY, DEFINER_FUNCTIONS, AUTHORITY_AUDIT):
         op.execute(block)
 
 

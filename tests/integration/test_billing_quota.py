@@ -206,5 +206,24 @@ def test_billing_is_for_owners_and_admins_and_the_audit_trail_for_owners(quota_a
         assert refused.status_code == 403, (path, refused.text)
         assert refused.json()["error"]["code"] == "forbidden"
     assert quota_api.get("/api/v1/audit", headers=admin.headers).status_code == 403
+
+    # Role changes and removals are in the owner's trail with before → after and who.
+    changed = quota_api.patch(
+        f"/api/v1/users/{member.user_id}/role", json={"role": "viewer"}, headers=owner.headers
+    )
+    assert changed.status_code == 200, changed.text
+    assert (
+        quota_api.delete(f"/api/v1/users/{member.user_id}", headers=owner.headers).status_code
+        == 204
+    )
     trail = quota_api.get("/api/v1/audit", headers=owner.headers).json()["items"]
-    assert trail  # the invitations and role grants of this tenant, at least
+    removed, role = trail[0], trail[1]
+    assert (role["action"], role["before"], role["after"]) == (
+        "role_changed",
+        {"role": "member"},
+        {"role": "viewer"},
+    )
+    assert role["actor_id"] == owner.user_id and role["trace_id"]
+    assert removed["action"] == "user_removed"
+    assert removed["before"] == {"role": "viewer", "removed": False}
+    assert removed["after"] == {"role": "viewer", "removed": True}
