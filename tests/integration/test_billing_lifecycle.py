@@ -263,3 +263,30 @@ def test_the_relay_reports_tenants_by_plan_subscriptions_and_mrr(api, fake_strip
     assert after[("rampart_mrr_cents", "pro")] == (
         before.get(("rampart_mrr_cents", "pro"), 0) + plan_of("pro").monthly_price_cents
     )
+
+
+def test_reconciliation_reports_drift_it_cannot_repair(api, fake_stripe):
+    """A change Stripe sent no event for (older than the window, or made with events
+    off): reconciliation reports it (metric, log) and guesses nothing."""
+    account = signup(api, "Drift")
+    url = checkout(api, account, str(uuid.uuid4()))
+    events = control(fake_stripe, f"/_checkout/{url.rsplit('/', 1)[1]}/complete")
+    subscription_id = events[0]["data"]["object"]["id"]
+    with fake_stripe.fake.lock:  # Stripe's state moves on; no event says so
+        fake_stripe.fake.subscriptions[subscription_id]["status"] = "unpaid"
+    before = metric("rampart_billing_drift_total")
+
+    report = loop.run(reconcile())
+
+    mine = [d for d in report.drift if d["tenant_id"] == account.tenant_id]
+    assert mine == [
+        {
+            "tenant_id": account.tenant_id,
+            "customer": events[0]["data"]["object"]["customer"],
+            "ours": "active",
+            "plan": "pro",
+            "stripe": "unpaid",
+        }
+    ]
+    assert metric("rampart_billing_drift_total") >= before + 1
+    assert plan(api, account) == "pro"  # reported, not guessed at

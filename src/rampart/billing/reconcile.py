@@ -27,9 +27,11 @@ from typing import Any
 
 import stripe
 import structlog
+from pydantic import ValidationError
 
 from rampart.billing import repository, service, stripe_api
 from rampart.billing.schemas import StripeEvent
+from rampart.billing.webhooks import MalformedEvent
 from rampart.config import get_settings
 from rampart.kit import context
 from rampart.kit.db.transaction import transaction
@@ -73,13 +75,21 @@ async def _undelivered_events(client: stripe.StripeClient, since: int) -> list[d
 
 async def _apply_missed(events: list[dict], report: Report) -> None:
     for document in events:
-        event = StripeEvent.model_validate(document)
+        try:
+            event = StripeEvent.model_validate(document)
+        except ValidationError as exc:  # one odd event must not stop the others
+            log.error("billing_event_unreadable", event_id=document.get("id"), error=str(exc)[:300])
+            continue
         # Its own trace id: the audit rows it writes say which run applied it.
         with structlog.contextvars.bound_contextvars(
             trace_id=context.new_trace_id(), reconciliation=True
         ):
-            async with transaction(None) as tx:
-                ack = await service.handle_stripe_event(tx, event, document)
+            try:
+                async with transaction(None) as tx:
+                    ack = await service.handle_stripe_event(tx, event, document)
+            except MalformedEvent as exc:
+                log.error("billing_event_unreadable", event_id=event.id, error=exc.message)
+                continue
             if ack.outcome == "applied":
                 report.repaired.append(event.id)
                 BILLING_RECONCILE_REPAIRED.labels(_kind(event.type)).inc()
@@ -94,11 +104,17 @@ async def _compare_subscriptions(client: stripe.StripeClient, report: Report) ->
             params={"customer": row["stripe_customer_id"], "status": "all", "limit": 1}
         )
         theirs = page.data[0].status if page.data else None
-        if theirs is not None and theirs != row["subscription_status"]:
+        ours = row["subscription_status"]
+        implied = service.SUBSCRIPTION_PLANS.get(theirs or "")
+        # A tenant bound before subscriptions were stored (status NULL) is drift only when
+        # its plan contradicts Stripe's status.
+        plan_wrong = implied is not None and implied != row["plan"]
+        if theirs is not None and (plan_wrong or (ours is not None and theirs != ours)):
             drift = {
                 "tenant_id": str(row["tenant_id"]),
                 "customer": row["stripe_customer_id"],
-                "ours": row["subscription_status"],
+                "ours": ours,
+                "plan": row["plan"],
                 "stripe": theirs,
             }
             report.drift.append(drift)
