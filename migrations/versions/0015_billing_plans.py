@@ -43,7 +43,7 @@ CREATE TABLE usage_counters (
   metric        text NOT NULL CHECK (metric ~ '^[a-z_]{1,40}$'),
   -- First day of the calendar month (UTC) the usage belongs to.
   period_start  date NOT NULL,
-  used          integer NOT NULL DEFAULT 0 CHECK (used >= 0),
+  used          bigint NOT NULL DEFAULT 0 CHECK (used >= 0),
   updated_at    timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (tenant_id, metric, period_start)
 );
@@ -60,7 +60,8 @@ ALTER TABLE audit_events
   ADD COLUMN before_state jsonb,
   ADD COLUMN after_state jsonb,
   ADD COLUMN reason text CHECK (length(reason) <= 1000);
-CREATE INDEX audit_events_tenant_id_idx ON audit_events (tenant_id, id);
+-- No new index: the trail is read per tenant, newest first, through 0001's
+-- audit_events_tenant_idx (tenant_id, created_at).
 """
 
 POLICIES = """
