@@ -4,7 +4,9 @@ Revision ID: 0015
 Revises: 0013
 
 Reading guide (docs/billing.md). Zero-downtime: new tables and nullable or defaulted columns
-only; the running release ignores them.
+only, no blocking index build (squawk-clean); the running release ignores them.
+Reversible: the downgrade drops what this adds and puts 0010's role functions back
+(tests/integration/test_billing_migration.py).
 
 1. `usage_counters`: one row per (tenant, metric, calendar month), counted in the same
    transaction as the work it counts. The quota check is the increment itself
@@ -29,6 +31,9 @@ only; the running release ignores them.
    payment failed longer ago than the grace period. `app.billing_summary()`: tenant counts
    by plan and subscription status (the relay's gauges), nothing else.
 """
+
+import re
+from pathlib import Path
 
 from alembic import op
 
@@ -210,5 +215,40 @@ def upgrade() -> None:
         op.execute(block)
 
 
+# Reversible (docs/migrations.md): everything above is new, so the downgrade drops it and
+# puts 0010's role change and removal back, verbatim. Data in the new columns and tables
+# (usage, subscription state, audit before/after) is lost; the previous release never
+# reads it.
+def _authority_functions_of_0010() -> str:
+    source = (Path(__file__).with_name("0010_authority.py")).read_text()
+    bodies = [
+        re.search(rf"CREATE FUNCTION app\.{name}\(.*?\n\$\$;\n", source, re.DOTALL)
+        for name in ("user_set_role", "user_remove")
+    ]
+    assert all(bodies), "0010's functions not found"
+    return "".join(
+        b.group(0).replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+        for b in bodies  # type: ignore[union-attr]
+    )
+
+
+DOWN = """
+DROP FUNCTION app.billing_summary();
+DROP FUNCTION app.billing_grace_expired(integer);
+DROP FUNCTION app.billing_customers();
+DROP FUNCTION app.audit_page(integer, bigint, text);
+DROP TRIGGER audit_events_append_only ON audit_events;
+DROP FUNCTION app.audit_events_append_only();
+ALTER TABLE audit_events
+  DROP COLUMN reason, DROP COLUMN after_state, DROP COLUMN before_state;
+ALTER TABLE tenants
+  DROP COLUMN cancel_at_period_end, DROP COLUMN current_period_end,
+  DROP COLUMN subscription_status, DROP COLUMN subscription_id;
+ALTER TABLE assessments DROP COLUMN usage_period;
+DROP TABLE usage_counters;
+"""
+
+
 def downgrade() -> None:
-    raise NotImplementedError("forward-only: restore from a backup instead")
+    op.execute(_authority_functions_of_0010())
+    op.execute(DOWN)
