@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from rampart.accounts.routes import router as accounts_router
 from rampart.accounts.service import actor_check_sql, load_actor
 from rampart.assessments.routes import router as assessments_router
+from rampart.billing.routes import account_router as billing_account_router
+from rampart.billing.routes import audit_router
 from rampart.billing.routes import router as billing_router
 from rampart.config import get_settings
 from rampart.evidence.routes import UPLOAD_ROUTE
@@ -94,6 +96,8 @@ def create_app() -> FastAPI:
         evidence_router,
         roadmaps_router,
         billing_router,
+        billing_account_router,
+        audit_router,
         incidents_router,
     ):
         app.include_router(router)

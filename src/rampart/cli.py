@@ -38,7 +38,7 @@ console = Console(stderr=True, soft_wrap=True)
 
 # Long-running services get their URLs from the environment (`up` passes them); every
 # other command may use the running `rampart up`'s (devstack/running.py).
-SERVICES = frozenset({"up", "api", "worker", "relay", "fake-llm"})
+SERVICES = frozenset({"up", "api", "worker", "relay", "fake-llm", "fake-stripe"})
 
 
 @app.callback()
@@ -210,7 +210,10 @@ def relay() -> None:
     setup_process("relay")
     # The relay alone also reports the system-wide gauges (jobs, queues, DB connections).
     port = settings.relay_metrics_port
-    if exposition.serve(port, settings.metrics_host, [OpsCollector()]) is not None:
+    from rampart.billing.metrics import BillingCollector
+
+    collectors = [OpsCollector(), BillingCollector()]
+    if exposition.serve(port, settings.metrics_host, collectors) is not None:
         get_logger("rampart.metrics").info("metrics_serving", host=settings.metrics_host, port=port)
     import asyncio
 
@@ -435,6 +438,114 @@ def fake_llm(
     serve(host, port)
 
 
+@app.command("fake-stripe")
+def fake_stripe(
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port.")] = 12111,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="Where to POST the signed webhooks (our endpoint)."),
+    ] = None,
+    webhook_secret: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SECRET",
+            help="The whsec_ secret to sign webhooks with (default: STRIPE_WEBHOOK_SECRET).",
+        ),
+    ] = None,
+) -> None:
+    """Serve a fake Stripe API (the REST shapes Rampart uses) that signs and sends webhooks.
+
+    Point STRIPE_API_BASE at `http://HOST:PORT`; any `sk_` key is accepted. It serves
+    customers, Checkout Sessions, Customer Portal sessions, subscriptions and the events
+    list (with `delivery_success`), honours `Idempotency-Key`, and sends each event to
+    the webhook URL signed with Stripe's scheme. What a customer or Stripe would do is a
+    control call: `POST /_checkout/SESSION/complete` (pays: subscription created, checkout
+    completed, invoice paid), `POST /_subscriptions/SUB/payment_failed`, `.../pay`,
+    `.../status` with a JSON `status`, `POST /_drop` with `times` (lose the next webhooks),
+    `GET /_events`.
+
+    **Examples**
+
+    ```
+    $ rampart fake-stripe --port 12111 --webhook-url http://127.0.0.1:8000/api/v1/webhooks/stripe
+    $ STRIPE_API_BASE=http://127.0.0.1:12111 rampart up
+    $ curl -X POST 127.0.0.1:12111/_checkout/cs_test_123/complete -d '{"status": "active"}'
+    ```
+    """
+    from rampart.billing.fake_stripe import serve
+
+    secret = webhook_secret or _settings().stripe_webhook_secret.get_secret_value()
+    serve(host, port, webhook_url, secret)
+
+
+@app.command("billing-reconcile")
+def billing_reconcile(
+    every: Annotated[
+        float | None,
+        typer.Option(metavar="SECONDS", help="Run again every SECONDS (default: run once)."),
+    ] = None,
+    window: Annotated[
+        int | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="How far back to list Stripe events (default: BILLING_RECONCILE_WINDOW_SECONDS).",
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(metavar="PORT", help="Serve /metrics for Prometheus on this port."),
+    ] = None,
+) -> None:
+    """Reconcile billing with Stripe: apply missed webhooks, report drift, end grace periods.
+
+    Lists Stripe's undelivered events of the window and applies them through the webhook's
+    own idempotent path, compares each customer's subscription status with ours (drift is
+    logged and counted, not guessed at), and downgrades tenants whose grace period after
+    a failed payment is over. Runbook: docs/runbooks/billing-reconciliation-drift.md.
+
+    **Examples**
+
+    ```
+    $ rampart billing-reconcile
+    $ rampart billing-reconcile --every 900 --metrics-port 9104
+    $ rampart billing-reconcile --window 86400
+    ```
+    """
+    import asyncio
+    import time
+
+    from rampart.billing import stripe_api
+    from rampart.billing.reconcile import reconcile
+    from rampart.kit.db.pool import close_pool
+    from rampart.kit.logging import configure_service_logging
+
+    settings = _settings()
+    configure_service_logging("billing-reconcile", settings)
+    if metrics_port is not None:
+        from rampart.kit.metrics import exposition
+
+        exposition.serve(metrics_port, settings.metrics_host)
+
+    async def once():
+        try:
+            return await reconcile(window)
+        finally:
+            await close_pool()
+            stripe_api.forget_clients()  # they belong to this run's event loop
+
+    while True:
+        report = asyncio.run(once())
+        console.print(
+            f"events {report.events_seen}, repaired {len(report.repaired)}, "
+            f"drift {len(report.drift)}, downgraded {report.downgraded}",
+            markup=False,
+        )
+        if every is None:
+            raise typer.Exit(1 if report.drift else 0)
+        time.sleep(every)
+
+
 def _acquire_up_lock(home: Path):
     home.mkdir(parents=True, exist_ok=True)
     handle = open(home / "up.lock", "a+")  # noqa: SIM115 - held for the process lifetime
@@ -631,6 +742,8 @@ def up() -> None:
         record.urls[running.API_URL] = (
             f"http://[{local}]:{port}" if ":" in local else f"http://{local}:{port}"
         )
+        if stack.stripe is not None:  # the fake Stripe sends its webhooks to this API
+            stack.stripe.fake.webhook_url = f"{record.urls[running.API_URL]}/api/v1/webhooks/stripe"
         running.write(home, record)
         keep_record()
 
@@ -665,6 +778,11 @@ def up() -> None:
             + (
                 f"  mail      rampart mail   (mails are kept, not sent: {stack.mail.directory})\n"
                 if stack.mail is not None
+                else ""
+            )
+            + (
+                f"  stripe    fake Stripe at {stack.stripe.url} (`rampart fake-stripe --help`)\n"
+                if stack.stripe is not None
                 else ""
             )
             + f"  try:  curl -s -X POST {base}/api/v1/auth/signup"

@@ -343,6 +343,47 @@ class Settings(BaseSettings):
         "future; replay nonces are kept in Redis for twice this plus a minute.",
     )
 
+    # --- billing: Stripe API, plans, quotas (billing/plans.py) ---------------------------
+    stripe_api_key: SecretStr | None = Field(
+        None,
+        description="Stripe secret API key (`sk_...`). Unset in dev/test: the fake Stripe "
+        "(`rampart fake-stripe`) at STRIPE_API_BASE takes any key.",
+    )
+    stripe_api_base: str | None = Field(
+        None,
+        description="Base URL of the Stripe API (unset: Stripe's own). Point it at "
+        "`rampart fake-stripe` for local work and tests, e.g. `http://127.0.0.1:12111`.",
+    )
+    stripe_price_pro: str = Field(
+        "price_rampart_pro_monthly", description="Stripe Price id of the pro plan."
+    )
+    stripe_timeout_seconds: float = Field(
+        10, gt=0, le=60, description="Timeout of one call to the Stripe API."
+    )
+    billing_return_url: str = Field(
+        "http://127.0.0.1:8000/billing",
+        description="Where Checkout and the Customer Portal send the browser back to.",
+    )
+    plan_free_assessments_per_month: int = Field(
+        10, ge=0, description="Assessments a tenant on the free plan may create per month."
+    )
+    plan_pro_assessments_per_month: int = Field(
+        1000, ge=0, description="Assessments a tenant on the pro plan may create per month."
+    )
+    billing_grace_period_seconds: int = Field(
+        7 * 86400,
+        ge=0,
+        description="How long a tenant stays on pro after a failed payment (past_due) "
+        "before it is downgraded to free (its data is kept).",
+    )
+    billing_reconcile_window_seconds: int = Field(
+        3 * 86400,
+        ge=60,
+        le=30 * 86400,
+        description="How far back reconciliation lists Stripe events (Stripe retries "
+        "deliveries for 3 days; events are listable for 30).",
+    )
+
     # --- rate limits, client IP, CORS ----------------------------------------------------
     rate_limit_enabled: bool = Field(
         True,

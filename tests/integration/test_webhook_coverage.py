@@ -4,7 +4,7 @@
 The webhook tests run again in a subprocess under `coverage` (branch coverage, which is
 stricter than lines) on an embedded stack of their own: they need its superuser for ground
 truth and stop its Redis, so the outer session's DATABASE_URL/REDIS_URL are not passed on.
-The inner run collects test_stripe_webhooks.py only, so it never reaches this file again;
+The inner run collects the billing tests only (BILLING_TESTS), so it never reaches this file again;
 RAMPART_COVERAGE_INNER guards against it all the same.
 """
 
@@ -19,6 +19,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_TESTS = ROOT / "tests" / "integration" / "test_stripe_webhooks.py"
+# The billing module is more than its webhook: plans and quotas, checkout and the fake
+# Stripe, the lifecycle and reconciliation have tests of their own.
+BILLING_TESTS = [
+    WEBHOOK_TESTS,
+    ROOT / "tests" / "integration" / "test_billing_quota.py",
+    ROOT / "tests" / "integration" / "test_billing_lifecycle.py",
+]
 FAIL_UNDER = 90
 INNER = "RAMPART_COVERAGE_INNER"
 
@@ -51,13 +58,13 @@ def test_billing_module_coverage_is_at_least_90_percent(stack, tmp_path):
             "pytest",
             "-q",
             "-x",
-            str(WEBHOOK_TESTS),
+            *map(str, BILLING_TESTS),
         ],
         cwd=ROOT,
         env=_inner_env(stack),
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=480,
     )
     assert run.returncode == 0, f"the webhook tests failed under coverage:\n{run.stdout[-4000:]}"
     report = subprocess.run(  # noqa: S603

@@ -82,6 +82,9 @@ GENEROUS_RATE_LIMITS = {
     "RATE_LIMIT_ASSESSMENTS_PRO": "10000/minute",
     "RATE_LIMIT_UPLOADS_PER_USER": "10000/minute",
     "FORWARDED_ALLOW_IPS": "",
+    # Monthly plan quotas, likewise: the quota tests (test_billing_quota.py) set real ones.
+    "PLAN_FREE_ASSESSMENTS_PER_MONTH": "100000",
+    "PLAN_PRO_ASSESSMENTS_PER_MONTH": "100000",
 }
 
 
@@ -115,7 +118,8 @@ def _supabase_postgres(home: Path) -> EmbeddedPostgres:
 def start_test_stack(home: Path) -> TestStack:
     shape = db_shape()
     server = _supabase_postgres(home) if shape == "supabase" else None
-    local = LocalStack(home, fast=True, postgres=server)
+    # The fake Stripe too (a real HTTP server): checkout and portal work in every test.
+    local = LocalStack(home, fast=True, postgres=server, fake_stripe=True)
     env = local.start()
     env = {
         **env,

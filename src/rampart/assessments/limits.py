@@ -9,7 +9,7 @@ from functools import lru_cache
 from fastapi import Request
 from limits import RateLimitItem, parse
 
-from rampart.config import get_settings
+from rampart.billing import service as billing
 from rampart.kit.security.auth import CurrentPrincipal, load_actor
 from rampart.kit.security.ratelimit import request_limiter
 from rampart.kit.security.request_tx import TenantTx
@@ -21,11 +21,8 @@ def _item(limit: str) -> RateLimitItem:
 
 
 def per_plan(plan: str | None) -> RateLimitItem:
-    """RATE_LIMIT_ASSESSMENTS_PRO for the pro plan, RATE_LIMIT_ASSESSMENTS_FREE else."""
-    settings = get_settings()
-    if plan == "pro":
-        return _item(settings.rate_limit_assessments_pro)
-    return _item(settings.rate_limit_assessments_free)
+    """The plan's rate (billing/plans.py: RATE_LIMIT_ASSESSMENTS_FREE|PRO)."""
+    return _item(billing.assessments_rate_limit(plan))
 
 
 async def assessment_rate_limit(

@@ -4,7 +4,7 @@ gone for the API (404, not listed) and for the pipeline (its jobs find nothing t
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from asyncpg import Record
@@ -33,16 +33,31 @@ async def insert(
     answers: dict[str, int],
     context: str | None,
     trace_id: str | None,
+    usage_period: date | None = None,
 ) -> None:
     await tx.execute(
-        "INSERT INTO assessments (id, tenant_id, created_by, answers, context, trace_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO assessments"
+        " (id, tenant_id, created_by, answers, context, trace_id, usage_period)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
         assessment_id,
         tenant_id,
         created_by,
         answers,
         context,
         trace_id,
+        usage_period,
+    )
+
+
+async def take_usage_period(tx: Tx, assessment_id: uuid.UUID) -> date | None:
+    """Clear the month the assessment was counted in and return it (None: not counted, or
+    given back already), so its unit is refunded at most once."""
+    return await tx.fetchval(
+        "UPDATE assessments a SET usage_period = NULL"
+        " FROM (SELECT id, usage_period FROM assessments WHERE id = $1 FOR UPDATE) old"
+        " WHERE a.id = old.id AND old.usage_period IS NOT NULL"
+        " RETURNING old.usage_period",
+        assessment_id,
     )
 
 

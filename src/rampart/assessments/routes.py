@@ -31,6 +31,12 @@ async def questionnaire() -> Questionnaire:
     status_code=202,
     response_model=AssessmentAccepted,
     dependencies=[Depends(assessment_rate_limit)],
+    responses={
+        402: {
+            "description": "The plan's monthly assessments are used up (`quota_exceeded`; "
+            "`details`: metric, plan, limit, usage, period_start, reset_at)."
+        }
+    },
 )
 async def create_assessment(
     data: AssessmentIn,
@@ -49,6 +55,8 @@ async def create_assessment(
         status=202,
     )
     response.headers["Location"] = f"/api/v1/assessments/{accepted.id}"
+    if accepted.quota_warning:
+        response.headers["Quota-Warning"] = accepted.quota_warning
     return accepted
 
 

@@ -43,6 +43,12 @@ class AssessmentIn(BaseModel):
 class AssessmentAccepted(BaseModel):
     id: uuid.UUID
     status: Status
+    quota_warning: str | None = Field(
+        None,
+        description="Set when the tenant has used 80 % or more of its plan's monthly "
+        "assessments (also sent as the `Quota-Warning` header): "
+        '`assessments; used=8; limit=10; reset="2026-01-01T00:00:00Z"`.',
+    )
 
 
 class AssessmentOut(BaseModel):

@@ -20,6 +20,7 @@ from rampart.assessments.schemas import (
     AssessmentOut,
     AssessmentPage,
 )
+from rampart.billing import service as billing
 from rampart.kit import audit, context
 from rampart.kit.db.transaction import Tx
 from rampart.kit.errors import NotFound, ValidationFailed
@@ -60,6 +61,8 @@ async def create(tx: Tx, principal: Principal, data: AssessmentIn) -> Assessment
         validate_answers(data.answers)
     except AnswersError as exc:
         raise ValidationFailed("The answers are invalid.", details=exc.details) from exc
+    # Metered in this transaction: the unit and the assessment commit (or not) together.
+    quota, usage_period = await billing.consume(tx, principal, "assessments")
     assessment_id = uuid.uuid4()
     tenant_id = uuid.UUID(principal.tenant_id)
     await repository.insert(
@@ -70,6 +73,7 @@ async def create(tx: Tx, principal: Principal, data: AssessmentIn) -> Assessment
         answers=data.answers,
         context=data.context,
         trace_id=context.current("trace_id"),  # type: ignore[arg-type]
+        usage_period=usage_period,
     )
     await enqueue(
         tx,
@@ -81,7 +85,11 @@ async def create(tx: Tx, principal: Principal, data: AssessmentIn) -> Assessment
     )
     context.bind(assessment_id=str(assessment_id))
     log.info("assessment_accepted")
-    return AssessmentAccepted(id=assessment_id, status="queued")
+    return AssessmentAccepted(
+        id=assessment_id,
+        status="queued",
+        quota_warning=quota.header() if quota.warning else None,
+    )
 
 
 def _out(row: Record) -> AssessmentOut:
@@ -256,3 +264,7 @@ async def mark_failed(run: JobRun, exc: BaseException) -> None:
                 status="failed",
                 error="Processing failed; the team has been notified.",
             )
+            # A failed (quarantined) assessment does not count against the quota.
+            period = await repository.take_usage_period(tx, assessment["id"])
+            if period is not None:
+                await billing.refund(tx, assessment["tenant_id"], period, "assessments")

@@ -5,11 +5,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 
 from rampart.billing import service, stripe_verification
-from rampart.billing.schemas import WebhookAck
-from rampart.kit.security.request_tx import AnonymousTx
+from rampart.billing.schemas import AuditPage, BillingOut, CheckoutIn, RedirectOut, WebhookAck
+from rampart.kit import idempotency
+from rampart.kit.security.auth import CurrentPrincipal, Principal, load_actor
+from rampart.kit.security.permissions import VerifiedActor
+from rampart.kit.security.request_tx import AnonymousTx, TenantTx
+
+
+async def _loaded_actor(tx: TenantTx, principal: CurrentPrincipal) -> Principal:
+    """The caller with the role the database holds now (reads need no confirmed email)."""
+    return await load_actor(tx, principal)
+
+
+CurrentActorLoaded = Annotated[Principal, Depends(_loaded_actor)]
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
@@ -60,3 +71,60 @@ async def stripe_webhook(
 ) -> WebhookAck:
     event, document = await stripe_verification.verify_stripe(payload, stripe_signature)
     return await service.handle_stripe_event(tx, event, document)
+
+
+# --- the tenant's billing: plan, usage, Checkout, Portal -------------------------------------
+
+account_router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
+_OWNERS_ADMINS = {403: {"description": "Only owners and admins see and manage billing."}}
+_STRIPE_DOWN = {503: {"description": "Stripe did not answer (`stripe_unavailable`)."}}
+
+
+@account_router.get("", response_model=BillingOut, responses=_OWNERS_ADMINS)
+async def billing_overview(actor: CurrentActorLoaded, tx: TenantTx) -> BillingOut:
+    return await service.overview(tx, actor)
+
+
+@account_router.post(
+    "/checkout",
+    response_model=RedirectOut,
+    responses={**_OWNERS_ADMINS, **_STRIPE_DOWN, 409: {"description": "Already subscribed."}},
+)
+async def billing_checkout(
+    data: CheckoutIn,
+    actor: VerifiedActor,
+    tx: TenantTx,
+    idempotency_key: idempotency.IdempotencyKey = None,
+) -> RedirectOut:
+    return RedirectOut(url=await service.start_checkout(tx, actor, data.plan, idempotency_key))
+
+
+@account_router.post(
+    "/portal",
+    response_model=RedirectOut,
+    responses={**_OWNERS_ADMINS, **_STRIPE_DOWN, 409: {"description": "No customer yet."}},
+)
+async def billing_portal(actor: VerifiedActor, tx: TenantTx) -> RedirectOut:
+    return RedirectOut(url=await service.open_portal(tx, actor))
+
+
+# --- the audit trail -----------------------------------------------------------------------
+
+audit_router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+
+@audit_router.get(
+    "",
+    response_model=AuditPage,
+    responses={403: {"description": "Only owners read the audit trail."}},
+)
+async def audit_trail(
+    actor: CurrentActorLoaded,
+    tx: TenantTx,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="`next_cursor` of a page.")
+    ] = None,
+    action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+$")] = None,
+) -> AuditPage:
+    return await service.audit_trail(tx, actor, limit=limit, before=cursor, action=action)

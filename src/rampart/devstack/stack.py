@@ -21,6 +21,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rampart.billing.fake_stripe import FakeStripeServer
 from rampart.devstack.mailbox import MailCapture
 from rampart.devstack.ports import Binding, free_port
 from rampart.devstack.postgres import EmbeddedPostgres, bootstrap_database
@@ -67,7 +68,9 @@ def _ports(home: Path) -> dict[str, int]:
     `rampart up` is found again instead of clashing with a fresh port."""
     path = home / "ports.json"
     ports = json.loads(path.read_text()) if path.exists() else {}
-    missing = {name: free_port() for name in ("postgres", "redis", "smtp") if name not in ports}
+    missing = {
+        name: free_port() for name in ("postgres", "redis", "smtp", "stripe") if name not in ports
+    }
     if missing:  # a new home, or one from before a server was added
         ports |= missing
         _write_private(path, json.dumps(ports))
@@ -99,9 +102,11 @@ class LocalStack:
     home: Path
     fast: bool = False
     supervised: bool = False  # `rampart up`: its servers die with it (die_with_parent)
+    fake_stripe: bool = False  # start the fake Stripe even when not supervised (tests)
     postgres: EmbeddedPostgres | None = None
     redis: EmbeddedRedis | None = None
     mail: MailCapture | None = None
+    stripe: FakeStripeServer | None = None
     env: dict[str, str] = field(default_factory=dict)
 
     def bindings(self) -> list[Binding]:
@@ -113,7 +118,10 @@ class LocalStack:
             ("Postgres", "postgres", "DATABASE_URL"),
             ("Redis", "redis", "REDIS_URL"),
             ("mail capture", "smtp", "SMTP_URL"),
+            ("fake Stripe", "stripe", "STRIPE_API_BASE"),
         ):
+            if name == "stripe" and not self._fake_stripe_wanted():
+                continue
             if not os.environ.get(variable):
                 change = (
                     f'delete "{name}" from {self.home / "ports.json"} (the next start '
@@ -186,13 +194,30 @@ class LocalStack:
             self.mail = MailCapture(self.home / "mail", ports["smtp"])
             self.mail.start()
             env["SMTP_URL"] = self.mail.url
+        if os.environ.get("STRIPE_API_BASE"):
+            env["STRIPE_API_BASE"] = os.environ["STRIPE_API_BASE"]
+        elif self._fake_stripe_wanted():
+            # `rampart up` without Stripe keys: the fake Stripe (billing/fake_stripe.py),
+            # signing webhooks with this stack's secret; `up` tells it the API's URL.
+            self.stripe = FakeStripeServer(
+                port=ports["stripe"], webhook_secret=env["STRIPE_WEBHOOK_SECRET"]
+            ).start()
+            env["STRIPE_API_BASE"] = self.stripe.url
         migrate(
             env["MIGRATION_DATABASE_URL"], env["DATABASE_URL"], env.get("OPERATOR_DATABASE_URL")
         )
         self.env = env
         return env
 
+    def _fake_stripe_wanted(self) -> bool:
+        return (self.supervised or self.fake_stripe) and not (
+            os.environ.get("STRIPE_API_KEY") or os.environ.get("STRIPE_API_BASE")
+        )
+
     def stop(self) -> None:
+        if self.stripe is not None:
+            self.stripe.stop()
+            self.stripe = None
         if self.mail is not None:
             self.mail.stop()
         if self.redis is not None:

@@ -30,7 +30,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -162,7 +162,15 @@ def _closed(conn: asyncpg.Connection) -> bool:
 class Tx:
     """One transaction: `fetch`, `fetchrow`, `fetchval`, `execute` (asyncpg's, `$1` params)."""
 
-    __slots__ = ("claims", "checks", "actor", "_conn", "_broken", "_after_rollback")
+    __slots__ = (
+        "claims",
+        "checks",
+        "actor",
+        "_conn",
+        "_broken",
+        "_after_rollback",
+        "_kept_on_rollback",
+    )
 
     def __init__(self, claims: Claims | None = None, *, checks: str | None = None) -> None:
         self.claims = claims
@@ -173,6 +181,7 @@ class Tx:
         self._conn: asyncpg.Connection | None = None
         self._broken = False
         self._after_rollback: list[Callable[[], None]] = []
+        self._kept_on_rollback: list[Callable[[Tx], Awaitable[None]]] = []
 
     # --- statements -------------------------------------------------------------------
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -198,6 +207,13 @@ class Tx:
     def on_rollback(self, undo: Callable[[], None]) -> None:
         """Run `undo` if this transaction does not commit (e.g. delete a stored file)."""
         self._after_rollback.append(undo)
+
+    def keep_on_rollback(self, write: Callable[[Tx], Awaitable[None]]) -> None:
+        """Write this although the transaction rolls back (the audit row of a refusal that
+        raises): `write` runs only if it does, in a transaction of its own with the same
+        claims, after this one's connection is released (never two connections at once).
+        Used outside `transaction()`, nothing runs it."""
+        self._kept_on_rollback.append(write)
 
     # --- the connection ------------------------------------------------------------------
     async def begin(self) -> None:
@@ -351,5 +367,16 @@ async def transaction(
         yield tx
     except BaseException:
         await tx.rollback()
+        await _write_kept(tx)
         raise
     await tx.commit()
+
+
+async def _write_kept(tx: Tx) -> None:
+    kept, tx._kept_on_rollback = tx._kept_on_rollback, []
+    for write in kept:
+        try:
+            async with transaction(tx.claims) as again:
+                await write(again)
+        except Exception:  # the refusal itself must still reach the caller
+            log.exception("kept_write_failed")
