@@ -10,6 +10,11 @@ drops a dependency the previous one imports shows up here too.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import psycopg
 import pytest
 from tests.support.mail import link_token, wait_for_mail
@@ -37,18 +42,21 @@ def test_the_previous_release_runs_its_core_flow_on_the_newest_schema(
         applied = {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
     assert newest in applied, f"the stack's database is not at {newest}: {applied}"
 
+    old = {"PYTHONPATH": str(root / "src")}
+    # With that PYTHONPATH this interpreter imports the previous release, not ours.
+    imported = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [sys.executable, "-c", "import rampart.app; print(rampart.app.__file__)"],
+        env={**os.environ, **old}, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()
+    assert Path(imported).is_relative_to(root), (imported, commit)
+
     with processes(stack, tmp_path / "procs") as procs:
-        old = {"PYTHONPATH": str(root / "src")}
         api = procs.spawn("api", **old)
         procs.spawn("worker", WORKER_CONCURRENCY="1", **old)
         procs.spawn("relay", **old)
         for proc in procs.procs:
             proc.wait_ready()
         with httpx.Client(base_url=api.url, timeout=30) as client:
-            # The old release answers, not ours: its modules were imported (compiled) from
-            # the unpacked tree.
-            compiled = list((root / "src" / "rampart").glob("__pycache__/app.*.pyc"))
-            assert compiled, f"the processes did not run the previous release ({commit})"
 
             account = unverified(client)
             mail = wait_for_mail(account.email, VERIFY_SUBJECT, timeout=60)  # its worker
