@@ -216,7 +216,11 @@ def relay() -> None:
     setup_process("relay")
     # The relay alone also reports the system-wide gauges (jobs, queues, DB connections).
     port = settings.relay_metrics_port
-    if metrics_export.serve(port, settings.metrics_host, [OpsCollector()]) is not None:
+    from rampart.backups.metrics import BackupCollector
+    from rampart.backups.tools import repository
+
+    collectors = [OpsCollector(), BackupCollector(repository())]
+    if metrics_export.serve(port, settings.metrics_host, collectors) is not None:
         get_logger("rampart.metrics").info("metrics_serving", host=settings.metrics_host, port=port)
     import asyncio
 
@@ -555,7 +559,17 @@ def up() -> None:
     home = Path(settings.rampart_home).resolve()
     lock = _acquire_up_lock(home)
     # Its Postgres and Redis die with it, like its services (PR_SET_PDEATHSIG).
-    stack = LocalStack(home, supervised=True)
+    stack = LocalStack(
+        home,
+        supervised=True,
+        # WAL archiving and the backup schedule, on by default (docs/backups.md)
+        backup_dir=(
+            Path(settings.backup_dir or home / "backups").resolve()
+            if settings.backups_enabled
+            else None
+        ),
+        archive_timeout=settings.backup_archive_timeout_seconds,
+    )
     services: dict[str, Service] = {}
     signals = 0
 
@@ -614,11 +628,10 @@ def up() -> None:
             "WORKER_METRICS_PORT": metrics["worker"],
             "RELAY_METRICS_PORT": metrics["relay"],
         }
-        for name, args in (
-            ("api", ["api", "--port", port]),
-            ("worker", ["worker"]),
-            ("relay", ["relay"]),
-        ):
+        commands = [("api", ["api", "--port", port]), ("worker", ["worker"]), ("relay", ["relay"])]
+        if stack.postgres is not None and stack.backup_dir is not None:
+            commands.append(("backups", ["backup", "schedule"]))
+        for name, args in commands:
             log_env = {**env, "LOG_FILE": str(logs / f"{name}.log")}
             services[name] = Service(name, rampart_command(*args), log_env, home)
         # Our Redis serves no other worker: whatever it holds unacknowledged belongs to a
@@ -702,6 +715,7 @@ def up() -> None:
         console.print("stopped.")
 
 
+from rampart.backups.cli import backup_app, drill, restore  # noqa: E402 - sub-commands
 from rampart.db_cli import db_app  # noqa: E402 - sub-commands
 from rampart.ops_cli import (  # noqa: E402 - sub-commands
     alertmanager_config,
@@ -710,6 +724,9 @@ from rampart.ops_cli import (  # noqa: E402 - sub-commands
     maintenance_app,
 )
 
+app.add_typer(backup_app, name="backup")
+app.command("restore")(restore)
+app.command("drill")(drill)
 app.add_typer(db_app, name="db")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(maintenance_app, name="maintenance")

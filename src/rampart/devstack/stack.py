@@ -88,8 +88,8 @@ def make_private(home: Path) -> None:
                 continue
             mode = stat.S_IMODE(info.st_mode)
             wanted = mode & ~0o077
-            if path == home / "postgres":
-                wanted = traverse
+            if path in (home / "postgres", home / "backups"):
+                wanted = traverse  # the server user passes through to data/ and backups/wal/
             if wanted != mode:
                 os.chmod(path, wanted)
 
@@ -99,6 +99,8 @@ class LocalStack:
     home: Path
     fast: bool = False
     supervised: bool = False  # `rampart up`: its servers die with it (die_with_parent)
+    backup_dir: Path | None = None  # archive the embedded Postgres' WAL into <dir>/wal
+    archive_timeout: int = 60
     postgres: EmbeddedPostgres | None = None
     redis: EmbeddedRedis | None = None
     mail: MailCapture | None = None
@@ -152,6 +154,8 @@ class LocalStack:
                 ports["postgres"],
                 fast=self.fast,
                 die_with_parent=self.supervised,
+                archive_dir=None if self.backup_dir is None else self.backup_dir / "wal",
+                archive_timeout=self.archive_timeout,
             )
             self.postgres.start()
             bootstrap_database(
@@ -167,6 +171,10 @@ class LocalStack:
             env["DATABASE_URL"] = f"postgresql://app_rw:{local['app_password']}@{base}"
             env["OPERATOR_DATABASE_URL"] = (
                 f"postgresql://rampart_operator:{local['operator_password']}@{base}"
+            )
+            # pg_basebackup needs REPLICATION; on the embedded server that is its superuser.
+            env["BACKUP_DATABASE_URL"] = (
+                self.postgres.superuser_url.rsplit("/", 1)[0] + f"/{DATABASE}"
             )
         if os.environ.get("REDIS_URL"):
             env["REDIS_URL"] = os.environ["REDIS_URL"]
