@@ -180,11 +180,14 @@ def test_drill_proves_the_copy_and_measures_rpo_and_rto(source: Source) -> None:
     assert not list((source.repo / "drill").iterdir())  # the scratch copy is gone
 
 
-def test_drill_fails_without_a_canary(source: Source) -> None:
+def test_drill_fails_without_a_canary_and_on_a_copy_without_forced_rls(source: Source) -> None:
     run_backup(source.url, source.repo, "full", say=lambda _: None)
+    source.sql("ALTER TABLE assessments NO FORCE ROW LEVEL SECURITY")  # after the backup
     result = run_drill(source.url, source.repo, Roles(superuser="postgres"), say=lambda _: None)
     assert not result.ok
     assert "no canary row" in result.checks["canary"]
+    assert "public.assessments" in result.checks["rls_forced"]
+    assert result.checks["db_lint"] != "ok"
 
 
 def rampart(source: Source, *args: str) -> subprocess.CompletedProcess[str]:
