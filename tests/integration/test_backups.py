@@ -215,6 +215,11 @@ def test_backup_run_list_and_verify_catch_a_damaged_backup(source: Source) -> No
     with (backup.path / "base.tar.gz").open("r+b") as damaged:
         damaged.seek(2000)
         damaged.write(b"\0" * 64)
+    exported = rampart(source, "backup", "export")
+    assert exported.returncode == 0, exported.stderr
+    (dump,) = (source.repo / "exports").glob("*.dump")
+    assert dump.stat().st_size > 0
+
     checked = rampart(source, "backup", "verify", backup.label)
     assert checked.returncode == 1
     assert backup.label in checked.stderr and "Traceback" not in checked.stderr
