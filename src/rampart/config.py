@@ -737,6 +737,16 @@ class Settings(BaseSettings):
         None, description="Backup repository (WAL archive and base backups); default "
         "<RAMPART_HOME>/backups."
     )
+    backup_s3_url: str | None = Field(
+        None,
+        description="Off-site copy of the repository, `s3://BUCKET/PREFIX` on any "
+        "S3-compatible store: the schedule pushes new backups and WAL there every round; "
+        "`rampart backup pull` fetches them on another host. Credentials: the usual "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or any boto3 source).",
+    )
+    backup_s3_endpoint_url: str | None = Field(
+        None, description="Endpoint of a non-AWS S3-compatible store (MinIO, R2, Ceph)."
+    )
     backup_retention_days: int = Field(
         30, ge=1, description="Base backups (and the WAL they need) are kept this long."
     )

@@ -247,3 +247,56 @@ def test_restore_refuses_a_non_empty_target_without_force_and_a_running_server_a
     forced = rampart(source, "restore", "--to", "latest", "--target", str(target), "--force")
     assert forced.returncode == 0, forced.stderr
     assert not (target / "precious").exists() and (target / "PG_VERSION").exists()
+
+
+@pytest.fixture
+def s3_server() -> Iterator[str]:
+    """A local S3-compatible server (moto's, S3 backend) with an empty bucket."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",  # noqa: S106 - local fake
+    ).create_bucket(Bucket="offsite")
+    yield endpoint
+    server.stop()
+
+
+def test_a_new_host_restores_from_the_s3_copy(source: Source, scratch: Path, s3_server: str):
+    tenant, ids = add_tenant(source, 2)
+    source.env |= {
+        "BACKUP_S3_URL": "s3://offsite/rampart",
+        "BACKUP_S3_ENDPOINT_URL": s3_server,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",  # pragma: allowlist secret
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    assert rampart(source, "backup", "run").returncode == 0
+    ids.append(add_assessment(source, tenant))  # only in the WAL
+    source.archive_now()
+    pushed = rampart(source, "backup", "push")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "pushed" in pushed.stderr
+    assert "up to date" in rampart(source, "backup", "push").stderr  # nothing twice
+
+    elsewhere = source.home / "other-host-backups"
+    other = {**source.env, "BACKUP_DIR": str(elsewhere)}
+    pulled = rampart(
+        Source(source.server, source.home, elsewhere, source.url, other), "backup", "pull"
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    restore(elsewhere, scratch / "data", say=lambda _: None)
+    copy = start_copy(scratch)
+    with psycopg.connect(
+        host=str(copy.socket_dir), port=copy.port, user="postgres", dbname="rampart"
+    ) as conn:
+        restored = {str(r[0]) for r in conn.execute("SELECT id FROM assessments")}
+    assert restored == set(ids)

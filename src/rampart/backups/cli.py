@@ -209,14 +209,66 @@ def backup_export(
     _say(f"exported {size:.1f} MB in {time.monotonic() - clock:.1f}s; pg_restore reads it")
 
 
+def _s3() -> tuple[str, str | None]:
+    settings = _settings()
+    if not settings.backup_s3_url:
+        raise _fail(BackupError("BACKUP_S3_URL is not set (s3://BUCKET/PREFIX)"))
+    return settings.backup_s3_url, settings.backup_s3_endpoint_url
+
+
+@backup_app.command("push")
+def backup_push() -> None:
+    """Upload finished backups and archived WAL that BACKUP_S3_URL lacks (never deletes
+    there). The schedule does this every round when BACKUP_S3_URL is set.
+
+    **Examples**
+
+    ```
+    $ BACKUP_S3_URL=s3://acme-backups/rampart rampart backup push
+    ```
+    """
+    from rampart.backups.s3 import push
+    from rampart.backups.tools import repository
+
+    url, endpoint = _s3()
+    try:
+        count = push(repository(), url, endpoint, _say)
+    except BackupError as exc:
+        raise _fail(exc) from None
+    if not count:
+        _say(f"{url} is up to date")
+
+
+@backup_app.command("pull")
+def backup_pull() -> None:
+    """Download from BACKUP_S3_URL what the local repository (BACKUP_DIR) lacks: on a new
+    host, before `rampart restore`.
+
+    **Examples**
+
+    ```
+    $ BACKUP_S3_URL=s3://acme-backups/rampart BACKUP_DIR=/srv/backups rampart backup pull
+    ```
+    """
+    from rampart.backups.s3 import pull
+    from rampart.backups.tools import repository
+
+    url, endpoint = _s3()
+    try:
+        pull(repository(), url, endpoint, _say)
+    except BackupError as exc:
+        raise _fail(exc) from None
+
+
 @backup_app.command("schedule")
 def backup_schedule(
     once: Annotated[bool, typer.Option(help="One round, then exit.")] = False,
 ) -> None:
     """Run the backup schedule until stopped: a canary row every minute (ops.canary, for
     the drills' RPO), a full backup every BACKUP_FULL_INTERVAL_DAYS, an incremental one
-    every BACKUP_INCREMENTAL_INTERVAL_HOURS, retention after each. `rampart up` runs it for
-    its embedded Postgres.
+    every BACKUP_INCREMENTAL_INTERVAL_HOURS, retention after each, and (BACKUP_S3_URL) a
+    push of what is new to the off-site copy. `rampart up` runs it for its embedded
+    Postgres.
 
     **Examples**
 
@@ -240,6 +292,10 @@ def backup_schedule(
             if kind is not None:
                 run_backup(url, repo, kind, _say)
                 apply_retention(repo, settings.backup_retention_days, _say)
+            if settings.backup_s3_url:
+                from rampart.backups.s3 import push
+
+                push(repo, settings.backup_s3_url, settings.backup_s3_endpoint_url, _say)
         except Exception as exc:  # noqa: BLE001 - the schedule outlives a bad round; metrics tell
             err.print(f"backup schedule: {exc}", style="red", markup=False)
             if once:

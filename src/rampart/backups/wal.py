@@ -42,12 +42,7 @@ def archive_settings(
 ) -> dict[str, str]:
     """Server settings that archive into `directory` (created, private to the server user)."""
     directory = Path(directory).resolve()
-    directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    directory.mkdir(mode=0o700, exist_ok=True)
-    if owner is not None:  # root: the server user writes wal/ and must pass through to it
-        os.chmod(directory.parent, 0o711)  # noqa: S103 - traverse only, no read
-        if directory.stat().st_uid != owner.pw_uid:
-            os.chown(directory, owner.pw_uid, owner.pw_gid)
+    prepare_dir(directory, owner)
     return {
         "wal_level": "replica",
         "archive_mode": "on",
@@ -56,6 +51,18 @@ def archive_settings(
         "summarize_wal": "on",  # pg_basebackup --incremental needs WAL summaries
         "wal_compression": "on",
     }
+
+
+def prepare_dir(directory: Path, owner: pwd.struct_passwd | None) -> None:
+    """Create the WAL archive directory; as root, the server user owns it (archive_command
+    writes it, restore_command reads it) and may pass through its parent."""
+    directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    if owner is not None:
+        os.chmod(directory.parent, 0o711)  # noqa: S103 - traverse only, no read
+        for path in [directory, *directory.iterdir()]:
+            if path.stat().st_uid != owner.pw_uid:
+                os.chown(path, owner.pw_uid, owner.pw_gid)
 
 
 def segment_name(timeline: int, lsn: str, segment_size: int = 16 * 1024 * 1024) -> str:
