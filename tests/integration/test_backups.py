@@ -264,7 +264,7 @@ def s3_server() -> Iterator[str]:
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106 - local fake
+        aws_secret_access_key="test",  # noqa: S106  # pragma: allowlist secret
     ).create_bucket(Bucket="offsite")
     yield endpoint
     server.stop()

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -42,10 +44,30 @@ def _summaries_on(url: str) -> bool:
         return conn.execute("SHOW summarize_wal").fetchone()[0] == "on"
 
 
+@contextmanager
+def _exclusive(repo: Path) -> Iterator[None]:
+    """One backup at a time per repository (the schedule and a manual run); whoever holds
+    the lock may clear the `.partial` leftovers of a run that was killed."""
+    base_dir(repo).mkdir(mode=0o700, parents=True, exist_ok=True)
+    with (repo / ".backup.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackupError(f"another backup into {repo} is running: wait for it") from None
+        for leftover in base_dir(repo).glob("*.partial"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        yield
+
+
 def run_backup(url: str, repo: Path, kind: str = "auto", say: Say = print) -> Backup:
     """Take one base backup into `repo` and verify it. `kind`: full, incremental (on the
     newest backup) or auto (incremental when a verified full exists and the server keeps
     WAL summaries)."""
+    with _exclusive(repo):
+        return _run_backup(url, repo, kind, say)
+
+
+def _run_backup(url: str, repo: Path, kind: str, say: Say) -> Backup:
     backups = [b for b in list_backups(repo) if b.verified]
     if kind == "auto":
         kind = "incremental" if backups and _summaries_on(url) else "full"
