@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from rampart.backups import BackupError
 from rampart.cli_help import Typer
@@ -102,23 +101,25 @@ def backup_list() -> None:
 
     repo = repository()
     backups = list_backups(repo)
-    table = Table(title=f"{len(backups)} backup(s) in {repo}")
-    for column in ("label", "kind", "parent", "finished", "size", "seconds", "verified"):
-        table.add_column(column, no_wrap=True)
+    # Plain columns, not a rich table: read by people and by scripts, never truncated.
+    print(f"{len(backups)} backup(s) in {repo}")
+    row = "{:<20} {:<12} {:<20} {:<20} {:>9} {:>8} {:<8}"
+    print(row.format("label", "kind", "parent", "finished (UTC)", "MB", "seconds", "verified"))
     for b in backups:
-        table.add_row(
-            b.label,
-            b.kind,
-            b.parent or "",
-            b.finished[:19],
-            f"{b.size_bytes / 1e6:.1f} MB",
-            f"{b.seconds:.1f}",
-            "yes" if b.verified else "NO",
+        print(
+            row.format(
+                b.label,
+                b.kind,
+                b.parent or "-",
+                b.finished[:19],
+                f"{b.size_bytes / 1e6:.1f}",
+                f"{b.seconds:.1f}",
+                "yes" if b.verified else "NO",
+            )
         )
-    Console(soft_wrap=True).print(table)
-    wal = sorted(p.name for p in (repo / "wal").glob("*.gz")) if (repo / "wal").is_dir() else []
+    wal = sorted(p.name[:24] for p in (repo / "wal").glob("?" * 24 + ".gz"))
     if wal:
-        print(f"WAL archive: {len(wal)} segment(s), {wal[0][:24]} .. {wal[-1][:24]}")
+        print(f"WAL archive: {len(wal)} segment(s), {wal[0]} .. {wal[-1]}")
     else:
         print("WAL archive: empty")
 
