@@ -617,6 +617,9 @@ def up() -> None:
             env = stack.start()
         record.urls = {name: env[name] for name in running.URL_VARIABLES if name in env}
         keep_record()
+        # The superuser URL goes to the backup schedule only (and to operator commands,
+        # through up.json), never into the API's, worker's or relay's environment.
+        backup_url = env.pop("BACKUP_DATABASE_URL", None)
         _fresh_settings_from(env)
         logs = home / "logs"
         logs.mkdir(mode=0o700, exist_ok=True)
@@ -633,6 +636,8 @@ def up() -> None:
             commands.append(("backups", ["backup", "schedule"]))
         for name, args in commands:
             log_env = {**env, "LOG_FILE": str(logs / f"{name}.log")}
+            if name == "backups" and backup_url:
+                log_env["BACKUP_DATABASE_URL"] = backup_url
             services[name] = Service(name, rampart_command(*args), log_env, home)
         # Our Redis serves no other worker: whatever it holds unacknowledged belongs to a
         # worker of ours that is gone (killed with an earlier `up`, or crashed just now).

@@ -223,8 +223,9 @@ def run_drill(
         result.target_time, result.target_lsn = target.isoformat(), lsn
         say(f"drill: target {target.isoformat()} (LSN {lsn}), {len(counts)} tables counted")
         _wait_archived(url, walfile, archive_wait, say)
-        scratch.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
-        scratch.mkdir(mode=0o711)
+        scratch.mkdir(parents=True)
+        for directory in (scratch.parent, scratch):  # the server user passes through
+            directory.chmod(0o711)  # noqa: S103 - traverse only, no read
         used = restore(repo, scratch / "data", to_lsn=lsn, say=say)
         result.backups = [b.label for b in used]
         # The copy keeps the source's roles; only its private socket may reach it, trusted.
