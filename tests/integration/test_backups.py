@@ -23,6 +23,7 @@ from rampart.backups import canary
 from rampart.backups.backup import run_backup
 from rampart.backups.catalog import list_backups
 from rampart.backups.drill import Roles, run_drill
+from rampart.backups.metrics import BackupCollector
 from rampart.backups.restore import restore
 from rampart.devstack.ports import free_port
 from rampart.devstack.postgres import EmbeddedPostgres, bootstrap_database
@@ -176,8 +177,16 @@ def test_drill_proves_the_copy_and_measures_rpo_and_rto(source: Source) -> None:
     }
     assert 0 <= result.rpo_seconds < 60
     assert 0 < result.rto_seconds < 120
-    assert (source.repo / "last-drill.json").exists()
     assert not list((source.repo / "drill").iterdir())  # the scratch copy is gone
+    # What the relay exports from the repository
+    metrics = {
+        family.name: family.samples[0].value for family in BackupCollector(source.repo).collect()
+    }
+    assert metrics["rampart_backups"] == 1
+    assert 0 <= metrics["rampart_backup_age_seconds"] < 600
+    assert metrics["rampart_restore_drill_success"] == 1
+    assert metrics["rampart_restore_drill_rpo_seconds"] == result.rpo_seconds
+    assert metrics["rampart_restore_drill_rto_seconds"] == result.rto_seconds
 
 
 def test_drill_fails_without_a_canary_and_on_a_copy_without_forced_rls(source: Source) -> None:
