@@ -309,3 +309,19 @@ def test_a_new_host_restores_from_the_s3_copy(source: Source, scratch: Path, s3_
     ) as conn:
         restored = {str(r[0]) for r in conn.execute("SELECT id FROM assessments")}
     assert restored == set(ids)
+
+
+def test_the_schedule_backs_up_when_due_and_the_drill_command_passes_on_it(source: Source):
+    add_tenant(source, 2)
+    first = rampart(source, "backup", "schedule", "--once")
+    assert first.returncode == 0, first.stderr
+    assert [b.kind for b in list_backups(source.repo)] == ["full"]
+    again = rampart(source, "backup", "schedule", "--once")  # nothing due yet: canary only
+    assert again.returncode == 0, again.stderr
+    assert len(list_backups(source.repo)) == 1
+    assert source.sql("SELECT count(*) FROM ops.canary")[0][0] == 2
+
+    drill = rampart(source, "drill")
+    assert drill.returncode == 0, drill.stdout + drill.stderr
+    assert "drill PASSED: RPO" in drill.stdout and "RTO" in drill.stdout
+    assert "Traceback" not in drill.stderr
