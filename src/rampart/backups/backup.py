@@ -40,8 +40,11 @@ def due(repo: Path, full_every: timedelta, incremental_every: timedelta) -> str 
 
 
 def _summaries_on(url: str) -> bool:
-    with psycopg.connect(url, connect_timeout=10) as conn:
-        return conn.execute("SHOW summarize_wal").fetchone()[0] == "on"
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            return conn.execute("SHOW summarize_wal").fetchone()[0] == "on"
+    except psycopg.Error as exc:
+        raise BackupError(f"cannot reach the database to back up: {exc}".strip()) from None
 
 
 @contextmanager

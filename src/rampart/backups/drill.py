@@ -204,7 +204,6 @@ def run_drill(
 ) -> DrillResult:
     """Run one drill against the source `url` (a superuser or REPLICATION role that can read
     every table) and the repository `repo`; records and returns the result."""
-    from rampart.devstack import DevStackError
     from rampart.devstack.ports import free_port
     from rampart.devstack.postgres import EmbeddedPostgres
 
@@ -249,7 +248,9 @@ def run_drill(
             result.fail("rto", f"RTO {result.rto_seconds:g}s over the target {rto_target:g}s")
         else:
             result.checks["rto"] = "ok"
-    except (BackupError, DevStackError, psycopg.Error, OSError) as exc:
+    # The drill reports what broke as a failed check (and the metric), never a traceback:
+    # DevStackError, BackupError and the lints' errors are RuntimeErrors or ValueErrors.
+    except (RuntimeError, ValueError, psycopg.Error, OSError) as exc:
         result.fail("drill", str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
     finally:
         if copy is not None:

@@ -8,6 +8,7 @@ import os
 import pwd
 import shutil
 import tarfile
+import zlib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -49,13 +50,18 @@ def check_target(target: Path, force: bool) -> None:
 def _unpack(backup: Backup, into: Path) -> None:
     assert backup.path is not None
     into.mkdir(mode=0o700, parents=True)
-    with tarfile.open(backup.path / "base.tar.gz") as tar:
-        tar.extractall(into, filter="data")
-    wal = backup.path / "pg_wal.tar.gz"
-    if wal.exists():
-        with tarfile.open(wal) as tar:
-            tar.extractall(into / "pg_wal", filter="data")
-    shutil.copy2(backup.path / "backup_manifest", into / "backup_manifest")
+    try:
+        with tarfile.open(backup.path / "base.tar.gz") as tar:
+            tar.extractall(into, filter="data")
+        wal = backup.path / "pg_wal.tar.gz"
+        if wal.exists():
+            with tarfile.open(wal) as tar:
+                tar.extractall(into / "pg_wal", filter="data")
+        shutil.copy2(backup.path / "backup_manifest", into / "backup_manifest")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise BackupError(
+            f"backup {backup.label} cannot be unpacked ({exc}): `rampart backup verify`"
+        ) from None
 
 
 def _server_owner() -> pwd.struct_passwd | None:
