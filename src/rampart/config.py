@@ -734,8 +734,9 @@ class Settings(BaseSettings):
         "schedule (base backups, canary row every minute).",
     )
     backup_dir: str | None = Field(
-        None, description="Backup repository (WAL archive and base backups); default "
-        "<RAMPART_HOME>/backups."
+        None,
+        description="Backup repository (WAL archive and base backups); default "
+        "<RAMPART_HOME>/backups.",
     )
     backup_s3_url: str | None = Field(
         None,
@@ -757,8 +758,16 @@ class Settings(BaseSettings):
         24, gt=0, description="An incremental base backup (on the newest backup) this often."
     )
     backup_archive_timeout_seconds: int = Field(
-        60, ge=1, description="archive_timeout of the embedded Postgres: WAL is archived at "
-        "least this often while anything is written (bounds the RPO)."
+        60,
+        ge=1,
+        description="archive_timeout of the embedded Postgres: WAL is archived at "
+        "least this often while anything is written (bounds the RPO).",
+    )
+    drill_interval_days: float = Field(
+        14,
+        ge=0,
+        description="The backup schedule runs `rampart drill` this often (the first "
+        "one this long after the first backup); 0: never.",
     )
     drill_rpo_target_seconds: float = Field(
         300, gt=0, description="`rampart drill` fails when the measured RPO exceeds this."

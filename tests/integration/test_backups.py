@@ -22,7 +22,7 @@ from psycopg.conninfo import make_conninfo
 from rampart.backups import canary
 from rampart.backups.backup import run_backup
 from rampart.backups.catalog import list_backups
-from rampart.backups.drill import Roles, run_drill
+from rampart.backups.drill import Roles, last, run_drill
 from rampart.backups.metrics import BackupCollector
 from rampart.backups.restore import restore
 from rampart.devstack.ports import free_port
@@ -320,6 +320,13 @@ def test_the_schedule_backs_up_when_due_and_the_drill_command_passes_on_it(sourc
     assert again.returncode == 0, again.stderr
     assert len(list_backups(source.repo)) == 1
     assert source.sql("SELECT count(*) FROM ops.canary")[0][0] == 2
+    assert last(source.repo) is None  # the first drill waits DRILL_INTERVAL_DAYS
+
+    source.env["DRILL_INTERVAL_DAYS"] = "0.00001"  # about a second: a drill is due now
+    drilled = rampart(source, "backup", "schedule", "--once")
+    assert drilled.returncode == 0, drilled.stderr
+    assert last(source.repo).ok, drilled.stderr
+    assert len(list_backups(source.repo)) == 1
 
     drill = rampart(source, "drill")
     assert drill.returncode == 0, drill.stdout + drill.stderr

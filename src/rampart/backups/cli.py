@@ -267,8 +267,9 @@ def backup_schedule(
 ) -> None:
     """Run the backup schedule until stopped: a canary row every minute (ops.canary, for
     the drills' RPO), a full backup every BACKUP_FULL_INTERVAL_DAYS, an incremental one
-    every BACKUP_INCREMENTAL_INTERVAL_HOURS, retention after each, and (BACKUP_S3_URL) a
-    push of what is new to the off-site copy. `rampart up` runs it for its embedded
+    every BACKUP_INCREMENTAL_INTERVAL_HOURS, retention after each, (BACKUP_S3_URL) a
+    push of what is new to the off-site copy, and a restore drill every
+    DRILL_INTERVAL_DAYS. `rampart up` runs it for its embedded
     Postgres.
 
     **Examples**
@@ -280,6 +281,7 @@ def backup_schedule(
     """
     from rampart.backups import canary
     from rampart.backups.backup import apply_retention, due, run_backup
+    from rampart.backups.drill import drill_due
     from rampart.backups.tools import repository, source_url
 
     settings = _settings()
@@ -297,6 +299,9 @@ def backup_schedule(
                 from rampart.backups.s3 import push
 
                 push(repo, settings.backup_s3_url, settings.backup_s3_endpoint_url, _say)
+            if drill_due(repo, timedelta(days=settings.drill_interval_days)):
+                result = _drill(die_with_parent=True)  # its scratch server dies with us
+                _say(f"drill {'passed' if result.ok else 'FAILED'}: {result.checks}")
         except Exception as exc:  # noqa: BLE001 - the schedule outlives a bad round; metrics tell
             err.print(f"backup schedule: {exc}", style="red", markup=False)
             if once:
@@ -359,22 +364,8 @@ def restore(
     )
 
 
-def drill(
-    keep: Annotated[bool, typer.Option(help="Keep the scratch copy (stopped) to inspect.")] = False,
-) -> None:
-    """Restore the newest backups to now into a scratch Postgres on a free port and prove
-    the copy: canary rows up to the target (RPO), row counts as on the source, RLS ENABLED
-    + FORCED, `rampart db lint` clean, alembic at head, a tenant query. Prints and records
-    RPO and RTO; exit 1 on any failed check or a target missed (DRILL_RPO_TARGET_SECONDS,
-    DRILL_RTO_TARGET_SECONDS).
-
-    **Examples**
-
-    ```
-    $ rampart drill
-    $ rampart drill --keep
-    ```
-    """
+def _drill(keep: bool = False, die_with_parent: bool = False):
+    """One drill with the settings' roles and targets; prints its progress."""
     from psycopg.conninfo import conninfo_to_dict
     from sqlalchemy.engine import make_url
 
@@ -392,7 +383,7 @@ def drill(
         migration=user(settings.migration_database_url, "migration_admin"),
         runtime=user(settings.database_url, "app_rw"),
     )
-    result = run_drill(
+    return run_drill(
         url,
         repository(),
         roles,
@@ -400,8 +391,28 @@ def drill(
         rto_target=settings.drill_rto_target_seconds,
         archive_wait=settings.backup_archive_timeout_seconds + 60,
         keep=keep,
+        die_with_parent=die_with_parent,
         say=_say,
     )
+
+
+def drill(
+    keep: Annotated[bool, typer.Option(help="Keep the scratch copy (stopped) to inspect.")] = False,
+) -> None:
+    """Restore the newest backups to now into a scratch Postgres on a free port and prove
+    the copy: canary rows up to the target (RPO), row counts as on the source, RLS ENABLED
+    + FORCED, `rampart db lint` clean, alembic at head, a tenant query. Prints and records
+    RPO and RTO; exit 1 on any failed check or a target missed (DRILL_RPO_TARGET_SECONDS,
+    DRILL_RTO_TARGET_SECONDS).
+
+    **Examples**
+
+    ```
+    $ rampart drill
+    $ rampart drill --keep
+    ```
+    """
+    result = _drill(keep=keep)
     for name, outcome in result.checks.items():
         style = "green" if outcome.startswith("ok") else "red"
         err.print(f"  {name:<13} {outcome}", style=style, markup=False)

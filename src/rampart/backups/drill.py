@@ -22,7 +22,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -200,6 +200,7 @@ def run_drill(
     rto_target: float = 900,
     archive_wait: float = 120,
     keep: bool = False,
+    die_with_parent: bool = False,
     say: Say = print,
 ) -> DrillResult:
     """Run one drill against the source `url` (a superuser or REPLICATION role that can read
@@ -229,7 +230,7 @@ def run_drill(
         result.backups = [b.label for b in used]
         # The copy keeps the source's roles; only its private socket may reach it, trusted.
         (scratch / "data" / "pg_hba.conf").write_text("local all all trust\n")
-        copy = EmbeddedPostgres(scratch, free_port())
+        copy = EmbeddedPostgres(scratch, free_port(), die_with_parent=die_with_parent)
         say(f"starting the copy on port {copy.port} (replays the WAL)")
         copy.start()
         dbname = str(params.get("dbname") or "postgres")
@@ -270,6 +271,24 @@ def record(repo: Path, result: DrillResult) -> None:
     partial = repo / f".{LAST}.partial"
     partial.write_text(line + "\n")
     partial.replace(repo / LAST)
+
+
+def drill_due(repo: Path, every: timedelta) -> bool:
+    """Whether the schedule should drill: the last drill (or, before the first, the oldest
+    backup: a fresh stack is not drilled at once) is `every` old. A zero interval: never."""
+    from rampart.backups.catalog import list_backups
+
+    if every <= timedelta(0):
+        return False
+    previous = last(repo)
+    if previous is not None:
+        since = datetime.fromisoformat(previous.started)
+    else:
+        backups = list_backups(repo)
+        if not backups:
+            return False
+        since = backups[0].finished_at
+    return datetime.now(UTC) - since >= every
 
 
 def last(repo: Path) -> DrillResult | None:
