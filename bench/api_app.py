@@ -40,16 +40,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
 
-    from rampart.kit.metrics_export import prepare_multiprocess_dir
+    from rampart.kit.metrics.exposition import prepare_multiprocess_dir
 
     prepare_multiprocess_dir("api")  # before anything imports prometheus_client
     import uvicorn
 
     from rampart.config import get_settings
-    from rampart.kit import metrics_export
+    from rampart.kit.metrics import exposition
 
     settings = get_settings()
-    metrics_export.serve(settings.metrics_port, settings.metrics_host)  # METRICS_PORT 0: off
+    exposition.serve(settings.metrics_port, settings.metrics_host)  # METRICS_PORT 0: off
     uvicorn.run(
         "bench.api_app:create_app",
         factory=True,

@@ -18,7 +18,7 @@ BODY_BYTES = 1024
 
 def assessment_body() -> bytes:
     """Valid answers to every question, padded with context to ~1 KB of JSON."""
-    from rampart.assessments.questionnaire import QUESTIONNAIRE
+    from rampart.questionnaire import QUESTIONNAIRE
 
     answers = {q.id: i % 6 for i, q in enumerate(QUESTIONNAIRE.questions)}
     empty = json.dumps({"answers": answers, "context": ""}, separators=(",", ":"))

@@ -31,7 +31,7 @@ import psutil
 
 from bench.load import new_event_loop
 from bench.procs import Procs, wait_http
-from rampart.assessments.questionnaire import QUESTIONNAIRE
+from rampart.questionnaire import QUESTIONNAIRE
 
 T = TypeVar("T")
 TIMEOUT_S = 1.0

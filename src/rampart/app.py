@@ -20,10 +20,10 @@ from rampart.kit.api_docs import install_api_docs
 from rampart.kit.db.pool import close_pool
 from rampart.kit.errors import document_error_envelope, install_error_handlers
 from rampart.kit.health import router as health_router
-from rampart.kit.logging import configure_logging
-from rampart.kit.maintenance import ReadOnlyGate
+from rampart.kit.logging import configure_service_logging
+from rampart.kit.metrics.process_setup import setup_process
 from rampart.kit.middleware import BodyGuardMiddleware, RequestContextMiddleware
-from rampart.kit.observability import setup_process
+from rampart.kit.read_only import ReadOnlyGate
 from rampart.kit.redis_clients import aclose_clients
 from rampart.kit.security.auth import ActorHooks, set_actor_hooks
 from rampart.kit.security.client_ip import TrustedProxyMiddleware
@@ -42,13 +42,7 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    configure_logging(
-        service="api",
-        env=settings.env,
-        version=settings.version,
-        level=settings.log_level,
-        log_file=settings.log_file,
-    )
+    configure_service_logging("api", settings)
     setup_process("api")  # OpenTelemetry, Sentry, rampart_build_info
     # Who a token or session is now: the accounts domain's check and loader.
     set_actor_hooks(ActorHooks(check_sql=actor_check_sql, load=load_actor))
@@ -69,7 +63,7 @@ def create_app() -> FastAPI:
     # Outermost first: security headers (on every response, even the request context's
     # last-resort 500) → request context (trace_id) → client IP (trusted proxies) → CORS
     # (so 429s reach the browser) → rate limit → read-only gate → body guard. Database
-    # connections are taken later, by the request's transaction (kit/db/dependency.py).
+    # connections are taken later, by the request's transaction (kit/security/request_tx.py).
     app.add_middleware(
         BodyGuardMiddleware,
         max_bytes=settings.max_body_bytes,
@@ -104,5 +98,5 @@ def create_app() -> FastAPI:
     ):
         app.include_router(router)
     # No /metrics here: anyone who reaches the API would see build and business counters.
-    # `rampart api` serves them on METRICS_HOST:METRICS_PORT (kit/metrics_export.py).
+    # `rampart api` serves them on METRICS_HOST:METRICS_PORT (kit/metrics/exposition.py).
     return app

@@ -83,8 +83,8 @@ def _fresh_settings_from(env: dict[str, str]) -> None:
 
 def _prepare_metrics(service: str) -> None:
     """First thing in each service: its own prometheus-client multiprocess directory,
-    exported before anything imports prometheus_client (kit/metrics_export.py)."""
-    from rampart.kit.metrics_export import prepare_multiprocess_dir
+    exported before anything imports prometheus_client (kit/metrics/exposition.py)."""
+    from rampart.kit.metrics.exposition import prepare_multiprocess_dir
 
     prepare_multiprocess_dir(service)
 
@@ -114,14 +114,14 @@ def api(
     _prepare_metrics("api")
     import uvicorn
 
-    from rampart.kit import metrics_export
+    from rampart.kit.metrics import exposition
 
     settings = _settings()
     # One metrics listener for all uvicorn workers: here, in the main process, before
     # uvicorn starts any (they write to this service's multiprocess directory and never
     # bind the port themselves). The public port has no /metrics.
     try:
-        metrics_export.serve(settings.metrics_port, settings.metrics_host)
+        exposition.serve(settings.metrics_port, settings.metrics_host)
     except OSError as exc:
         console.print(
             f"[red]cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} "
@@ -197,22 +197,16 @@ def relay() -> None:
     ```
     """
     _prepare_metrics("relay")
-    from rampart.kit import metrics_export
     from rampart.kit.db.pool import close_pool
     from rampart.kit.jobs.celery_app import get_celery
     from rampart.kit.jobs.relay import run_relay
-    from rampart.kit.logging import configure_logging, get_logger
-    from rampart.kit.observability import setup_process
-    from rampart.kit.ops_metrics import OpsCollector
+    from rampart.kit.jobs.relay_gauges import OpsCollector
+    from rampart.kit.logging import configure_service_logging, get_logger
+    from rampart.kit.metrics import exposition
+    from rampart.kit.metrics.process_setup import setup_process
 
     settings = _settings()
-    configure_logging(
-        service="relay",
-        env=settings.env,
-        version=settings.version,
-        level=settings.log_level,
-        log_file=settings.log_file,
-    )
+    configure_service_logging("relay", settings)
     setup_process("relay")
     # The relay alone also reports the system-wide gauges (jobs, queues, DB connections).
     port = settings.relay_metrics_port
@@ -220,7 +214,7 @@ def relay() -> None:
     from rampart.backups.tools import repository
 
     collectors = [OpsCollector(), BackupCollector(repository())]
-    if metrics_export.serve(port, settings.metrics_host, collectors) is not None:
+    if exposition.serve(port, settings.metrics_host, collectors) is not None:
         get_logger("rampart.metrics").info("metrics_serving", host=settings.metrics_host, port=port)
     import asyncio
 
@@ -527,6 +521,16 @@ def _release_stale_deliveries(redis_url: str, why: str) -> None:
         console.print(f"released {released} stale {noun} {why}")
 
 
+def _archive_settings(settings) -> dict[str, str]:
+    """Server settings that archive the embedded Postgres' WAL into BACKUP_DIR/wal."""
+    from rampart.backups.tools import repository
+    from rampart.backups.wal import archive_settings, server_owner
+
+    return archive_settings(
+        repository() / "wal", settings.backup_archive_timeout_seconds, server_owner()
+    )
+
+
 @app.command()
 def up() -> None:
     """Start everything locally: Postgres, Redis, migrations, API, worker, relay; restart
@@ -559,16 +563,11 @@ def up() -> None:
     home = Path(settings.rampart_home).resolve()
     lock = _acquire_up_lock(home)
     # Its Postgres and Redis die with it, like its services (PR_SET_PDEATHSIG).
+    # WAL archiving and the backup schedule for the embedded Postgres, on by default
+    # (docs/backups.md).
+    archiving = settings.backups_enabled and not os.environ.get("DATABASE_URL")
     stack = LocalStack(
-        home,
-        supervised=True,
-        # WAL archiving and the backup schedule, on by default (docs/backups.md)
-        backup_dir=(
-            Path(settings.backup_dir or home / "backups").resolve()
-            if settings.backups_enabled
-            else None
-        ),
-        archive_timeout=settings.backup_archive_timeout_seconds,
+        home, supervised=True, postgres_settings=_archive_settings(settings) if archiving else {}
     )
     services: dict[str, Service] = {}
     signals = 0
@@ -632,7 +631,7 @@ def up() -> None:
             "RELAY_METRICS_PORT": metrics["relay"],
         }
         commands = [("api", ["api", "--port", port]), ("worker", ["worker"]), ("relay", ["relay"])]
-        if stack.postgres is not None and stack.backup_dir is not None:
+        if stack.postgres is not None and archiving:
             commands.append(("backups", ["backup", "schedule"]))
         for name, args in commands:
             log_env = {**env, "LOG_FILE": str(logs / f"{name}.log")}

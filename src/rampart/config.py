@@ -125,6 +125,18 @@ class Settings(BaseSettings):
         "slow statement is ended by the server first.",
     )
     db_connect_timeout_seconds: float = Field(3, gt=0, description="Postgres connect timeout.")
+    migration_lock_timeout_ms: int = Field(
+        5_000,
+        gt=0,
+        description="lock_timeout of every migration (docs/migrations.md): a DDL statement "
+        "that waits longer for its lock fails instead of queueing every query behind it.",
+    )
+    migration_statement_timeout_ms: int = Field(
+        60_000,
+        gt=0,
+        description="statement_timeout of every migration: one statement running longer "
+        "fails (backfill in batches instead; see docs/migrations.md).",
+    )
     db_statement_cache_size: int = Field(
         100,
         ge=0,
@@ -204,7 +216,7 @@ class Settings(BaseSettings):
         1.0, gt=0, description="First retry delay of a transient job failure (doubles each time)."
     )
     job_retry_max_seconds: float = Field(
-        60.0, gt=0, description="Longest delay between job retries (before jitter)."
+        60.0, gt=0, description="Longest delay between job retries (jitter included)."
     )
     job_stale_after_seconds: int = Field(
         7200,

@@ -164,7 +164,7 @@ def read_only(
     ```
     """
     from rampart.config import get_settings
-    from rampart.kit.maintenance import read_only_flag, set_read_only
+    from rampart.kit.read_only import read_only_flag, set_read_only
 
     if state not in ("on", "off", "status"):
         console.print("[red]say on, off or status[/red]")

@@ -1,4 +1,5 @@
-"""The Celery worker's composition root: the app plus every domain's tasks.
+"""The Celery worker's composition root: the app plus every domain's tasks (each domain's
+`tasks` module, discovered: kit/jobs/celery_app.py `discover_task_modules`).
 
 The pool is Celery's threads pool: every job's work runs on the process's one event loop
 (kit/jobs/loop.py), started with the first job and stopped, its database pool closed, when
@@ -22,28 +23,22 @@ from celery.apps import worker as celery_worker_program
 from celery.signals import celeryd_init, setup_logging, worker_init, worker_shutdown
 
 from rampart.config import get_settings
-from rampart.kit import metrics_export, tracing
+from rampart.kit import tracing
 from rampart.kit.jobs import loop
-from rampart.kit.jobs.celery_app import get_celery
+from rampart.kit.jobs.celery_app import discover_task_modules, get_celery
 from rampart.kit.jobs.liveness import ConsumerProgress
-from rampart.kit.logging import configure_logging, get_logger
-from rampart.kit.observability import setup_process
+from rampart.kit.logging import configure_service_logging, get_logger
+from rampart.kit.metrics import exposition
+from rampart.kit.metrics.process_setup import setup_process
 from rampart.kit.sentry import init_sentry
 
 celery_app = get_celery()
-celery_app.conf.include = ["rampart.assessments.tasks", "rampart.accounts.tasks"]
+celery_app.conf.include = discover_task_modules("rampart")
 consumer_progress = ConsumerProgress().connect()
 
 
 def _configure_logging(**_kwargs: object) -> None:
-    settings = get_settings()
-    configure_logging(
-        service="worker",
-        env=settings.env,
-        version=settings.version,
-        level=settings.log_level,
-        log_file=settings.log_file,
-    )
+    configure_service_logging("worker", get_settings())
 
 
 def _leave_logging_alone(**_kwargs: object) -> None:
@@ -63,7 +58,7 @@ def _start_sentry(**_kwargs: object) -> None:
 def _start(**_kwargs: object) -> None:
     setup_process("worker", sentry=False)  # OpenTelemetry, rampart_build_info
     settings = get_settings()
-    served = metrics_export.serve(
+    served = exposition.serve(
         settings.worker_metrics_port, settings.metrics_host, extra_collectors=[consumer_progress]
     )
     if served is not None:

@@ -25,6 +25,7 @@ from rampart.backups.catalog import list_backups
 from rampart.backups.drill import Roles, last, run_drill
 from rampart.backups.metrics import BackupCollector
 from rampart.backups.restore import restore
+from rampart.backups.wal import archive_settings, server_owner
 from rampart.devstack.ports import free_port
 from rampart.devstack.postgres import EmbeddedPostgres, bootstrap_database
 from rampart.kit.db.migrate import migrate
@@ -58,9 +59,8 @@ def source() -> Iterator[Source]:
     home = Path(tempfile.mkdtemp(prefix="rampart-backup-", dir="/tmp"))
     os.chmod(home, 0o711)  # noqa: S103 - the server user (nobody, when root) passes through
     repo = home / "backups"
-    server = EmbeddedPostgres(
-        home / "postgres", free_port(), fast=True, archive_dir=repo / "wal", archive_timeout=60
-    )
+    archiving = archive_settings(repo / "wal", 60, server_owner())
+    server = EmbeddedPostgres(home / "postgres", free_port(), fast=True, settings=archiving)
     server.start()
     try:
         passwords = {name: secrets.token_urlsafe(16) for name in ("mig", "app", "op")}

@@ -28,8 +28,8 @@ from sqlalchemy import text
 from tests.support.db import app_session
 from tests.support.users import PASSWORD, Account, answers, signup
 
-from rampart.assessments.questionnaire import QUESTIONNAIRE
 from rampart.kit.db.transaction import Claims
+from rampart.questionnaire import QUESTIONNAIRE
 
 MAX_BODY = 1_048_576
 Q = QUESTIONNAIRE.questions[0].id  # a real question id

@@ -213,7 +213,9 @@ async def test_a_cancelled_call_releases_the_trial_without_a_verdict(make_breake
 async def test_with_redis_unreachable_the_breaker_fails_open():
     url = f"redis://127.0.0.1:{free_port()}/0"
     breaker = CircuitBreaker(
-        "test-no-redis", partial(redis_clients.shared, url, timeout=0.2), failure_threshold=1
+        "test-no-redis",
+        partial(redis_clients.shared, url, redis_clients.Profile(timeout=0.2)),
+        failure_threshold=1,
     )
     for _ in range(3):
         with pytest.raises(Boom):
@@ -229,7 +231,9 @@ async def test_with_redis_too_slow_the_breaker_fails_open_within_its_timeout():
     with socket.create_server(("127.0.0.1", 0)) as hung:  # never accepts, never answers
         url = f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
         breaker = CircuitBreaker(
-            "test-hung-redis", partial(redis_clients.shared, url, timeout=0.2), failure_threshold=1
+            "test-hung-redis",
+            partial(redis_clients.shared, url, redis_clients.Profile(timeout=0.2)),
+            failure_threshold=1,
         )
         t0 = time.perf_counter()
         permit = await breaker.allow()
@@ -254,7 +258,7 @@ async def test_more_concurrent_callers_than_pooled_connections_are_all_guarded(r
     name = f"test-{uuid.uuid4().hex[:10]}"
     breaker = CircuitBreaker(
         name,
-        partial(redis_clients.shared, redis_url, timeout=2.0),
+        partial(redis_clients.shared, redis_url, redis_clients.Profile(timeout=2.0)),
         failure_threshold=10_000,
         cooldown_seconds=60,
     )

@@ -13,7 +13,6 @@ import pytest
 from prometheus_client import REGISTRY
 from tests.support.users import answers
 
-from rampart.assessments.questionnaire import QUESTIONNAIRE
 from rampart.config import get_settings
 from rampart.llm import http, service
 from rampart.llm.anthropic import ANTHROPIC_VERSION
@@ -21,6 +20,7 @@ from rampart.llm.fake_server import FakeLLMServer
 from rampart.llm.offline import plan_roadmap, score_answers
 from rampart.llm.prompts import read_input
 from rampart.llm.service import GuardedProvider, provider_chain
+from rampart.questionnaire import QUESTIONNAIRE
 
 pytestmark = pytest.mark.anyio
 

@@ -25,8 +25,8 @@ from rampart.config import get_settings
 from rampart.kit import context
 from rampart.kit.db.transaction import DatabaseUnavailable, transaction
 from rampart.kit.jobs import loop
+from rampart.kit.jobs.relay_gauges import OpsCollector
 from rampart.kit.jobs.runner import run_job
-from rampart.kit.ops_metrics import OpsCollector
 
 
 def value(name: str, **labels: str) -> float:

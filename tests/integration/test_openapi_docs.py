@@ -8,7 +8,7 @@ import httpx
 import pytest
 from tests.support.users import answers, signup
 
-from rampart.assessments.questionnaire import QUESTIONNAIRE
+from rampart.questionnaire import QUESTIONNAIRE
 
 ENVELOPE = {"$ref": "#/components/schemas/ErrorEnvelope"}
 WRITES = {"post", "put", "patch", "delete"}

@@ -33,7 +33,7 @@ from tests.support.server import scrape_api_metrics
 from tests.support.stripe import customer_id, deliver, event, event_id, sign
 from tests.support.users import Account, signup
 
-from rampart.billing.webhooks import NONCE_PREFIX
+from rampart.billing.stripe_verification import NONCE_PREFIX
 from rampart.config import Settings, get_settings
 
 ENVELOPE_KEYS = {"code", "message", "details", "trace_id"}

@@ -25,6 +25,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 from tests.support import supabase
+from tests.support.releases import newest_migration
 from tests.support.stack import TestStack
 
 from rampart.devstack.ports import free_port
@@ -111,7 +112,7 @@ def migrated_as_postgres(stack: TestStack) -> dict[str, str]:
     blocks = doc_blocks()
     assert exported(blocks["env"]) == set(env)
     out = run(blocks["migrate"], stack.process_env(**env))
-    assert "migrated to revision 0013" in out
+    assert f"migrated to revision {newest_migration()[0]}" in out
     assert_deployed(env["DATABASE_URL"], session["DATABASE_URL"].password, direct)
     return env
 
@@ -166,7 +167,7 @@ def test_the_documented_migration_as_migration_admin_deploys_rampart(stack):
         blocks = doc_blocks()
         assert exported(blocks["env"]) | exported(blocks["env-own-role"]) == set(env)
         out = run(blocks["migrate-own-role"], stack.process_env(**env))
-        assert "migrated to revision 0013" in out
+        assert f"migrated to revision {newest_migration()[0]}" in out
         assert_deployed(env["DATABASE_URL"], passwords["app"], env["MIGRATION_DATABASE_URL"])
         with psycopg.connect(env["MIGRATION_DATABASE_URL"]) as conn:
             owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'tenants'")

@@ -31,9 +31,10 @@ from tests.support.server import serving
 from tests.support.users import Account, answers, signup
 
 from rampart.config import get_settings
+from rampart.evidence.service import evidence_root
 from rampart.kit.db.transaction import Claims, transaction
 from rampart.kit.jobs import loop
-from rampart.kit.storage import LocalStorage, evidence_root, store_in_transaction
+from rampart.kit.storage import LocalStorage, store_in_transaction
 
 BOUNDARY = "rampart-test-boundary-7f3a"
 MAX = 5 * 1024 * 1024  # EVIDENCE_MAX_BYTES default

@@ -22,6 +22,10 @@ METRIC_CALLS = {
     "HistogramMetricFamily": "histogram",
     "Summary": "summary",
     "SummaryMetricFamily": "summary",
+    # kit/metrics/instruments.py's declarations with the house naming rules
+    "counter": "counter",
+    "gauge": "gauge",
+    "histogram": "histogram",
 }
 
 

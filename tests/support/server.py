@@ -61,14 +61,14 @@ def serving(**env: str) -> Iterator[httpx.Client]:
 
 def api_metrics_url() -> str:
     """The in-process app's metrics listener: what `rampart api` starts on METRICS_PORT
-    (`kit.metrics_export.serve`; the public port has no /metrics), started once per test
+    (`kit.metrics.exposition.serve`; the public port has no /metrics), started once per test
     process on a free port. In-process the registry is prometheus-client's default one."""
     global _metrics_url
     if _metrics_url is None:
-        from rampart.kit import metrics_export
+        from rampart.kit.metrics import exposition
 
         port = free_port()
-        metrics_export.serve(port, "127.0.0.1")
+        exposition.serve(port, "127.0.0.1")
         _metrics_url = f"http://127.0.0.1:{port}/metrics"
     return _metrics_url
 

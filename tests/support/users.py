@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from rampart.assessments.questionnaire import QUESTIONNAIRE
+from rampart.questionnaire import QUESTIONNAIRE
 
 PASSWORD = "correct horse battery staple"
 VERIFY_SUBJECT = "Confirm your email address"

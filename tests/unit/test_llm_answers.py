@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from rampart.assessments.questionnaire import QUESTIONNAIRE
 from rampart.llm.base import DefinitiveLLMError
 from rampart.llm.http import HTTPProvider
 from rampart.llm.offline import plan_roadmap, score_answers
 from rampart.llm.prompts import read_input, roadmap_task, score_task
+from rampart.questionnaire import QUESTIONNAIRE
 
 ANSWERS = {q.id: 2 for q in QUESTIONNAIRE.questions}
 

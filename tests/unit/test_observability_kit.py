@@ -11,6 +11,7 @@ import pytest
 
 from rampart.kit import tracing
 from rampart.kit.db.observe import error_reason, normalize_statement, operation
+from rampart.kit.metrics import instruments
 from rampart.kit.sentry import FILTERED, before_send, scrub
 from rampart.kit.trace_lookup import from_logs, log_files
 
@@ -150,3 +151,17 @@ def test_trace_lookup_reads_rotated_log_files_and_matches_request_ids(tmp_path: 
     assert trace_ids == {wanted}
     by_request, trace_ids = from_logs("client-req-1", files)
     assert [e.event for e in by_request] == ["job_started"] and trace_ids == {"c" * 32}
+
+
+@pytest.mark.parametrize(
+    ("declare", "name"),
+    [
+        (lambda name: instruments.counter(name, "doc"), "signups_total"),
+        (lambda name: instruments.counter(name, "doc"), "rampart_signups"),
+        (lambda name: instruments.histogram(name, "doc", buckets=(1.0,)), "rampart_wait_ms"),
+        (lambda name: instruments.gauge(name, "doc", multiprocess_mode="max"), "queue_depth"),
+    ],
+)
+def test_a_metric_outside_the_house_naming_is_refused_before_it_is_registered(declare, name):
+    with pytest.raises(ValueError, match="house naming"):
+        declare(name)

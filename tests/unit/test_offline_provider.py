@@ -9,7 +9,6 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from rampart.assessments.questionnaire import QUESTION_IDS, QUESTIONNAIRE, QUESTIONS_BY_ID
 from rampart.llm.base import DefinitiveLLMError, LLMError, LLMProvider, TransientLLMError
 from rampart.llm.offline import (
     MAX_ROADMAP_ITEMS,
@@ -19,6 +18,7 @@ from rampart.llm.offline import (
     score_answers,
 )
 from rampart.llm.schemas import DimensionScore, RoadmapItem, RoadmapResult, ScoreResult
+from rampart.questionnaire import QUESTION_IDS, QUESTIONNAIRE, QUESTIONS_BY_ID
 
 pytestmark = pytest.mark.unit
 

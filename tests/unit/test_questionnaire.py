@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from rampart.assessments.questionnaire import (
+from rampart.questionnaire import (
     QUESTION_IDS,
     QUESTIONNAIRE,
     QUESTIONS_BY_ID,

@@ -22,11 +22,11 @@ from rampart.accounts.schemas import (
     VerifyEmailIn,
 )
 from rampart.kit import idempotency
-from rampart.kit.db.dependency import AnonymousTx, TenantTx
 from rampart.kit.security import sessions
 from rampart.kit.security.auth import CurrentBrowserSession
 from rampart.kit.security.permissions import CurrentActor, VerifiedActor
 from rampart.kit.security.ratelimit import CountSignup, login_rate_limit, signup_rate_limit
+from rampart.kit.security.request_tx import AnonymousTx, TenantTx
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 

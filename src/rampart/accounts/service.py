@@ -18,6 +18,7 @@ import asyncpg
 from anyio import to_thread
 
 from rampart.accounts import mails, repository
+from rampart.accounts.metrics import SIGNUPS
 from rampart.accounts.schemas import (
     InvitationAcceptIn,
     InvitationIn,
@@ -49,7 +50,6 @@ from rampart.kit.jobs.enqueue import enqueue
 from rampart.kit.jobs.runner import JobRun
 from rampart.kit.logging import get_logger
 from rampart.kit.mail import get_mailer
-from rampart.kit.metrics import SIGNUPS
 from rampart.kit.security import permissions, sessions
 from rampart.kit.security.auth import CHALLENGE, Principal, TokenRevoked
 from rampart.kit.security.links import link_token, token_hash

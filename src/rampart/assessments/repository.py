@@ -9,15 +9,19 @@ from typing import Any
 
 from asyncpg import Record
 
+from rampart.kit.db import live_rows
 from rampart.kit.db.transaction import Tx
 
 COLUMNS = (
     "id, tenant_id, created_by, answers, context, status, overall_score, dimension_scores, "
     "provider, model, degraded, score_duration_ms, roadmap_id, error, trace_id, created_at, "
-    "updated_at"
+    "updated_at, finished_at"
 )
-_LIVE = "deleted_at IS NULL"
-_UPDATABLE = frozenset(COLUMNS.split(", ")) - {"id", "tenant_id", "created_by", "created_at"}
+_LIVE = live_rows.live()
+# finished_at is the database's (trigger of migration 0014), not ours to set.
+_UPDATABLE = frozenset(COLUMNS.split(", ")) - {
+    "id", "tenant_id", "created_by", "created_at", "finished_at"
+}
 
 
 async def insert(
@@ -89,7 +93,4 @@ async def update(tx: Tx, assessment_id: uuid.UUID, **values: Any) -> None:
 
 
 async def soft_delete(tx: Tx, assessment_id: uuid.UUID) -> None:
-    await tx.execute(
-        "UPDATE assessments SET deleted_at = now(), updated_at = now() WHERE id = $1",
-        assessment_id,
-    )
+    await live_rows.soft_delete(tx, "assessments", assessment_id)

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from rampart.assessments import service
-from rampart.assessments.questionnaire import QUESTIONNAIRE, Questionnaire
+from rampart.assessments.limits import assessment_rate_limit
 from rampart.assessments.schemas import (
     AssessmentAccepted,
     AssessmentIn,
@@ -14,9 +14,9 @@ from rampart.assessments.schemas import (
     AssessmentPage,
 )
 from rampart.kit import idempotency
-from rampart.kit.db.dependency import TenantTx
 from rampart.kit.security.permissions import VerifiedActor
-from rampart.kit.security.ratelimit import assessment_rate_limit
+from rampart.kit.security.request_tx import TenantTx
+from rampart.questionnaire import QUESTIONNAIRE, Questionnaire
 
 router = APIRouter(prefix="/api/v1/assessments", tags=["assessments"])
 

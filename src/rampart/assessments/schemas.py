@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, field_validator
 
-from rampart.assessments.questionnaire import QUESTIONNAIRE, answers_json_schema
 from rampart.llm.schemas import DimensionScore
+from rampart.questionnaire import QUESTIONNAIRE, answers_json_schema
 
 Status = Literal["queued", "scoring", "scored", "roadmapping", "completed", "failed"]
 
@@ -59,6 +59,10 @@ class AssessmentOut(BaseModel):
     error: str | None
     created_at: datetime
     updated_at: datetime
+    finished_at: datetime | None = Field(
+        description="When it became `completed` or `failed`; null before (and after a "
+        "replay puts it back in progress)."
+    )
 
 
 class AssessmentPage(BaseModel):

@@ -14,7 +14,6 @@ from datetime import datetime
 from asyncpg import Record
 
 from rampart.assessments import repository
-from rampart.assessments.questionnaire import AnswersError, validate_answers
 from rampart.assessments.schemas import (
     AssessmentAccepted,
     AssessmentIn,
@@ -31,6 +30,7 @@ from rampart.kit.security import permissions
 from rampart.kit.security.auth import Principal
 from rampart.llm import service as llm
 from rampart.llm.schemas import ScoreResult
+from rampart.questionnaire import AnswersError, validate_answers
 from rampart.roadmaps import service as roadmap_service
 
 log = get_logger(__name__)

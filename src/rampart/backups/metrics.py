@@ -1,5 +1,5 @@
 """Backup and drill gauges, served by the relay next to the other system-wide gauges
-(kit/ops_metrics.py says why one process): read from the repository's files and from
+(kit/jobs/relay_gauges.py says why one process): read from the repository's files and from
 pg_stat_archiver (readable by any role) when Prometheus scrapes.
 
 - `rampart_backup_last_success_timestamp_seconds`, `rampart_backup_age_seconds`,

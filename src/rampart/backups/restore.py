@@ -5,7 +5,6 @@ archive up to the target. Starting the server on the directory does the replay."
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import tarfile
 import zlib
@@ -16,7 +15,7 @@ from pathlib import Path
 from rampart.backups import BackupError
 from rampart.backups.catalog import Backup, for_target, list_backups
 from rampart.backups.tools import run, tool
-from rampart.backups.wal import restore_command
+from rampart.backups.wal import restore_command, server_owner
 from rampart.kit.processes import pid_alive
 
 Say = Callable[[str], None]
@@ -64,16 +63,10 @@ def _unpack(backup: Backup, into: Path) -> None:
         ) from None
 
 
-def _server_owner() -> pwd.struct_passwd | None:
-    from rampart.devstack.postgres import SERVER_USER
-
-    return pwd.getpwnam(SERVER_USER) if os.geteuid() == 0 else None
-
-
 def _hand_over(target: Path) -> None:
     """Postgres wants its data dir 0700 and, when we are root, owned by the server user."""
     target.chmod(0o700)
-    owner = _server_owner()
+    owner = server_owner()
     if owner is None:
         return
     for directory, dirs, files in os.walk(target):

@@ -85,8 +85,7 @@ def pull(repo: Path, url: str, endpoint_url: str | None = None, say: Say = print
     reads them during recovery); returns how many files."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from rampart.backups.restore import _server_owner
-    from rampart.backups.wal import prepare_dir
+    from rampart.backups.wal import prepare_dir, server_owner
 
     bucket, prefix = _split(url)
     repo.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -107,6 +106,6 @@ def pull(repo: Path, url: str, endpoint_url: str | None = None, say: Say = print
             os.replace(partial, path)
     except (BotoCoreError, ClientError) as exc:
         raise BackupError(f"pull from {url} failed: {exc}") from None
-    prepare_dir(repo / "wal", _server_owner())
+    prepare_dir(repo / "wal", server_owner())
     say(f"pulled {len(wanted)} file(s) from {url} into {repo}")
     return len(wanted)

@@ -53,6 +53,13 @@ def archive_settings(
     }
 
 
+def server_owner() -> pwd.struct_passwd | None:
+    """Who runs the embedded Postgres when we are root (it refuses root); None otherwise."""
+    from rampart.devstack.postgres import SERVER_USER
+
+    return pwd.getpwnam(SERVER_USER) if os.geteuid() == 0 else None
+
+
 def prepare_dir(directory: Path, owner: pwd.struct_passwd | None) -> None:
     """Create the WAL archive directory; as root, the server user owns it (archive_command
     writes it, restore_command reads it) and may pass through its parent."""

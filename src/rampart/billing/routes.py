@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 
-from rampart.billing import service, webhooks
+from rampart.billing import service, stripe_verification
 from rampart.billing.schemas import WebhookAck
-from rampart.kit.db.dependency import AnonymousTx
+from rampart.kit.security.request_tx import AnonymousTx
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
@@ -58,5 +58,5 @@ async def stripe_webhook(
     tx: AnonymousTx,
     stripe_signature: Annotated[str | None, Header()] = None,
 ) -> WebhookAck:
-    event, document = await webhooks.verify_stripe(payload, stripe_signature)
+    event, document = await stripe_verification.verify_stripe(payload, stripe_signature)
     return await service.handle_stripe_event(tx, event, document)

@@ -29,13 +29,13 @@ import asyncpg
 from pydantic import ValidationError
 
 from rampart.billing import repository
+from rampart.billing.metrics import BILLING_CONFLICTS, PLAN_CHANGES, WEBHOOK_DELIVERIES
 from rampart.billing.repository import TenantBilling
 from rampart.billing.schemas import CheckoutSession, Invoice, StripeEvent, Subscription, WebhookAck
-from rampart.billing.webhooks import PROVIDER, MalformedEvent, problems
+from rampart.billing.stripe_verification import PROVIDER, MalformedEvent, problems
 from rampart.kit import context
 from rampart.kit.db.transaction import Claims, Tx
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import BILLING_CONFLICTS, PLAN_CHANGES, WEBHOOK_DELIVERIES
 
 log = get_logger(__name__)
 

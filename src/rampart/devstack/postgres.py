@@ -211,10 +211,8 @@ class EmbeddedPostgres:
     # `supabase_admin`, so that `postgres` can be an ordinary, demoted role.
     superuser: str = SUPERUSER
     die_with_parent: bool = False  # fast shutdown when the process that started it dies
-    # WAL archive (rampart/backups/wal.py): archive_command compresses every finished
-    # segment into it; summarize_wal lets pg_basebackup take incremental backups.
-    archive_dir: Path | None = None
-    archive_timeout: int = 60
+    # More server settings (`rampart up`: WAL archiving, rampart/backups/wal.py).
+    settings: dict[str, str] = field(default_factory=dict)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -261,12 +259,7 @@ class EmbeddedPostgres:
         settings = {"shared_preload_libraries": "pg_stat_statements", "max_connections": "200"}
         if self.fast:
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
-        if self.archive_dir is not None:
-            from rampart.backups.wal import archive_settings
-
-            settings |= archive_settings(
-                self.archive_dir, self.archive_timeout, owner=self._server_owner()
-            )
+        settings |= self.settings
         options = ["-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.socket_dir)]
         for name, value in settings.items():
             options += ["-c", f"{name}={value}"]

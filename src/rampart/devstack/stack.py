@@ -99,8 +99,7 @@ class LocalStack:
     home: Path
     fast: bool = False
     supervised: bool = False  # `rampart up`: its servers die with it (die_with_parent)
-    backup_dir: Path | None = None  # archive the embedded Postgres' WAL into <dir>/wal
-    archive_timeout: int = 60
+    postgres_settings: dict[str, str] = field(default_factory=dict)  # e.g. WAL archiving
     postgres: EmbeddedPostgres | None = None
     redis: EmbeddedRedis | None = None
     mail: MailCapture | None = None
@@ -154,8 +153,7 @@ class LocalStack:
                 ports["postgres"],
                 fast=self.fast,
                 die_with_parent=self.supervised,
-                archive_dir=None if self.backup_dir is None else self.backup_dir / "wal",
-                archive_timeout=self.archive_timeout,
+                settings=self.postgres_settings,
             )
             self.postgres.start()
             bootstrap_database(

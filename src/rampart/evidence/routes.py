@@ -12,16 +12,15 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from rampart.config import get_settings
 from rampart.evidence import service
+from rampart.evidence.metrics import EVIDENCE_UPLOADS
 from rampart.evidence.schemas import ACCEPTED_TYPES, EvidenceList, EvidenceOut
 from rampart.kit import idempotency
-from rampart.kit.db.dependency import TenantTx
 from rampart.kit.errors import AppError
-from rampart.kit.metrics import EVIDENCE_UPLOADS
 from rampart.kit.security.auth import CurrentPrincipal
 from rampart.kit.security.permissions import VerifiedActor
 from rampart.kit.security.ratelimit import upload_rate_limit
+from rampart.kit.security.request_tx import TenantTx
 from rampart.kit.security.uploads import ReceivedFile, UploadPolicy, receive_upload
-from rampart.kit.storage import get_storage
 
 router = APIRouter(prefix="/api/v1/assessments", tags=["evidence"])
 
@@ -63,7 +62,7 @@ async def _received_file(
         max_image_side=settings.evidence_max_image_side,
     )
     try:
-        async with receive_upload(request, policy, get_storage().spool_dir()) as upload:
+        async with receive_upload(request, policy, service.get_storage().spool_dir()) as upload:
             yield upload
     except AppError as exc:
         EVIDENCE_UPLOADS.labels(exc.code).inc()
@@ -95,7 +94,7 @@ async def upload_evidence(
         idempotency.fingerprint(
             "POST", f"/api/v1/assessments/{assessment_id}/evidence", upload.sha256
         ),
-        lambda: service.add(tx, actor, assessment_id, upload, get_storage()),
+        lambda: service.add(tx, actor, assessment_id, upload, service.get_storage()),
         EvidenceOut,
         response,
         status=201,

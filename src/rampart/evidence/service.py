@@ -9,20 +9,33 @@ file are written together: if the transaction does not commit, the file is delet
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 from rampart.assessments import service as assessments
+from rampart.config import Settings, get_settings
 from rampart.evidence import repository
+from rampart.evidence.metrics import EVIDENCE_UPLOADS
 from rampart.evidence.schemas import EvidenceList, EvidenceOut
 from rampart.kit import audit, context
 from rampart.kit.db.transaction import Tx
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import EVIDENCE_UPLOADS
 from rampart.kit.security.auth import Principal
 from rampart.kit.security.permissions import can_create, require
 from rampart.kit.security.uploads import ReceivedFile
-from rampart.kit.storage import Storage, store_in_transaction
+from rampart.kit.storage import LocalStorage, Storage, store_in_transaction
 
 log = get_logger(__name__)
+
+
+def evidence_root(settings: Settings) -> Path:
+    """EVIDENCE_DIR, else `evidence/` under RAMPART_HOME."""
+    return Path(settings.evidence_dir or Path(settings.rampart_home) / "evidence")
+
+
+def get_storage() -> Storage:
+    """The configured store. Cheap to build, so not cached: tests that change EVIDENCE_DIR
+    or RAMPART_HOME need no cache to clear."""
+    return LocalStorage(evidence_root(get_settings()))
 
 
 async def add(

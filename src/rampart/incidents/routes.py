@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from rampart.incidents import service
+from rampart.incidents.alertmanager_webhook import alertmanager_payload, require_alert_token
 from rampart.incidents.schemas import AlertmanagerPayload, AlertsReceived
-from rampart.incidents.webhook import alertmanager_payload, require_alert_token
-from rampart.kit.db.dependency import AnonymousTx
+from rampart.kit.security.request_tx import AnonymousTx
 
 ALERT_WEBHOOK_PATH = "/api/v1/internal/alerts"
 

@@ -12,12 +12,12 @@ it. Each stored alert is logged (`incident_firing` / `incident_resolved`) and co
 from __future__ import annotations
 
 from rampart.incidents import repository
+from rampart.incidents.metrics import INCIDENT_NOTIFICATIONS
 from rampart.incidents.models import Incident
 from rampart.incidents.schemas import Alert, AlertmanagerPayload, AlertsReceived
 from rampart.kit.db.operator import operator_connection
 from rampart.kit.db.transaction import Tx
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import INCIDENT_NOTIFICATIONS
 
 log = get_logger(__name__)
 

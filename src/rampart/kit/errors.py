@@ -1,8 +1,12 @@
-"""One error envelope for every failure: {"error": {code, message, details?, trace_id}}.
+"""One error envelope for every error response: {"error": {code, message, details?,
+trace_id}}, built by `error_body` and nowhere else.
 
 Typed errors raised anywhere (service, repository, dependency) become the envelope in one
-handler; validation errors, HTTP errors and unhandled exceptions are mapped here too, so a
-client never sees another shape.
+handler; validation and HTTP errors are mapped here too. What answers below FastAPI's
+handlers uses the same builder: the pure-ASGI middleware (the last-resort 500 for an
+unhandled exception, the body guard's refusals, rate limits, read-only mode) through
+`envelope_bytes` or `envelope`, and /ready's 503 through `envelope` with its checks beside
+the error. A client never sees another shape.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rampart.kit import context
 from rampart.kit.error_responses import add_common_errors
-from rampart.kit.metrics import HTTP_ERRORS
+from rampart.kit.metrics.instruments import HTTP_ERRORS
 
 
 class AppError(Exception):
@@ -88,20 +92,47 @@ class _EnvelopeResponse(JSONResponse):
     renders; unescaped, the error response itself would fail and become a 500."""
 
     def render(self, content: Any) -> bytes:
+        return self.render_body(content)
+
+    @staticmethod
+    def render_body(content: Any) -> bytes:
         return json.dumps(
             content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
         ).encode("ascii")
 
 
-def envelope(
-    status: int, code: str, message: str, details: Any = None, headers: dict | None = None
-) -> JSONResponse:
+def error_body(
+    code: str, message: str, details: Any = None, *, trace_id: str | None = None
+) -> dict[str, Any]:
+    """The envelope's content; `trace_id` defaults to the one bound for this request."""
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         body["details"] = details
-    body["trace_id"] = context.current("trace_id")
+    body["trace_id"] = trace_id if trace_id is not None else context.current("trace_id")
+    return {"error": body}
+
+
+def envelope(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict | None = None,
+    *,
+    beside: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """The error response (counted in rampart_http_errors_total); `beside`: keys next to
+    "error" (the /ready checks)."""
     HTTP_ERRORS.labels(str(status), code).inc()
-    return _EnvelopeResponse({"error": body}, status_code=status, headers=headers)
+    content = {**(beside or {}), **error_body(code, message, details)}
+    return _EnvelopeResponse(content, status_code=status, headers=headers)
+
+
+def envelope_bytes(status: int, code: str, message: str, *, trace_id: str | None = None) -> bytes:
+    """The error envelope as a body, for pure-ASGI answers made below FastAPI's handlers
+    (counted the same way)."""
+    HTTP_ERRORS.labels(str(status), code).inc()
+    return _EnvelopeResponse.render_body(error_body(code, message, trace_id=trace_id))
 
 
 # The envelope as an OpenAPI schema: what every error response really is.

@@ -22,6 +22,7 @@ from rampart.config import get_settings
 from rampart.kit import redis_clients
 from rampart.kit.db.pool import connect
 from rampart.kit.db.transaction import refused_within
+from rampart.kit.errors import envelope
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -38,9 +39,7 @@ async def _check_postgres() -> str | None:
 
 
 async def _check_redis() -> str | None:
-    client = redis_clients.shared(
-        get_settings().require("redis_url"), timeout=CHECK_TIMEOUT_SECONDS
-    )
+    client = redis_clients.shared(get_settings().require("redis_url"), redis_clients.PROBE)
     await client.ping()
     return None
 
@@ -76,12 +75,10 @@ async def ready() -> JSONResponse:
     }
     failed = [name for name, error in errors.items() if error]
     if failed:
-        return JSONResponse(
-            {
-                "status": "unavailable",
-                "checks": checks,
-                "error": {"code": "not_ready", "message": "Not ready: " + ", ".join(failed)},
-            },
-            status_code=503,
+        return envelope(
+            503,
+            "not_ready",
+            "Not ready: " + ", ".join(failed),
+            beside={"status": "unavailable", "checks": checks},
         )
     return JSONResponse({"status": "ok", "checks": checks})

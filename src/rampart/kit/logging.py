@@ -13,7 +13,7 @@ import logging
 import logging.handlers
 import re
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -56,6 +56,26 @@ class _StdoutHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, _value: object) -> None:
         pass
+
+
+class LogSettings(Protocol):
+    """What logging reads of the settings (config.Settings has it all)."""
+
+    env: str
+    version: str
+    log_level: str
+    log_file: str | None
+
+
+def configure_service_logging(service: str, settings: LogSettings) -> None:
+    """`configure_logging` for one of our services (api, worker, relay) from its settings."""
+    configure_logging(
+        service=service,
+        env=settings.env,
+        version=settings.version,
+        level=settings.log_level,
+        log_file=settings.log_file,
+    )
 
 
 def configure_logging(

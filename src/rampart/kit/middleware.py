@@ -5,7 +5,6 @@ than BaseHTTPMiddleware: cheaper per request and the contextvars reach the endpo
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 
@@ -16,8 +15,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rampart.kit import context, tracing
+from rampart.kit.errors import envelope_bytes
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import HTTP_DURATION, HTTP_ERRORS, HTTP_REQUESTS
+from rampart.kit.metrics.instruments import HTTP_DURATION, HTTP_REQUESTS
 from rampart.kit.security.client_ip import client_ip
 from rampart.kit.sentry import report_exception
 
@@ -29,12 +29,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
-
-
-def _envelope_bytes(status: int, code: str, message: str, trace_id: str) -> bytes:
-    """The error envelope for answers made below FastAPI's handlers (counted the same way)."""
-    HTTP_ERRORS.labels(str(status), code).inc()
-    return json.dumps({"error": {"code": code, "message": message, "trace_id": trace_id}}).encode()
 
 
 class RequestContextMiddleware:
@@ -104,8 +98,8 @@ class RequestContextMiddleware:
             server_span.record_exception(exc)
             report_exception(exc)  # Sentry, the one place an unhandled API error is reported
             if not started:
-                body = _envelope_bytes(
-                    500, "internal_error", "An unexpected error occurred.", trace_id
+                body = envelope_bytes(
+                    500, "internal_error", "An unexpected error occurred.", trace_id=trace_id
                 )
                 await send_wrapper(
                     {
@@ -151,7 +145,7 @@ class BodyGuardMiddleware:
     Routes listed in `own_limits` ((method, path regex) → (max bytes or None, timeout))
     enforce their own size limit while streaming (uploads) and get their own deadline.
     Nothing here holds a database connection: the request's transaction opens only after
-    its body was read and validated (kit/db/dependency.py).
+    its body was read and validated (kit/security/request_tx.py).
     """
 
     def __init__(
@@ -271,6 +265,6 @@ async def _reject(
     headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
     if retry_after:
         headers.append((b"retry-after", b"1"))
-    body = _envelope_bytes(status, code, message, trace_id)
+    body = envelope_bytes(status, code, message, trace_id=trace_id)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -19,7 +19,6 @@ from typing import BinaryIO, Protocol
 
 import anyio
 
-from rampart.config import Settings, get_settings
 from rampart.kit.db.transaction import Tx
 from rampart.kit.logging import get_logger
 
@@ -44,7 +43,8 @@ class Storage(Protocol):
 
 
 class LocalStorage:
-    """Files under one directory (EVIDENCE_DIR): `<root>/<key>`, mode 0600, dirs 0700."""
+    """Files under one directory (the domain names it: evidence/service.py, EVIDENCE_DIR):
+    `<root>/<key>`, mode 0600, dirs 0700."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -77,16 +77,6 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
-
-
-def evidence_root(settings: Settings) -> Path:
-    return Path(settings.evidence_dir or Path(settings.rampart_home) / "evidence")
-
-
-def get_storage() -> Storage:
-    """The configured store. Cheap to build, so not cached: tests that change EVIDENCE_DIR
-    or RAMPART_HOME need no cache to clear."""
-    return LocalStorage(evidence_root(get_settings()))
 
 
 async def store_in_transaction(tx: Tx, storage: Storage, key: str, source: Path) -> None:

@@ -55,7 +55,6 @@ __all__ = [
     "configure",
     "current_traceparent",
     "ids",
-    "db_span",
     "exporting",
     "span",
     "start_span",
@@ -159,22 +158,6 @@ def force_flush(timeout_ms: int = 2000) -> None:
 def exporting() -> bool:
     """Whether spans leave this process (database spans are made only then)."""
     return _state.exporting
-
-
-def db_span(statement: str) -> Span:
-    """A started CLIENT span for one database round trip; the caller ends it. The statement
-    is recorded in its normalized form (no values)."""
-    from rampart.kit.db.observe import normalize_statement, operation
-
-    return tracer().start_span(
-        operation(statement).upper(),
-        kind=SpanKind.CLIENT,
-        attributes={
-            "db.system.name": "postgresql",
-            "db.operation.name": operation(statement),
-            "db.query.text": normalize_statement(statement),
-        },
-    )
 
 
 def tracer() -> trace.Tracer:

@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from fractions import Fraction
 from typing import Literal
 
-from rampart.assessments.questionnaire import QUESTIONNAIRE, Dimension, Question
 from rampart.llm.schemas import DimensionScore, RoadmapItem, RoadmapResult, ScoreResult
+from rampart.questionnaire import QUESTIONNAIRE, Dimension, Question
 
 __all__ = [
     "MAX_ROADMAP_ITEMS",

@@ -24,8 +24,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from rampart.assessments.questionnaire import QUESTIONNAIRE
 from rampart.llm.schemas import RoadmapResult, ScoreResult
+from rampart.questionnaire import QUESTIONNAIRE
 
 __all__ = ["INPUT_CLOSE", "INPUT_OPEN", "Task", "read_input", "roadmap_task", "score_task"]
 

@@ -45,18 +45,18 @@ import redis.asyncio as aioredis
 from prometheus_client import Histogram
 
 from rampart.config import Settings, get_settings
-from rampart.kit import metrics, redis_clients, tracing
+from rampart.kit import redis_clients, tracing
 from rampart.kit.logging import get_logger
+from rampart.kit.metrics.instruments import CIRCUIT_BREAKER_STATE
 from rampart.kit.resilience import BreakerState, CircuitBreaker, CircuitOpenError, RetryPolicy
+from rampart.llm import metrics
 from rampart.llm.base import DefinitiveLLMError, LLMError, LLMProvider, TransientLLMError
-from rampart.llm.http import LLMTimeoutError, aclose_clients
+from rampart.llm.http import HTTPProvider, LLMTimeoutError, aclose_clients
 from rampart.llm.offline import OfflineProvider
 from rampart.llm.schemas import RoadmapResult, ScoreResult
 
 log = get_logger(__name__)
 T = TypeVar("T")
-
-_REDIS_TIMEOUT_SECONDS = 0.5  # a slow Redis must not slow every LLM call down
 
 
 @dataclass(frozen=True)
@@ -91,49 +91,40 @@ class GuardedProvider:
         return await self._guarded(lambda: self.provider.roadmap(answers, score, context))
 
     async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`CircuitBreaker.call` around the retried, measured tries: an `LLMError` after the
+        retries counts as one failure; anything else (e.g. the task was cancelled) gives a
+        trial back with no verdict. The breaker reports each state it sees to the gauge."""
         try:
-            permit = await self.breaker.acquire()
+            return await self.breaker.call(self.retry.call, _measured, self, call)
         except CircuitOpenError as exc:
             metrics.LLM_REQUESTS.labels(self.name, "circuit_open").inc()
-            _set_state_gauge(self.name, exc.state)
             raise ProviderUnavailableError(str(exc)) from None
-        _set_state_gauge(self.name, permit.state)
-        try:
-            result = await self.retry.call(self._measured, call)
-        except LLMError:
-            _set_state_gauge(self.name, await self.breaker.record_failure(permit))
-            raise
-        except BaseException:
-            # Not the provider's fault (e.g. the task was cancelled): no verdict.
-            await self.breaker.release(permit)
-            raise
-        _set_state_gauge(self.name, await self.breaker.record_success(permit))
-        return result
 
-    async def _measured(self, call: Callable[[], Awaitable[T]]) -> T:
-        """One try, counted and timed."""
-        t0 = time.perf_counter()
-        outcome = "error"
-        try:
-            with _llm_call_span(self.name, self.model):
-                result = await call()
-            outcome = "success"
-            return result
-        except LLMTimeoutError:
-            outcome = "timeout"
-            raise
-        except LLMError:
-            raise
-        except Exception as exc:
-            # A bug in a provider must not stop the chain from falling back: log it with
-            # its traceback (no local variables) and treat it as a definitive failure.
-            log.exception("llm_provider_unexpected_error", provider=self.name)
-            raise DefinitiveLLMError(
-                f"{self.name}: unexpected {type(exc).__name__} (see the logged traceback)"
-            ) from exc
-        finally:
-            metrics.LLM_REQUESTS.labels(self.name, outcome).inc()
-            metrics.LLM_DURATION.labels(self.name).observe(time.perf_counter() - t0)
+
+async def _measured(provider: LLMProvider, call: Callable[[], Awaitable[T]]) -> T:
+    """One try of `provider`, counted and timed (every provider, guarded or offline)."""
+    t0 = time.perf_counter()
+    outcome = "error"
+    try:
+        with _llm_call_span(provider.name, provider.model):
+            result = await call()
+        outcome = "success"
+        return result
+    except LLMTimeoutError:
+        outcome = "timeout"
+        raise
+    except LLMError:
+        raise
+    except Exception as exc:
+        # A bug in a provider must not stop the chain from falling back: log it with
+        # its traceback (no local variables) and treat it as a definitive failure.
+        log.exception("llm_provider_unexpected_error", provider=provider.name)
+        raise DefinitiveLLMError(
+            f"{provider.name}: unexpected {type(exc).__name__} (see the logged traceback)"
+        ) from exc
+    finally:
+        metrics.LLM_REQUESTS.labels(provider.name, outcome).inc()
+        metrics.LLM_DURATION.labels(provider.name).observe(time.perf_counter() - t0)
 
 
 @contextmanager
@@ -155,8 +146,11 @@ def _llm_call_span(provider: str, model: str) -> Iterator[None]:
         current.set_attribute("rampart.llm.outcome", "success")
 
 
-def _set_state_gauge(provider: str, state: BreakerState) -> None:
-    metrics.CIRCUIT_BREAKER_STATE.labels(provider).set(state.level)
+def _state_gauge(provider: str) -> Callable[[BreakerState], None]:
+    def record(state: BreakerState) -> None:
+        CIRCUIT_BREAKER_STATE.labels(provider).set(state.level)
+
+    return record
 
 
 def _on_retry(provider: str) -> Callable[[BaseException, int, float], None]:
@@ -178,10 +172,9 @@ def _redis_client(settings: Settings) -> Callable[[], aioredis.Redis] | None:
     """What returns the running loop's Redis client for the breakers (None: no Redis)."""
     if settings.redis_url is None:
         return None
+    # The REQUEST profile: a slow Redis must not slow every LLM call down.
     return partial(
-        redis_clients.shared,
-        settings.redis_url.get_secret_value(),
-        timeout=_REDIS_TIMEOUT_SECONDS,
+        redis_clients.shared, settings.redis_url.get_secret_value(), redis_clients.REQUEST
     )
 
 
@@ -190,31 +183,32 @@ def _build(
 ) -> LLMProvider:
     if name == "offline":
         return OfflineProvider(latency_seconds=settings.llm_offline_latency_seconds)
-    provider: LLMProvider
+    provider_class: type[HTTPProvider]
     if name == "openai":
-        from rampart.llm.openai_compat import OpenAICompatProvider
+        from rampart.llm.openai_compat import OpenAICompatProvider as provider_class
 
-        key = settings.openai_api_key
-        provider = OpenAICompatProvider(
-            base_url=settings.openai_base_url,
-            api_key=key.get_secret_value() if key else None,
-            model=settings.openai_model,
-            timeout=settings.llm_timeout_seconds,
-            max_connections=settings.llm_max_connections,
+        base_url, key, model = (
+            settings.openai_base_url,
+            settings.openai_api_key,
+            settings.openai_model,
         )
     elif name == "anthropic":
-        from rampart.llm.anthropic import AnthropicProvider
+        from rampart.llm.anthropic import AnthropicProvider as provider_class
 
-        key = settings.anthropic_api_key
-        provider = AnthropicProvider(
-            base_url=settings.anthropic_base_url,
-            api_key=key.get_secret_value() if key else None,
-            model=settings.anthropic_model,
-            timeout=settings.llm_timeout_seconds,
-            max_connections=settings.llm_max_connections,
+        base_url, key, model = (
+            settings.anthropic_base_url,
+            settings.anthropic_api_key,
+            settings.anthropic_model,
         )
     else:
         raise ValueError(f"LLM_PROVIDERS: unknown provider {name!r}")
+    provider = provider_class(
+        base_url=base_url,
+        api_key=key.get_secret_value() if key else None,
+        model=model,
+        timeout=settings.llm_timeout_seconds,
+        max_connections=settings.llm_max_connections,
+    )
     retry = RetryPolicy(
         transient=(TransientLLMError,),
         attempts=settings.llm_retry_attempts,
@@ -235,6 +229,7 @@ def _build(
         cooldown_seconds=settings.llm_breaker_cooldown_seconds,
         trial_ttl_seconds=worst_call + 5,
         failure_exceptions=(LLMError,),
+        on_state=_state_gauge(name),
     )
     return GuardedProvider(provider, breaker, retry)
 
@@ -270,7 +265,7 @@ async def _first_success(
             if isinstance(provider, GuardedProvider):
                 result = await call(provider)
             else:  # the offline provider: measured here, it has no breaker or retries
-                result = await _measured_plain(provider, call)
+                result = await _measured(provider, partial(call, provider))
         except LLMError as exc:
             log.warning(
                 "llm_provider_failed",
@@ -289,21 +284,6 @@ async def _first_success(
             duration_ms=round((time.perf_counter() - t0) * 1000),
         )
     raise RuntimeError("no LLM provider answered")  # unreachable: offline never fails
-
-
-async def _measured_plain(
-    provider: LLMProvider, call: Callable[[LLMProvider], Awaitable[T]]
-) -> T:
-    t0 = time.perf_counter()
-    outcome = "error"
-    try:
-        with _llm_call_span(provider.name, provider.model):
-            result = await call(provider)
-        outcome = "success"
-        return result
-    finally:
-        metrics.LLM_REQUESTS.labels(provider.name, outcome).inc()
-        metrics.LLM_DURATION.labels(provider.name).observe(time.perf_counter() - t0)
 
 
 async def score(answers: dict[str, int], context: str | None) -> Generated[ScoreResult]:

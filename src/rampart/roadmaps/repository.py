@@ -7,16 +7,17 @@ from typing import Any
 
 from asyncpg import Record
 
+from rampart.kit.db.live_rows import live
 from rampart.kit.db.transaction import Tx
 
 
 async def get(tx: Tx, roadmap_id: uuid.UUID) -> Record | None:
     """The roadmap, unless its assessment was soft-deleted: then it is gone with it (404)."""
     return await tx.fetchrow(
-        "SELECT r.id, r.assessment_id, r.items, r.provider, r.model, r.degraded,"
+        "SELECT r.id, r.assessment_id, r.items, r.provider, r.model, r.degraded,"  # noqa: S608
         " r.duration_ms, r.created_at"
         " FROM roadmaps r JOIN assessments a ON a.id = r.assessment_id"
-        " WHERE r.id = $1 AND a.deleted_at IS NULL",
+        f" WHERE r.id = $1 AND {live('a')}",
         roadmap_id,
     )
 

@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from rampart.kit.db.dependency import TenantTx
+from rampart.kit.security.request_tx import TenantTx
 from rampart.roadmaps import service
 from rampart.roadmaps.schemas import RoadmapOut
 

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import re
 
+from opentelemetry.trace import Span, SpanKind
+
 from rampart.config import get_settings
+from rampart.kit import tracing
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import (
+from rampart.kit.metrics.instruments import (
     DB_QUERY_DURATION,
     DB_SLOW_QUERIES,
     DB_TRANSACTION_ERRORS,
@@ -45,6 +48,20 @@ _SQLSTATE_REASONS = {
     "55P03": "lock_timeout",
     "57014": "statement_timeout",
 }
+
+
+def db_span(statement: str) -> Span:
+    """A started CLIENT span for one database round trip; the caller ends it. The statement
+    is recorded in its normalized form (no values)."""
+    return tracing.tracer().start_span(
+        operation(statement).upper(),
+        kind=SpanKind.CLIENT,
+        attributes={
+            "db.system.name": "postgresql",
+            "db.operation.name": operation(statement),
+            "db.query.text": normalize_statement(statement),
+        },
+    )
 
 
 def normalize_statement(statement: str) -> str:

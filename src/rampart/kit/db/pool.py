@@ -31,7 +31,7 @@ import asyncpg
 import pydantic_core
 
 from rampart.config import Settings, get_settings
-from rampart.kit.metrics import DB_POOL_SIZE
+from rampart.kit.metrics.instruments import DB_POOL_SIZE
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncpg.Pool] = (
     weakref.WeakKeyDictionary()

@@ -1,4 +1,7 @@
-"""One transaction per request or task, with the caller's claims set inside it.
+"""A transaction with the caller's claims set inside it: one per request (opened by the
+route's dependency, kit/security/request_tx.py), and one per step of a job (a job's work
+opens a transaction before and another after a slow call such as the LLM's, never one
+across it: kit/jobs/runner.py `run.transaction()`).
 
 `set_config('request.jwt.claims', ..., true)` is transaction-local: it is set in the same
 transaction as the queries and vanishes at COMMIT/ROLLBACK, so a pooled connection (or
@@ -40,7 +43,7 @@ from rampart.kit.db import observe
 from rampart.kit.db.pool import gate, get_pool
 from rampart.kit.errors import ServiceUnavailable
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import DB_ADMISSION_WAITING, DB_POOL_IN_USE
+from rampart.kit.metrics.instruments import DB_ADMISSION_WAITING, DB_POOL_IN_USE
 
 log = get_logger("rampart.db")
 
@@ -113,6 +116,17 @@ class Claims:
 _UNAVAILABLE_CLASSES = ("08", "40", "53", "57")
 
 
+# What the driver raises: server errors, misuse/closed connection, its own protocol state
+# errors (e.g. a connection still consuming a FATAL error when the server went away), I/O.
+DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+
 def unavailable_reason(exc: BaseException, conn: asyncpg.Connection | None) -> str | None:
     """The metric reason when `exc` means "the database cannot do this now", else None."""
     if isinstance(exc, asyncpg.PostgresError):
@@ -120,11 +134,29 @@ def unavailable_reason(exc: BaseException, conn: asyncpg.Connection | None) -> s
         if sqlstate[:2] in _UNAVAILABLE_CLASSES or sqlstate == "55P03":
             return observe.error_reason(exc)
         return None
-    if isinstance(exc, TimeoutError | OSError):
+    if isinstance(exc, TimeoutError | OSError | asyncpg.InternalClientError):
         return "connection"
-    if isinstance(exc, asyncpg.InterfaceError) and (conn is None or conn.is_closed()):
+    if isinstance(exc, asyncpg.InterfaceError) and (conn is None or _closed(conn)):
         return "connection"
     return None
+
+
+def _connection_survives(exc: BaseException) -> bool:
+    """Whether the connection is still fit for another transaction after `exc`: only after
+    errors Postgres reports on a live session (a bad statement, a deadlock, a serialization
+    failure, a lock or statement timeout). A shutdown, a crash, a lost socket or the
+    driver's own state error leave it unknown: never reuse it."""
+    if not isinstance(exc, asyncpg.PostgresError):
+        return False
+    sqlstate = exc.sqlstate or ""
+    return sqlstate[:2] not in ("08", "57") or sqlstate == "57014"
+
+
+def _closed(conn: asyncpg.Connection) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:  # the pool already took back a connection the server closed
+        return True
 
 
 class Tx:
@@ -197,7 +229,7 @@ class Tx:
             turnstile.release()
             if isinstance(exc, TimeoutError):
                 raise Overloaded() from None
-            if isinstance(exc, OSError | asyncpg.PostgresError | asyncpg.InterfaceError):
+            if isinstance(exc, DRIVER_ERRORS):
                 self._failed(exc, "connect")
                 raise DatabaseUnavailable() from exc
             raise
@@ -225,10 +257,10 @@ class Tx:
         if self._broken:
             raise DatabaseUnavailable()
         started = time.perf_counter()
-        span = tracing.db_span(query) if tracing.exporting() else None
+        span = observe.db_span(query) if tracing.exporting() else None
         try:
             return await getattr(conn, method)(query, *args)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except DRIVER_ERRORS as exc:
             reason = unavailable_reason(exc, conn)
             if reason is None:
                 observe.count_error(exc)  # a bad statement: the caller handles or it is a bug
@@ -243,8 +275,8 @@ class Tx:
     def _failed(self, exc: BaseException, query: str) -> None:
         reason = unavailable_reason(exc, self._conn) or "connection"
         observe.count_reason(reason)
-        if reason == "connection" or isinstance(exc, TimeoutError):
-            self._broken = True  # never reuse: its state is unknown
+        if not _connection_survives(exc):
+            self._broken = True
         log.warning(
             "db_unavailable",
             reason=reason,
@@ -280,7 +312,7 @@ class Tx:
                 await self._conn.execute(
                     "ROLLBACK", timeout=get_settings().db_command_timeout_seconds
                 )
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            except DRIVER_ERRORS:
                 self._broken = True
             except asyncio.CancelledError:
                 self._broken = True
@@ -293,9 +325,11 @@ class Tx:
         if conn is None:
             return
         DB_POOL_IN_USE.dec()
-        if self._broken:
-            conn.terminate()
         try:
+            if self._broken and not _closed(conn):
+                conn.terminate()
+            # A connection the server closed was already taken back by the pool (its proxy
+            # is detached): release() then does nothing, terminate() would raise.
             await (await get_pool()).release(conn)
         except Exception:  # the pool terminates a connection it cannot reset
             log.debug("db_release_failed")

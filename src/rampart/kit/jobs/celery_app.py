@@ -9,6 +9,9 @@ running task is not handed to a second worker.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import pkgutil
 from functools import lru_cache
 
 from celery import Celery
@@ -17,6 +20,18 @@ from rampart.config import get_settings
 from rampart.kit.jobs.broker import broker_transport
 
 QUEUE = "rampart"
+TASK_MODULE = "tasks"
+
+
+def discover_task_modules(package: str) -> list[str]:
+    """`<package>.<sub>.tasks` for every subpackage that has one: a domain's tasks module is
+    found, never listed by hand (the worker includes what this returns)."""
+    found = []
+    for sub in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        name = f"{package}.{sub.name}.{TASK_MODULE}"
+        if sub.ispkg and importlib.util.find_spec(name) is not None:
+            found.append(name)
+    return sorted(found)
 
 
 @lru_cache

@@ -46,7 +46,7 @@ __all__ = ["ConsumerProgress"]
 
 class ConsumerProgress:
     """The consumer's progress, fed by Celery's signals in the worker's main process; a
-    prometheus_client collector (pass it to `metrics_export.serve` as an extra collector)."""
+    prometheus_client collector (pass it to `exposition.serve` as an extra collector)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock

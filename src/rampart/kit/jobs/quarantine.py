@@ -14,7 +14,7 @@ from asyncpg import Record
 
 from rampart.kit.db.operator import operator_connection
 from rampart.kit.db.transaction import Tx
-from rampart.kit.metrics import JOBS_QUARANTINED
+from rampart.kit.metrics.instruments import JOBS_QUARANTINED
 
 _QUARANTINE = """
 WITH job AS (

@@ -33,11 +33,11 @@ from celery import Celery
 from rampart.config import get_settings
 from rampart.kit import context, idempotency, tracing
 from rampart.kit.db.pool import connect
-from rampart.kit.db.transaction import transaction
+from rampart.kit.db.transaction import DRIVER_ERRORS, transaction
 from rampart.kit.jobs.celery_app import QUEUE
 from rampart.kit.jobs.enqueue import OUTBOX_CHANNEL
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import JOBS_REPUBLISHED, OUTBOX_PUBLISHED
+from rampart.kit.metrics.instruments import JOBS_REPUBLISHED, OUTBOX_PUBLISHED
 
 log = get_logger("rampart.relay")
 
@@ -149,7 +149,7 @@ class _Wakeup:
         try:
             self._conn = await connect()
             await self._conn.add_listener(OUTBOX_CHANNEL, self._notified)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except DRIVER_ERRORS as exc:
             self._conn = None
             log.warning("relay_listen_failed", error_type=type(exc).__name__, error=str(exc))
 

@@ -37,7 +37,7 @@ from rampart.kit import context
 from rampart.kit.db.transaction import Claims, DatabaseUnavailable, Overloaded, Tx, transaction
 from rampart.kit.jobs.quarantine import quarantine
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import JOB_DURATION, JOB_RETRIES
+from rampart.kit.metrics.instruments import JOB_DURATION, JOB_RETRIES
 from rampart.kit.sentry import report_exception
 
 log = get_logger("rampart.jobs")

@@ -1,7 +1,8 @@
 """Declare a job task: a Celery task that runs a domain step through the job runner, on
 the worker's event loop (kit/jobs/loop.py).
 
-Transient errors are retried by Celery with exponential backoff and full jitter, bounded by
+Transient errors are retried by Celery after the project's one backoff (exponential with
+jitter, capped at JOB_RETRY_MAX_SECONDS: kit/resilience/retry.py `backoff`), bounded by
 JOB_MAX_ATTEMPTS deliveries (the runner quarantines after that). A task that still raises
 (the database was down even for the quarantine write) is rejected by Celery without
 requeue: its job row stays pending/processing until the relay's stale-job sweeper
@@ -10,14 +11,13 @@ publishes it again (docs/resilience.md, "Stale-job sweeper" and "Known gaps").
 
 from __future__ import annotations
 
-import random
-
 from celery import Task, shared_task
 
 from rampart.config import get_settings
 from rampart.kit import tracing
 from rampart.kit.jobs import loop
 from rampart.kit.jobs.runner import TRANSIENT_ERRORS, OnFailure, Work, run_job
+from rampart.kit.resilience.retry import backoff_seconds
 
 
 def _header(task: Task, name: str) -> str | None:
@@ -26,10 +26,13 @@ def _header(task: Task, name: str) -> str | None:
 
 
 def retry_delay(retries: int) -> float:
-    """Exponential backoff with jitter: base·2^n capped, then scaled by 0.5–1.0."""
+    """The countdown before the next delivery, after `retries` retries so far."""
     settings = get_settings()
-    ceiling = min(settings.job_retry_max_seconds, settings.job_retry_base_seconds * 2**retries)
-    return ceiling * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
+    return backoff_seconds(
+        retries + 1,
+        base_seconds=settings.job_retry_base_seconds,
+        max_seconds=settings.job_retry_max_seconds,
+    )
 
 
 async def _consume(

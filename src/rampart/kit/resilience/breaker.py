@@ -30,7 +30,8 @@ agree on when the cool-down ends.
 Redis is spoken to through ``redis.asyncio``: every method that touches Redis is a
 coroutine, and the client comes from ``redis_client()``, called on each use, which must
 return the *running* event loop's client (an asyncio client's connections belong to the
-loop that opened them), e.g. ``functools.partial(redis_clients.shared, url, timeout=0.5)``.
+loop that opened them), e.g.
+``functools.partial(redis_clients.shared, url, redis_clients.REQUEST)``.
 The breaker itself holds no connection, so one instance serves any number of loops.
 
 When Redis itself is unreachable (or slow past the client's ``socket_timeout``), the
@@ -173,7 +174,8 @@ class CircuitBreaker:
         await breaker.record_success(permit)
 
     ``redis_client`` returns the running loop's client; None (no Redis configured): the
-    breaker then always allows and warns, as when Redis is unreachable.
+    breaker then always allows and warns, as when Redis is unreachable. ``on_state`` is
+    told the state each step saw (a permit or a refusal, then the verdict): a state gauge.
     """
 
     def __init__(
@@ -185,6 +187,7 @@ class CircuitBreaker:
         cooldown_seconds: float = 300.0,
         trial_ttl_seconds: float = 60.0,
         failure_exceptions: tuple[type[BaseException], ...] = (Exception,),
+        on_state: Callable[[BreakerState], None] | None = None,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be >= 1")
@@ -197,6 +200,7 @@ class CircuitBreaker:
         self.failure_exceptions = failure_exceptions
         self.keys = [f"{KEY_PREFIX}{{{name}}}:state", f"{KEY_PREFIX}{{{name}}}:trial"]
         self._redis_client = redis_client
+        self._on_state = on_state
         self._last_warning = float("-inf")
 
     # --- the protocol ----------------------------------------------------------------------
@@ -210,6 +214,15 @@ class CircuitBreaker:
 
     async def acquire(self) -> Permit:
         """A permit to call, or ``CircuitOpenError`` saying why not and for how long."""
+        try:
+            permit = await self._acquire()
+        except CircuitOpenError as exc:
+            self._saw(exc.state)
+            raise
+        self._saw(permit.state)
+        return permit
+
+    async def _acquire(self) -> Permit:
         if self._redis_client is None:
             self._warn(None)
             return Permit(BreakerState.CLOSED, unguarded=True)
@@ -228,18 +241,20 @@ class CircuitBreaker:
 
     async def record_success(self, permit: Permit) -> BreakerState:
         """The permitted call worked: closed (resets the failure count; ends a trial)."""
-        if permit.unguarded:
-            return BreakerState.CLOSED
-        result = await self._run(_SUCCESS, permit.token)
-        return BreakerState(_text(result)) if result is not None else BreakerState.CLOSED
+        state = BreakerState.CLOSED
+        if not permit.unguarded:
+            result = await self._run(_SUCCESS, permit.token)
+            state = BreakerState(_text(result)) if result is not None else BreakerState.CLOSED
+        return self._saw(state)
 
     async def record_failure(self, permit: Permit) -> BreakerState:
         """The permitted call failed: count it; open at the threshold; a failed trial reopens
         the breaker for a new cool-down."""
-        if permit.unguarded:
-            return BreakerState.CLOSED
-        result = await self._run(_FAILURE, self.failure_threshold, permit.token)
-        return BreakerState(_text(result)) if result is not None else BreakerState.CLOSED
+        state = BreakerState.CLOSED
+        if not permit.unguarded:
+            result = await self._run(_FAILURE, self.failure_threshold, permit.token)
+            state = BreakerState(_text(result)) if result is not None else BreakerState.CLOSED
+        return self._saw(state)
 
     async def release(self, permit: Permit) -> None:
         """Give back a trial permit without a verdict (e.g. the call was cancelled)."""
@@ -297,6 +312,11 @@ class CircuitBreaker:
             await self._redis_client().delete(*self.keys)
 
     # --- internals -------------------------------------------------------------------------
+
+    def _saw(self, state: BreakerState) -> BreakerState:
+        if self._on_state is not None:
+            self._on_state(state)
+        return state
 
     async def _run(self, script: str, *args: object) -> Any:
         """Run one of the Lua scripts atomically (EVALSHA, loading it on first use); None

@@ -7,7 +7,9 @@ dependency); everything else (``asyncio.CancelledError`` included) propagates af
 first try.
 
 - Backoff: exponential with jitter, ``base * 2**(retry-1) + uniform(0, base)`` capped at
-  ``max_seconds`` (defaults: ~1 s, ~2 s, ~4 s, ... never above 8 s).
+  ``max_seconds`` (defaults: ~1 s, ~2 s, ~4 s, ... never above 8 s). It is the project's
+  one backoff formula (``backoff``): job retries, which Celery schedules itself, take their
+  countdown from ``backoff_seconds`` (kit/jobs/task.py).
 - A hint from the failed call wins over the backoff: when the exception carries
   ``retry_after`` (seconds, e.g. an HTTP 429's ``Retry-After``), the next try waits that
   long, capped at ``max_seconds`` too, so a server cannot park a call for an hour.
@@ -31,9 +33,23 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
-__all__ = ["RetryPolicy", "retry_after_of"]
+__all__ = ["RetryPolicy", "backoff", "backoff_seconds", "retry_after_of"]
 
 T = TypeVar("T")
+
+
+def backoff(base_seconds: float, max_seconds: float) -> wait_base:
+    """Retry n waits ``min(max_seconds, base_seconds * 2**(n-1) + uniform(0, base_seconds))``
+    (tenacity's ``wait_exponential_jitter``)."""
+    return wait_exponential_jitter(multiplier=base_seconds, jitter=base_seconds, max=max_seconds)
+
+
+def backoff_seconds(retry: int, *, base_seconds: float, max_seconds: float) -> float:
+    """The wait before retry number `retry` (1 = the first), for a caller that schedules
+    its retries itself (a Celery task's countdown)."""
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = retry
+    return backoff(base_seconds, max_seconds)(state)
 
 
 def retry_after_of(exc: BaseException) -> float | None:
@@ -94,9 +110,7 @@ class RetryPolicy:
             retry=retry_if_exception_type(self.transient),
             stop=stop_after_attempt(self.attempts),
             wait=_wait_hint_or_backoff(
-                wait_exponential_jitter(
-                    multiplier=self.base_seconds, jitter=self.base_seconds, max=self.max_seconds
-                ),
+                backoff(self.base_seconds, self.max_seconds),
                 cap=self.max_seconds,
                 hint=self.retry_after,
             ),

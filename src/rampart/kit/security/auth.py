@@ -8,7 +8,7 @@ must come with its CSRF token (kit/security/csrf.py): checking here, in the one 
 cookie authenticates, guards every route that takes a principal, present and future.
 
 What a token or a session says is a claim. The request's transaction
-(kit/db/dependency.py) checks it in the very round trip that opens it (BEGIN, the claims,
+(kit/security/request_tx.py) checks it in the very round trip that opens it (BEGIN, the claims,
 then the domain's check SQL): a user who was removed, or whose token version moved on
 (role or password changed, member removed), gets 401 on their next request, bearer and
 cookie alike. The check refuses with SQLSTATE `RA401` (no such live user) or `RA402` (the

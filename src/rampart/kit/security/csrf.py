@@ -29,7 +29,7 @@ from starlette.requests import Request
 from rampart.config import get_settings
 from rampart.kit.errors import Forbidden
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import CSRF_FAILURES
+from rampart.kit.metrics.instruments import CSRF_FAILURES
 
 log = get_logger(__name__)
 

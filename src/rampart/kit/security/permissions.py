@@ -21,9 +21,9 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from rampart.kit.db.dependency import TenantTx
 from rampart.kit.errors import AppError, Forbidden
 from rampart.kit.security.auth import CurrentPrincipal, Principal, load_actor
+from rampart.kit.security.request_tx import TenantTx
 
 
 class Role(StrEnum):

@@ -14,7 +14,9 @@ Where each limit applies:
   it does not retry a 429) counts only its failed authentications, with
   `limit_failed_attempts`, against the same per-IP limit.
 - Route dependencies: `login_rate_limit`, `signup_rate_limit` (counts every accepted
-  signup, no rejected body), `assessment_rate_limit`, `upload_rate_limit`.
+  signup, no rejected body), `upload_rate_limit`. A domain with a limit of its own (the
+  assessments' per-plan limit, assessments/limits.py) writes its dependency with
+  `request_limiter(request).check(...)`: the kit is the mechanism, the domain the rule.
 
 If Redis cannot be asked the check fails open (the request proceeds) with a warning log
 and a metric, and checks pause briefly so a dead Redis costs one timeout, not one per
@@ -39,11 +41,11 @@ from limits.errors import StorageError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rampart.config import Settings, get_settings
-from rampart.kit.db.dependency import TenantTx
+from rampart.kit import redis_clients
 from rampart.kit.errors import AppError, envelope
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
-from rampart.kit.security.auth import CurrentPrincipal, load_actor
+from rampart.kit.metrics.instruments import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
+from rampart.kit.security.auth import CurrentPrincipal
 from rampart.kit.security.client_ip import client_ip, ip_bucket
 from rampart.kit.security.emails import canonical_email
 
@@ -52,7 +54,6 @@ log = get_logger(__name__)
 KEY_PREFIX = "rampart:ratelimit"
 # Not /metrics: it is no route of the public port (the metrics have their own listener).
 EXEMPT_PATHS = frozenset({"/health", "/ready"})
-REDIS_TIMEOUT_SECONDS = 0.3
 FAIL_OPEN_PAUSE_SECONDS = 5.0
 _STATE_KEY = "rate_limiter"
 
@@ -69,8 +70,6 @@ class Limits:
     login_per_ip_email: RateLimitItem
     login_per_ip: RateLimitItem
     signup_per_ip: RateLimitItem
-    assessments_free: RateLimitItem
-    assessments_pro: RateLimitItem
     uploads_per_user: RateLimitItem
 
     @classmethod
@@ -80,8 +79,6 @@ class Limits:
             login_per_ip_email=parse(settings.rate_limit_login_per_ip_email),
             login_per_ip=parse(settings.rate_limit_login_per_ip),
             signup_per_ip=parse(settings.rate_limit_signup_per_ip),
-            assessments_free=parse(settings.rate_limit_assessments_free),
-            assessments_pro=parse(settings.rate_limit_assessments_pro),
             uploads_per_user=parse(settings.rate_limit_uploads_per_user),
         )
 
@@ -104,8 +101,8 @@ class RateLimiter:
                 implementation="redispy",
                 wrap_exceptions=True,
                 key_prefix=KEY_PREFIX,
-                socket_timeout=REDIS_TIMEOUT_SECONDS,
-                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_timeout=redis_clients.HOT_PATH.timeout,
+                socket_connect_timeout=redis_clients.HOT_PATH.timeout,
             )
             self._strategy = MovingWindowRateLimiter(storage)
         self._paused_until = 0.0
@@ -187,7 +184,8 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send)
 
 
-def _limiter(request: Request) -> RateLimiter:
+def request_limiter(request: Request) -> RateLimiter:
+    """The app's limiter (RateLimitMiddleware puts it in the request state)."""
     limiter = request.scope.get("state", {}).get(_STATE_KEY)
     if limiter is None:
         raise RuntimeError("RateLimitMiddleware is not installed")
@@ -201,7 +199,7 @@ def _ip(request: Request) -> str:
 async def limit_failed_attempts(request: Request, name: str) -> None:
     """Count one failed authentication on a path exempt from the base limit, against that
     limit per client IP; 429 when over (guessing a token costs what any request costs)."""
-    limiter = _limiter(request)
+    limiter = request_limiter(request)
     await limiter.check(name, limiter.limits.default_per_ip, _ip(request))
 
 
@@ -227,7 +225,7 @@ async def _login_email(request: Request) -> str:
 
 async def login_rate_limit(request: Request) -> None:
     """Per (IP, email) against guessing one account, per IP against spraying many."""
-    limiter, ip = _limiter(request), _ip(request)
+    limiter, ip = request_limiter(request), _ip(request)
     email = await _login_email(request)
     await limiter.check("login_ip_email", limiter.limits.login_per_ip_email, ip, email)
     await limiter.check("login_ip", limiter.limits.login_per_ip, ip)
@@ -244,7 +242,7 @@ async def signup_rate_limit(request: Request) -> CountSignup:
     request is refused up front when the IP has no signup left; the service calls the
     returned function once the body is valid, which counts the signup and, if another
     request of the IP took the last one meanwhile, raises 429 (nothing is written)."""
-    limiter, ip = _limiter(request), _ip(request)
+    limiter, ip = request_limiter(request), _ip(request)
     item = limiter.limits.signup_per_ip
     await limiter.check("signup_ip", item, ip, count=False)
 
@@ -254,20 +252,7 @@ async def signup_rate_limit(request: Request) -> CountSignup:
     return count_signup
 
 
-async def assessment_rate_limit(
-    request: Request, tx: TenantTx, principal: CurrentPrincipal
-) -> None:
-    """Per user, by the tenant's plan (read in the request's own transaction, so an upgrade
-    applies on the next request): assessment creation costs LLM calls."""
-    actor = await load_actor(tx, principal)
-    limiter = _limiter(request)
-    item = (
-        limiter.limits.assessments_pro if actor.plan == "pro" else limiter.limits.assessments_free
-    )
-    await limiter.check("assessments", item, actor.user_id)
-
-
 async def upload_rate_limit(request: Request, principal: CurrentPrincipal) -> None:
     """Per user: evidence uploads are stored and scanned."""
-    limiter = _limiter(request)
+    limiter = request_limiter(request)
     await limiter.check("uploads", limiter.limits.uploads_per_user, principal.user_id)

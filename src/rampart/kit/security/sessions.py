@@ -10,7 +10,9 @@ The cookies carry the `__Host-` prefix: the browser accepts them only with Secur
 Path=/ and no Domain, so neither a sibling subdomain nor plain HTTP can set or overwrite
 them. They have no Max-Age (they end with the browser); the idle timeout is the server's.
 
-If Redis cannot be asked, cookie sessions fail closed with 503 `sessions_unavailable`
+Redis is asked through the REQUEST profile (kit/redis_clients.py: 0.5 s per command, one
+immediate retry of a pooled connection gone stale, no backoff). If Redis cannot be asked,
+cookie sessions fail closed with 503 `sessions_unavailable`
 (not 401: the session may well be valid, and a 401 would send the user to a login that
 cannot work either). Bearer tokens never touch Redis and keep working.
 """
@@ -30,14 +32,13 @@ from rampart.config import get_settings
 from rampart.kit import redis_clients
 from rampart.kit.errors import ServiceUnavailable
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import SESSION_EVENTS
+from rampart.kit.metrics.instruments import SESSION_EVENTS
 from rampart.kit.security.csrf import CSRF_COOKIE, issue_token
 
 log = get_logger(__name__)
 
 SESSION_COOKIE = "__Host-session"
 KEY_PREFIX = "rampart:session:"
-REDIS_TIMEOUT_SECONDS = 0.5
 
 
 class SessionsUnavailable(ServiceUnavailable):
@@ -68,7 +69,7 @@ def _client() -> aioredis.Redis:
     url = get_settings().redis_url
     if url is None:
         raise SessionsUnavailable()
-    return redis_clients.shared(url.get_secret_value(), timeout=REDIS_TIMEOUT_SECONDS)
+    return redis_clients.shared(url.get_secret_value(), redis_clients.REQUEST)
 
 
 def _unavailable(operation: str, exc: Exception) -> SessionsUnavailable:

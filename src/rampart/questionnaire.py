@@ -1,5 +1,8 @@
 """The production-readiness questionnaire, as data, plus answer validation.
 
+Its own module, imported by the assessments domain (validation, the API) and by the llm
+domain (prompts, the offline scorer), so neither has to reach into the other for it.
+
 Question ids are stable public identifiers (they are stored with every assessment and
 used as answer keys by API clients): add new questions with new ids, never rename or
 renumber existing ones.

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 
 import redis
-import redis.asyncio as aioredis
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rampart.config import get_settings
+from rampart.kit import redis_clients
 from rampart.kit.errors import envelope
 from rampart.kit.logging import get_logger
 
@@ -28,7 +28,7 @@ _CACHE_SECONDS = 1.0
 
 
 def set_read_only(on: bool) -> None:
-    client = redis.Redis.from_url(get_settings().require("redis_url"), socket_timeout=2)
+    client = redis_clients.sync_client(get_settings().require("redis_url"), redis_clients.OPERATOR)
     try:
         if on:
             client.set(FLAG_KEY, "1")
@@ -39,7 +39,7 @@ def set_read_only(on: bool) -> None:
 
 
 def read_only_flag() -> bool:
-    client = redis.Redis.from_url(get_settings().require("redis_url"), socket_timeout=2)
+    client = redis_clients.sync_client(get_settings().require("redis_url"), redis_clients.OPERATOR)
     try:
         return bool(client.exists(FLAG_KEY))
     finally:
@@ -52,7 +52,6 @@ class ReadOnlyGate:
     def __init__(self, app: ASGIApp, exempt_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.exempt_paths = exempt_paths
-        self._client: aioredis.Redis | None = None
         self._cached: tuple[float, bool] = (0.0, False)
 
     async def _is_read_only(self) -> bool:
@@ -62,12 +61,9 @@ class ReadOnlyGate:
         checked_at, value = self._cached
         if time.monotonic() - checked_at < _CACHE_SECONDS:
             return value
-        if self._client is None:
-            self._client = aioredis.Redis.from_url(
-                settings.require("redis_url"), socket_timeout=0.3, socket_connect_timeout=0.3
-            )
+        client = redis_clients.shared(settings.require("redis_url"), redis_clients.HOT_PATH)
         try:
-            value = bool(await self._client.exists(FLAG_KEY))
+            value = bool(await client.exists(FLAG_KEY))
         except (redis.RedisError, OSError) as exc:
             log.warning("read_only_flag_unavailable", error=str(exc)[:200])
             value = False

@@ -2,13 +2,13 @@
 
 Called once by each process that does work: the API app (`create_app`), the worker
 (`worker_init`; Sentry itself starts on `celeryd_init`), the relay. Metrics endpoints are
-kit/metrics_export.py.
+kit/metrics/exposition.py.
 """
 
 from __future__ import annotations
 
 from rampart.kit import tracing
-from rampart.kit.metrics_export import record_build_info
+from rampart.kit.metrics.exposition import record_build_info
 from rampart.kit.sentry import init_sentry
 
 

@@ -18,7 +18,7 @@ the work. A scrape must see every process of the service, through one address:
   pool children. The API's public port has no /metrics. Different services never share a
   directory, so nothing is counted twice.
 - Counters and histograms of dead processes keep counting (their files stay). Gauges are
-  declared with an explicit `multiprocess_mode` (kit/metrics.py); the `live*` ones must
+  declared with an explicit `multiprocess_mode` (kit/metrics/instruments.py); the `live*` ones must
   forget processes that are gone: `mark_process_dead(pid)` runs when a Celery pool process
   shuts down, and at every scrape for any process whose pid no longer runs (that also
   covers SIGKILLed processes and uvicorn workers, which have no exit hook).
@@ -204,6 +204,6 @@ def git_commit() -> str:
 
 def record_build_info() -> None:
     from rampart.config import get_settings
-    from rampart.kit.metrics import BUILD_INFO
+    from rampart.kit.metrics.instruments import BUILD_INFO
 
     BUILD_INFO.labels(get_settings().version, git_commit()).set(1)

@@ -39,6 +39,7 @@ import redis
 from prometheus_client.core import GaugeMetricFamily
 
 from rampart.config import get_settings
+from rampart.kit import redis_clients
 from rampart.kit.db.pool import connect
 from rampart.kit.jobs.celery_app import QUEUE
 from rampart.kit.logging import get_logger
@@ -54,7 +55,6 @@ CONNECTION_STATES = (
     "unknown",  # sessions whose state the monitoring role may not read
 )
 STATEMENT_TIMEOUT_MS = 2000
-REDIS_TIMEOUT_SECONDS = 1.0
 _WARN_EVERY_SECONDS = 60.0
 
 
@@ -201,11 +201,7 @@ class OpsCollector:
         try:
             if self._redis is None:
                 url = get_settings().require("redis_url")
-                self._redis = redis.Redis.from_url(
-                    url,
-                    socket_timeout=REDIS_TIMEOUT_SECONDS,
-                    socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-                )
+                self._redis = redis_clients.sync_client(url, redis_clients.SCRAPE)
             return int(self._redis.llen(self.queue))
         except Exception as exc:
             self._warn("redis", exc)

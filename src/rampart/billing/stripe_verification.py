@@ -30,12 +30,12 @@ import redis
 import stripe
 from pydantic import ValidationError
 
+from rampart.billing.metrics import WEBHOOK_DELIVERIES
 from rampart.billing.schemas import StripeEvent
 from rampart.config import get_settings
 from rampart.kit import redis_clients
 from rampart.kit.errors import BadRequest, Conflict, Unauthorized
 from rampart.kit.logging import get_logger
-from rampart.kit.metrics import WEBHOOK_DELIVERIES
 
 log = get_logger(__name__)
 
@@ -119,7 +119,7 @@ async def claim_delivery(timestamp: int, payload: bytes, ttl: int) -> None:
     key = NONCE_PREFIX + hashlib.sha256(b"%d." % timestamp + payload).hexdigest()
     try:
         # Short timeouts: a sick Redis must not hold Stripe's request (it times out at 20 s).
-        client = redis_clients.shared(get_settings().require("redis_url"), timeout=0.5)
+        client = redis_clients.shared(get_settings().require("redis_url"), redis_clients.REQUEST)
         fresh = await client.set(key, b"1", nx=True, ex=ttl)
     except (redis.RedisError, OSError) as exc:
         # Safe without it: the (provider, event_id) row makes a replay a no-op.
