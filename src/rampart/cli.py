@@ -210,9 +210,11 @@ def relay() -> None:
     setup_process("relay")
     # The relay alone also reports the system-wide gauges (jobs, queues, DB connections).
     port = settings.relay_metrics_port
+    from rampart.backups.metrics import BackupCollector
+    from rampart.backups.tools import repository
     from rampart.billing.metrics import BillingCollector
 
-    collectors = [OpsCollector(), BillingCollector()]
+    collectors = [OpsCollector(), BillingCollector(), BackupCollector(repository())]
     if exposition.serve(port, settings.metrics_host, collectors) is not None:
         get_logger("rampart.metrics").info("metrics_serving", host=settings.metrics_host, port=port)
     import asyncio
@@ -628,6 +630,16 @@ def _release_stale_deliveries(redis_url: str, why: str) -> None:
         console.print(f"released {released} stale {noun} {why}")
 
 
+def _archive_settings(settings) -> dict[str, str]:
+    """Server settings that archive the embedded Postgres' WAL into BACKUP_DIR/wal."""
+    from rampart.backups.tools import repository
+    from rampart.backups.wal import archive_settings, server_owner
+
+    return archive_settings(
+        repository() / "wal", settings.backup_archive_timeout_seconds, server_owner()
+    )
+
+
 @app.command()
 def up() -> None:
     """Start everything locally: Postgres, Redis, migrations, API, worker, relay; restart
@@ -660,7 +672,12 @@ def up() -> None:
     home = Path(settings.rampart_home).resolve()
     lock = _acquire_up_lock(home)
     # Its Postgres and Redis die with it, like its services (PR_SET_PDEATHSIG).
-    stack = LocalStack(home, supervised=True)
+    # WAL archiving and the backup schedule for the embedded Postgres, on by default
+    # (docs/backups.md).
+    archiving = settings.backups_enabled and not os.environ.get("DATABASE_URL")
+    stack = LocalStack(
+        home, supervised=True, postgres_settings=_archive_settings(settings) if archiving else {}
+    )
     services: dict[str, Service] = {}
     signals = 0
 
@@ -708,6 +725,9 @@ def up() -> None:
             env = stack.start()
         record.urls = {name: env[name] for name in running.URL_VARIABLES if name in env}
         keep_record()
+        # The superuser URL goes to the backup schedule only (and to operator commands,
+        # through up.json), never into the API's, worker's or relay's environment.
+        backup_url = env.pop("BACKUP_DATABASE_URL", None)
         _fresh_settings_from(env)
         logs = home / "logs"
         logs.mkdir(mode=0o700, exist_ok=True)
@@ -719,12 +739,13 @@ def up() -> None:
             "WORKER_METRICS_PORT": metrics["worker"],
             "RELAY_METRICS_PORT": metrics["relay"],
         }
-        for name, args in (
-            ("api", ["api", "--port", port]),
-            ("worker", ["worker"]),
-            ("relay", ["relay"]),
-        ):
+        commands = [("api", ["api", "--port", port]), ("worker", ["worker"]), ("relay", ["relay"])]
+        if stack.postgres is not None and archiving:
+            commands.append(("backups", ["backup", "schedule"]))
+        for name, args in commands:
             log_env = {**env, "LOG_FILE": str(logs / f"{name}.log")}
+            if name == "backups" and backup_url:
+                log_env["BACKUP_DATABASE_URL"] = backup_url
             services[name] = Service(name, rampart_command(*args), log_env, home)
         # Our Redis serves no other worker: whatever it holds unacknowledged belongs to a
         # worker of ours that is gone (killed with an earlier `up`, or crashed just now).
@@ -814,6 +835,7 @@ def up() -> None:
         console.print("stopped.")
 
 
+from rampart.backups.cli import backup_app, drill, restore  # noqa: E402 - sub-commands
 from rampart.db_cli import db_app  # noqa: E402 - sub-commands
 from rampart.ops_cli import (  # noqa: E402 - sub-commands
     alertmanager_config,
@@ -822,6 +844,9 @@ from rampart.ops_cli import (  # noqa: E402 - sub-commands
     maintenance_app,
 )
 
+app.add_typer(backup_app, name="backup")
+app.command("restore")(restore)
+app.command("drill")(drill)
 app.add_typer(db_app, name="db")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(maintenance_app, name="maintenance")

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(
         None, description="Redis URL (Celery broker). Unset in dev: the embedded Redis is used."
     )
+    backup_database_url: SecretStr | None = Field(
+        None,
+        description="Postgres URL of a role with REPLICATION (superuser on the embedded "
+        "Postgres) for `rampart backup`, `restore` and `drill`: pg_basebackup streams through "
+        "it, the drill reads every table and writes the canary (ops.canary) with it.",
+    )
     db_pool_size: int = Field(
         10, ge=1, description="Connections per process kept open in the pool."
     )
@@ -773,6 +779,55 @@ class Settings(BaseSettings):
     @property
     def provider_chain(self) -> list[str]:
         return _csv(self.llm_providers)
+
+    # --- backups and restore drills (docs/backups.md) -----------------------------------
+    backups_enabled: bool = Field(
+        True,
+        description="`rampart up` archives WAL of its embedded Postgres and runs the backup "
+        "schedule (base backups, canary row every minute).",
+    )
+    backup_dir: str | None = Field(
+        None,
+        description="Backup repository (WAL archive and base backups); default "
+        "<RAMPART_HOME>/backups.",
+    )
+    backup_s3_url: str | None = Field(
+        None,
+        description="Off-site copy of the repository, `s3://BUCKET/PREFIX` on any "
+        "S3-compatible store: the schedule pushes new backups and WAL there every round; "
+        "`rampart backup pull` fetches them on another host. Credentials: the usual "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or any boto3 source).",
+    )
+    backup_s3_endpoint_url: str | None = Field(
+        None, description="Endpoint of a non-AWS S3-compatible store (MinIO, R2, Ceph)."
+    )
+    backup_retention_days: int = Field(
+        30, ge=1, description="Base backups (and the WAL they need) are kept this long."
+    )
+    backup_full_interval_days: float = Field(
+        7, gt=0, description="A full base backup at least this often; incrementals between."
+    )
+    backup_incremental_interval_hours: float = Field(
+        24, gt=0, description="An incremental base backup (on the newest backup) this often."
+    )
+    backup_archive_timeout_seconds: int = Field(
+        60,
+        ge=1,
+        description="archive_timeout of the embedded Postgres: WAL is archived at "
+        "least this often while anything is written (bounds the RPO).",
+    )
+    drill_interval_days: float = Field(
+        14,
+        ge=0,
+        description="The backup schedule runs `rampart drill` this often (the first "
+        "one this long after the first backup); 0: never.",
+    )
+    drill_rpo_target_seconds: float = Field(
+        300, gt=0, description="`rampart drill` fails when the measured RPO exceeds this."
+    )
+    drill_rto_target_seconds: float = Field(
+        900, gt=0, description="`rampart drill` fails when the measured RTO exceeds this."
+    )
 
     def require(self, name: str) -> str:
         """The secret value of a URL setting; when unset, what the fallback (the operator

@@ -211,6 +211,8 @@ class EmbeddedPostgres:
     # `supabase_admin`, so that `postgres` can be an ordinary, demoted role.
     superuser: str = SUPERUSER
     die_with_parent: bool = False  # fast shutdown when the process that started it dies
+    # More server settings (`rampart up`: WAL archiving, rampart/backups/wal.py).
+    settings: dict[str, str] = field(default_factory=dict)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -257,6 +259,7 @@ class EmbeddedPostgres:
         settings = {"shared_preload_libraries": "pg_stat_statements", "max_connections": "200"}
         if self.fast:
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        settings |= self.settings
         options = ["-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.socket_dir)]
         for name, value in settings.items():
             options += ["-c", f"{name}={value}"]

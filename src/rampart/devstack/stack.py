@@ -91,8 +91,8 @@ def make_private(home: Path) -> None:
                 continue
             mode = stat.S_IMODE(info.st_mode)
             wanted = mode & ~0o077
-            if path == home / "postgres":
-                wanted = traverse
+            if path in (home / "postgres", home / "backups"):
+                wanted = traverse  # the server user passes through to data/ and backups/wal/
             if wanted != mode:
                 os.chmod(path, wanted)
 
@@ -103,6 +103,7 @@ class LocalStack:
     fast: bool = False
     supervised: bool = False  # `rampart up`: its servers die with it (die_with_parent)
     fake_stripe: bool = False  # start the fake Stripe even when not supervised (tests)
+    postgres_settings: dict[str, str] = field(default_factory=dict)  # e.g. WAL archiving
     postgres: EmbeddedPostgres | None = None
     redis: EmbeddedRedis | None = None
     mail: MailCapture | None = None
@@ -160,6 +161,7 @@ class LocalStack:
                 ports["postgres"],
                 fast=self.fast,
                 die_with_parent=self.supervised,
+                settings=self.postgres_settings,
             )
             self.postgres.start()
             bootstrap_database(
@@ -175,6 +177,10 @@ class LocalStack:
             env["DATABASE_URL"] = f"postgresql://app_rw:{local['app_password']}@{base}"
             env["OPERATOR_DATABASE_URL"] = (
                 f"postgresql://rampart_operator:{local['operator_password']}@{base}"
+            )
+            # pg_basebackup needs REPLICATION; on the embedded server that is its superuser.
+            env["BACKUP_DATABASE_URL"] = (
+                self.postgres.superuser_url.rsplit("/", 1)[0] + f"/{DATABASE}"
             )
         if os.environ.get("REDIS_URL"):
             env["REDIS_URL"] = os.environ["REDIS_URL"]
