@@ -57,14 +57,18 @@ def _use_running_stack(ctx: typer.Context) -> None:
 
 
 def main() -> None:
-    """The `rampart` command. A setting it needs and cannot find is one line, not a
-    traceback."""
+    """The `rampart` command. A setting it needs and cannot find, or one of our typed
+    errors (the database or a provider unavailable, ...), is one line, not a traceback."""
     from rampart.config import MissingSetting
+    from rampart.kit.errors import AppError
 
     try:
         app()
     except MissingSetting as exc:
         console.print(str(exc), style="red", markup=False, highlight=False)
+        raise SystemExit(1) from None
+    except AppError as exc:
+        console.print(f"{exc.message} ({exc.code})", style="red", markup=False, highlight=False)
         raise SystemExit(1) from None
 
 
@@ -523,6 +527,10 @@ def billing_reconcile(
     from rampart.kit.logging import configure_service_logging
 
     settings = _settings()
+    if settings.stripe_api_key is None and not settings.stripe_api_base:
+        # no Stripe configured: the fake Stripe of the running `rampart up`, or one line
+        _fresh_settings_from({"STRIPE_API_BASE": settings.require("stripe_api_base")})
+        settings = _settings()
     configure_service_logging("billing-reconcile", settings)
     if metrics_port is not None:
         from rampart.kit.metrics import exposition
@@ -536,8 +544,19 @@ def billing_reconcile(
             await close_pool()
             stripe_api.forget_clients()  # they belong to this run's event loop
 
+    from rampart.billing.stripe_api import BillingNotConfigured
+    from rampart.kit.errors import ServiceUnavailable
+
     while True:
-        report = asyncio.run(once())
+        try:
+            report = asyncio.run(once())
+        except ServiceUnavailable as exc:
+            # Stripe or the database down: one round lost (logged, counted as failed);
+            # a scheduled run tries again, a single run says why and fails.
+            if every is None or isinstance(exc, BillingNotConfigured):
+                raise
+            time.sleep(every)
+            continue
         console.print(
             f"events {report.events_seen}, repaired {len(report.repaired)}, "
             f"drift {len(report.drift)}, downgraded {report.downgraded}",

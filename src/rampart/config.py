@@ -834,7 +834,7 @@ class Settings(BaseSettings):
         commands: the running `rampart up`) gives, else MissingSetting naming the variable."""
         value = getattr(self, name)
         if value is not None:
-            return value.get_secret_value()
+            return value.get_secret_value() if isinstance(value, SecretStr) else value
         if _unset_fallback is not None:
             return _unset_fallback(name.upper())
         raise MissingSetting(f"{name.upper()} is not set (start the stack with `rampart up`)")

@@ -134,7 +134,7 @@ def test_every_runbook_command_runs_against_the_make_up_stack_without_a_variable
 
 
 def test_an_operator_command_without_a_running_stack_refuses_in_one_line(tmp_path):
-    for command in ("dlq list", "incidents", "maintenance read-only on"):
+    for command in ("dlq list", "incidents", "maintenance read-only on", "billing-reconcile"):
         env = {
             k: v for k, v in os.environ.items() if not k.endswith("_URL") and k != "RAMPART_HOME"
         }

@@ -40,6 +40,7 @@ from rampart.billing.stripe_verification import MalformedEvent
 from rampart.config import get_settings
 from rampart.kit import context
 from rampart.kit.db.transaction import transaction
+from rampart.kit.errors import AppError
 from rampart.kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -134,6 +135,10 @@ async def reconcile(window_seconds: int | None = None) -> Report:
         await _apply_missed(events, report)
         await _compare_subscriptions(client, report)
         report.downgraded = await service.expire_grace()
+    except AppError as exc:  # Stripe or the database unavailable, billing not configured
+        BILLING_RECONCILE_RUNS.labels("failed").inc()
+        log.error("billing_reconcile_failed", code=exc.code, error=exc.message)
+        raise
     except Exception:
         BILLING_RECONCILE_RUNS.labels("failed").inc()
         log.exception("billing_reconcile_failed")

@@ -32,6 +32,7 @@ URL_VARIABLES = (
     "BACKUP_DATABASE_URL",
     "REDIS_URL",
     "SMTP_URL",
+    "STRIPE_API_BASE",
 )
 # Where `up` serves the API (loopback when it binds every address): for `rampart demo`.
 API_URL = "API_URL"
