@@ -25,10 +25,11 @@ up: $(STAMP)
 
 # The suite runs in parallel (pytest-xdist): PYTEST_WORKERS processes, each with its own
 # embedded Postgres, Redis and API on free ports (tests/conftest.py), whole modules kept
-# on one worker (`--dist loadgroup`). Most of the suite waits on I/O (servers, processes,
-# timeouts), so more workers than cores pays off: 4 on a 2-core machine.
+# on one worker (`--dist loadgroup`), the longest first (LONGEST_FIRST in
+# tests/conftest.py). Most of the suite waits on I/O (servers, processes, timeouts), so
+# more workers than cores pays off: 4 on a 2-core machine.
 PYTEST_WORKERS ?= 4
-XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 # Branch coverage of the billing module (webhook verification included) must stay >= 90 %
 # (docs/security.md), measured in the main run.
 COVERAGE := --cov=rampart.billing --cov-branch --cov-report=term-missing:skip-covered \
@@ -45,7 +46,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(XDIST) $(COVERAGE)
 	RAMPART_TEST_DB_SHAPE=supabase $(BIN)/python -m pytest -n 2 --dist loadgroup $(SUPABASE_TESTS)
 
-# The inner loop: unit and integration tests without the slow ones (no e2e, chaos, scans).
+# The inner loop: unit and integration tests without the slow ones (no e2e, chaos, scans,
+# fuzzing).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest $(XDIST) -m "(unit or integration) and not slow"
 

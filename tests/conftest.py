@@ -23,6 +23,7 @@ import pytest
 
 from tests.support.stack import TestStack, start_test_stack
 
+ROOT = Path(__file__).resolve().parents[1]
 _started: list[TestStack] = []  # the session's stack, once a test asked for it
 
 
@@ -105,6 +106,26 @@ def _xdist_group(folder: str, module: str) -> str | None:
     return None
 
 
+# The longest modules (minutes each), started first so they do not end the run alone:
+# `make test` keeps this order (--no-loadscope-reorder) instead of xdist's default of
+# running the modules with the most tests first.
+LONGEST_FIRST = (
+    "tests/chaos/test_resilience.py",
+    "tests/e2e/test_make_up.py",
+    "tests/e2e/test_up_operator.py",
+    "tests/integration/test_schemathesis.py",
+    "tests/e2e/test_pipeline.py",
+    "tests/e2e/test_observability.py",
+    "tests/e2e/test_incident_simulation.py",
+    "tests/e2e/test_readme.py",
+)
+
+
+def _rank(item: pytest.Item) -> int:
+    path = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
+    return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         path = Path(str(item.fspath))
@@ -115,6 +136,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         group = _xdist_group(folder, path.stem)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=_rank)  # stable: the rest keep their order
 
 
 os.environ.setdefault("ENV", "test")
