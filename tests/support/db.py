@@ -63,6 +63,16 @@ def su_value(superuser: str, sql: str, *params: Any) -> Any:
     return value
 
 
+def waiting_on_a_lock(superuser: str) -> int:
+    """How many app_rw sessions wait on a lock right now (pg_stat_activity): the condition a
+    test waits for instead of sleeping "until the request is blocked"."""
+    return su_value(
+        superuser,
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE usename = 'app_rw' AND wait_event_type = 'Lock'",
+    )
+
+
 @contextmanager
 def app_rw(claims: dict | None = None) -> Iterator[psycopg.Connection]:
     """One transaction as app_rw with `claims` set the app's way; always rolled back."""
