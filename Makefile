@@ -41,15 +41,20 @@ SUPABASE_TESTS := tests/integration/test_core_flow.py tests/integration/test_ten
 	tests/integration/test_rls.py tests/integration/test_supabase_shape.py \
 	tests/integration/test_supabase_docs.py
 
+# Tests marked `timing` assert wall-clock bounds of concurrency (a 50 ms pool wait, 100
+# calls in flight at once): they run alone, after the parallel run, so the suite's own
+# workers never starve them of CPU.
 test: $(STAMP)
 	$(BIN)/ruff check src tests migrations
-	$(BIN)/python -m pytest $(XDIST) $(COVERAGE)
+	$(BIN)/python -m pytest $(XDIST) $(COVERAGE) -m "not timing"
+	$(BIN)/python -m pytest -p no:xdist -m timing
 	RAMPART_TEST_DB_SHAPE=supabase $(BIN)/python -m pytest -n 2 --dist loadgroup $(SUPABASE_TESTS)
 
 # The inner loop: unit and integration tests without the slow ones (no e2e, chaos, scans,
 # fuzzing).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest $(XDIST) -m "(unit or integration) and not slow"
+	$(BIN)/python -m pytest $(XDIST) -m "(unit or integration) and not slow and not timing"
+	$(BIN)/python -m pytest -p no:xdist -m timing
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests migrations

@@ -18,7 +18,8 @@ from rampart.devstack.ports import free_port
 from rampart.kit import redis_clients
 from rampart.kit.resilience import BreakerState, CircuitBreaker, CircuitOpenError
 
-pytestmark = pytest.mark.anyio
+# `timing`: wall-clock bounds of concurrency; run alone after the parallel run (Makefile).
+pytestmark = [pytest.mark.anyio, pytest.mark.timing]
 
 
 class Boom(Exception):

@@ -8,6 +8,7 @@ import time
 
 import httpx
 import psycopg
+import pytest
 from tests.support.db import waiting_on_a_lock
 from tests.support.server import serving
 from tests.support.users import answers, signup
@@ -15,6 +16,8 @@ from tests.support.wait import wait_until
 
 from rampart.kit.health import SATURATION_WINDOW_SECONDS
 
+# `timing`: wall-clock bounds under a tiny pool; run alone after the parallel run (Makefile).
+pytestmark = pytest.mark.timing
 
 def test_an_exhausted_pool_gives_503_overloaded_and_ready_says_saturated_not_postgres(
     stack, superuser

@@ -35,16 +35,17 @@ def pytest_lines(commands: str) -> list[str]:
 
 
 def test_make_test_measures_billing_branch_coverage_and_fails_under_90_percent():
-    main, supabase = pytest_lines(dry_run("test"))
+    main, timing, supabase = pytest_lines(dry_run("test"))
     for flag in ("--cov=rampart.billing", "--cov-branch", "--cov-fail-under=90"):
         assert flag in main.split(), main
     assert re.search(r"-n \d+ --dist loadgroup", main), main
+    # The whole suite (testpaths, not a selection): the parallel run, then `timing` alone.
+    assert "tests/" not in main and "not timing" in main, main
+    assert "tests/" not in timing and "-m timing" in timing and "no:xdist" in timing, timing
     assert "RAMPART_TEST_DB_SHAPE=supabase" in supabase
-    assert "tests/" not in main  # the whole suite (testpaths), not a selection
 
 
 def test_make_test_fast_runs_unit_and_integration_without_the_slow_tests():
-    [fast] = pytest_lines(dry_run("test-fast"))
-    assert '-m "(unit or integration) and not slow"' in fast or (
-        "-m (unit or integration) and not slow" in fast
-    ), fast
+    fast, timing = pytest_lines(dry_run("test-fast"))
+    assert "(unit or integration) and not slow and not timing" in fast, fast
+    assert "-m timing" in timing, timing
