@@ -56,8 +56,9 @@ from tests.support.chaos import (
 from tests.support.cli import rampart
 from tests.support.db import app_session
 from tests.support.jobs import enqueue_poison_job
-from tests.support.processes import Proc, Processes, processes, wait_until
+from tests.support.processes import Proc, Processes, processes
 from tests.support.users import Account, signup
+from tests.support.wait import wait_until
 
 from rampart.devstack.ports import free_port
 from rampart.kit.db.transaction import Claims
@@ -572,9 +573,13 @@ def test_5_worker_killed_mid_task_three_times_every_job_completes_exactly_once(s
     SIGKILLed three times while tasks run, and a new worker started after each kill. Late
     acks keep the killed deliveries in the broker as unacked; once their visibility timeout
     has passed, a starting worker puts them back in the queue. Every job then completes
-    exactly once: one roadmap per assessment, and job deliveries = jobs + killed deliveries.
+    exactly once: one roadmap per assessment, and each job's deliveries = 1 + its deliveries
+    that did not finish (killed, or retried).
 
-    TASK_TIME_LIMIT_SECONDS (8, soft limit 3) < CELERY_VISIBILITY_TIMEOUT_SECONDS (10)."""
+    TASK_TIME_LIMIT_SECONDS (8) < CELERY_VISIBILITY_TIMEOUT_SECONDS (10). On a busy machine
+    a delivery may pass the time limit: that is transient (docs/resilience.md, "Time
+    limits"), the job is retried, and the books count the retry from the worker's
+    `job_transient_error` event instead of assuming the machine was fast."""
     visibility = 10
     env = {
         "LLM_OFFLINE_LATENCY_SECONDS": "1.0",
@@ -601,6 +606,17 @@ def test_5_worker_killed_mid_task_three_times_every_job_completes_exactly_once(s
             0.02,
             message="a job to be running",
         )
+        # Mid-task, not mid-restore: a worker killed while it holds kombu's `unacked_mutex`
+        # (its sweep that hands stranded deliveries out again, run soon after it starts)
+        # leaves that lock held for 300 s, and no worker restores anything before it
+        # expires (docs/resilience.md, Known gaps). On a busy machine the sweep is slow
+        # enough to be hit, and the scenario then stalled past its deadline.
+        wait_until(
+            lambda: not scene.broker.exists(UNACKED_MUTEX),
+            30,
+            0.01,
+            message="the worker's restore sweep to finish",
+        )
         worker.kill()
         assert not worker.group_alive()
         newly_killed = running_deliveries(scene.tenant) - killed
@@ -623,7 +639,14 @@ def test_5_worker_killed_mid_task_three_times_every_job_completes_exactly_once(s
 
     jobs = as_tenant(scene.tenant, "SELECT id::text AS id, status, attempts FROM jobs")
     assert {row.status for row in jobs} == {"succeeded"}
-    assert max(row.attempts for row in jobs) <= 2
+    # Deliveries that ended in a retry (only a time limit passed on a busy machine may).
+    retried = worker_events(scene.procs, "job_transient_error")
+    assert {line["error_type"] for line in retried} <= {"JobTimeLimitExceeded"}, retried
+    unfinished = killed | {(line["job_id"], line["attempt"]) for line in retried}
+    if not retried:
+        assert max(row.attempts for row in jobs) <= 2
+    for row in jobs:
+        assert row.attempts == 1 + sum(job == row.id for job, _ in unfinished), (row, unfinished)
     figures = book(
         "5-worker-sigkill",
         scene.tenant,
@@ -631,11 +654,16 @@ def test_5_worker_killed_mid_task_three_times_every_job_completes_exactly_once(s
         scene.procs,
         kills=3,
         killed_deliveries=len(killed),
+        retried_deliveries=len(retried),
     )
-    assert figures.job_attempts == figures.jobs + len(killed), (figures, killed)
+    assert figures.job_attempts == figures.jobs + len(unfinished), (figures, unfinished)
     assert_exactly_once(figures, scene.tenant, accepted)
     for assessment_id in accepted:
         seen_by_user(scene.client, scene.account, assessment_id)
+
+
+# kombu's Redis transport: the lock a worker holds while it restores stranded deliveries.
+UNACKED_MUTEX = "unacked_mutex"
 
 
 def running_deliveries(tenant_id: str) -> set[tuple[str, int]]:
@@ -666,7 +694,7 @@ def test_6_redis_down_while_clients_post_every_202_completes_exactly_once(
     small visibility timeout lets a delivery whose ack was lost in the outage be handed out
     again (and skipped: the job is done) before the scene ends."""
     env = {
-        "TASK_TIME_LIMIT_SECONDS": "9",  # soft limit 4 s, above the slow call's 2 s
+        "TASK_TIME_LIMIT_SECONDS": "9",  # above the slow call's 2 s
         "CELERY_VISIBILITY_TIMEOUT_SECONDS": "10",
         "JOB_RETRY_MAX_SECONDS": "2",
         **llm_env(fake, LLM_TIMEOUT_SECONDS="5"),

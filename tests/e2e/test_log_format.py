@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 import httpx
 from tests.support.mail import mails_to
-from tests.support.processes import processes, wait_until
+from tests.support.processes import processes
 from tests.support.users import unverified
+from tests.support.wait import wait_until
 
 from rampart.devstack.ports import free_port
 

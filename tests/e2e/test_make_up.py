@@ -24,11 +24,11 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from tests.support.processes import wait_until
 from tests.support.stripe import PATH as STRIPE_PATH
 from tests.support.stripe import customer_id, event, sign
 from tests.support.up import UpRunner, assert_nothing_left, leftovers
 from tests.support.users import PASSWORD, Account, answers, signup
+from tests.support.wait import wait_until
 
 from rampart.devstack.postgres import EmbeddedPostgres
 from rampart.kit.jobs.celery_app import QUEUE

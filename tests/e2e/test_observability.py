@@ -29,9 +29,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from tests.support.cli import rampart
 from tests.support.db import app_session
-from tests.support.processes import Proc, Processes, processes, wait_until
+from tests.support.processes import Proc, Processes, processes
 from tests.support.receivers import Receiver, Span
 from tests.support.users import Account, answers, signup
+from tests.support.wait import wait_until
 
 from rampart.assessments import service
 from rampart.devstack.ports import free_port

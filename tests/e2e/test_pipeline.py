@@ -18,9 +18,11 @@ import httpx
 import pytest
 import redis
 from sqlalchemy import text
+from tests.support.chaos import broker_idle
 from tests.support.db import app_session
-from tests.support.processes import Proc, Processes, processes, wait_until
+from tests.support.processes import Proc, Processes, processes
 from tests.support.users import Account, answers, signup
+from tests.support.wait import wait_until
 
 from rampart.kit.db.transaction import Claims
 from rampart.kit.jobs.celery_app import QUEUE
@@ -36,13 +38,6 @@ def procs(stack: TestStack, tmp_path: Path) -> Iterator[Processes]:
     """Spawns Rampart processes; all of them are killed when the test ends, pass or fail."""
     with processes(stack, tmp_path / "procs") as spawned:
         yield spawned
-
-
-def broker_idle(broker: redis.Redis) -> bool:
-    """No outbox row waits to be published, no message waits in the queue or is unacked."""
-    with app_session(None) as session:
-        pending = session.execute(text("SELECT pending FROM app.outbox_pending()")).scalar_one()
-    return pending == 0 and broker.llen(QUEUE) == 0 and broker.hlen("unacked") == 0
 
 
 def start_pipeline(procs: Processes, **worker_env: str) -> tuple[Proc, Proc, Proc]:

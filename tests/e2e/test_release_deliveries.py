@@ -12,8 +12,9 @@ import pytest
 import redis
 from tests.support.cli import rampart
 from tests.support.jobs import jobs
-from tests.support.processes import processes, wait_until
+from tests.support.processes import processes
 from tests.support.users import answers, signup
+from tests.support.wait import wait_until
 
 from rampart.kit.jobs.celery_app import QUEUE
 

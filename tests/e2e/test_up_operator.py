@@ -23,9 +23,9 @@ import time
 
 import httpx
 import pytest
-from tests.support.processes import wait_until
 from tests.support.up import REPO, UpRunner, assert_nothing_left, leftovers, up_runner
 from tests.support.users import answers, signup
+from tests.support.wait import wait_until
 
 from rampart.devstack.ports import free_port
 from rampart.kit.processes import pid_alive, start_time

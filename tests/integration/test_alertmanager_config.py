@@ -22,8 +22,8 @@ import httpx
 import pytest
 import yaml
 from tests.support.cli import rampart
-from tests.support.processes import wait_until
 from tests.support.stack import ALERT_WEBHOOK_TOKEN
+from tests.support.wait import wait_until
 
 from rampart.config import Settings
 from rampart.devstack.ports import free_port

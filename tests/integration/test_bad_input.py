@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from sqlalchemy import text
-from tests.support.db import app_session
+from tests.support.db import app_session, su_value
 from tests.support.users import PASSWORD, Account, answers, signup
 
 from rampart.kit.db.transaction import Claims
@@ -96,27 +95,26 @@ def tenant_writes(account: Account, superuser: str) -> dict[str, int]:
             table: session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
             for table in ("assessments", "jobs")
         }
-    with psycopg.connect(superuser) as conn:
-        counts["outbox"] = conn.execute(
-            "SELECT count(*) FROM outbox WHERE tenant_id = %s", (account.tenant_id,)
-        ).fetchone()[0]
+    counts["outbox"] = su_value(
+        superuser, "SELECT count(*) FROM outbox WHERE tenant_id = %s", account.tenant_id
+    )
     return counts
 
 
 def account_rows(superuser: str) -> dict[str, int]:
-    with psycopg.connect(superuser) as conn:
-        return {
-            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for table in ("tenants", "users", "audit_events")
-        }
+    return {
+        table: su_value(superuser, f"SELECT count(*) FROM {table}")  # noqa: S608
+        for table in ("tenants", "users", "audit_events")
+    }
 
 
 def users_with_email(superuser: str, email: str) -> int:
-    with psycopg.connect(superuser) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM users WHERE lower(email) = lower(%s) OR email = %s",
-            (email, email),
-        ).fetchone()[0]
+    return su_value(
+        superuser,
+        "SELECT count(*) FROM users WHERE lower(email) = lower(%s) OR email = %s",
+        email,
+        email,
+    )
 
 
 # --- POST /api/v1/assessments -----------------------------------------------------------

@@ -8,19 +8,18 @@ import asyncio
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TypeVar
 
 import pytest
 import redis.asyncio as aioredis
+from tests.support.wait import wait_until_async
 
 from rampart.devstack.ports import free_port
 from rampart.kit import redis_clients
 from rampart.kit.resilience import BreakerState, CircuitBreaker, CircuitOpenError
 
-pytestmark = pytest.mark.anyio
-T = TypeVar("T")
+# `timing`: wall-clock bounds of concurrency; run alone after the parallel run (Makefile).
+pytestmark = [pytest.mark.anyio, pytest.mark.timing]
 
 
 class Boom(Exception):
@@ -50,18 +49,6 @@ async def make_breaker(redis_url):
         await make().reset()
     for client in clients:
         await client.aclose()
-
-
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:
-    """The first truthy result of `check`, polled every 20 ms."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 async def fail(breaker: CircuitBreaker, times: int = 1) -> None:
@@ -123,7 +110,7 @@ async def test_state_is_shared_between_processes(make_breaker):
 async def test_half_open_lets_exactly_one_trial_through_across_processes(make_breaker):
     a, b = make_breaker(cooldown_seconds=0.3), make_breaker(cooldown_seconds=0.3)
     await fail(a, 3)
-    await eventually(lambda: _is(a, BreakerState.HALF_OPEN))
+    await wait_until_async(lambda: _is(a, BreakerState.HALF_OPEN))
 
     # 16 callers at once, half through each "process".
     permits = await asyncio.gather(*((a if i % 2 else b).allow() for i in range(16)))
@@ -140,7 +127,7 @@ async def test_half_open_lets_exactly_one_trial_through_across_processes(make_br
 async def test_a_successful_trial_closes_the_breaker_for_everyone(make_breaker):
     a, b = make_breaker(), make_breaker()
     await fail(a, 3)
-    permit = await eventually(a.allow)
+    permit = await wait_until_async(a.allow)
     assert permit.trial
     assert await a.record_success(permit) is BreakerState.CLOSED
     assert await b.state() is BreakerState.CLOSED
@@ -151,7 +138,7 @@ async def test_a_successful_trial_closes_the_breaker_for_everyone(make_breaker):
 async def test_a_failed_trial_reopens_for_a_new_cool_down(make_breaker):
     a, b = make_breaker(cooldown_seconds=0.5), make_breaker(cooldown_seconds=0.5)
     await fail(a, 3)
-    permit = await eventually(a.allow)
+    permit = await wait_until_async(a.allow)
     assert permit.trial
     assert await a.record_failure(permit) is BreakerState.OPEN
     with pytest.raises(CircuitOpenError) as info:
@@ -159,14 +146,14 @@ async def test_a_failed_trial_reopens_for_a_new_cool_down(make_breaker):
     assert info.value.state is BreakerState.OPEN
     assert info.value.retry_in > 0.3  # a fresh cool-down, not the old one
     # And after that cool-down, a new single trial.
-    trial = await eventually(b.allow)
+    trial = await wait_until_async(b.allow)
     assert trial.trial
 
 
 async def test_call_runs_the_trial_and_closes_on_success(make_breaker):
     breaker = make_breaker(cooldown_seconds=0.2)
     await fail(breaker, 3)
-    await eventually(lambda: _is(breaker, BreakerState.HALF_OPEN))
+    await wait_until_async(lambda: _is(breaker, BreakerState.HALF_OPEN))
     assert await breaker.call(_ok) == "ok"
     assert await breaker.state() is BreakerState.CLOSED
 
@@ -175,10 +162,10 @@ async def test_a_trial_whose_process_died_is_taken_over_after_its_ttl(make_break
     a = make_breaker(cooldown_seconds=0.1, trial_ttl_seconds=0.4)
     b = make_breaker(cooldown_seconds=0.1, trial_ttl_seconds=0.4)
     await fail(a, 3)
-    lost = await eventually(a.allow)  # a "dies" holding it
+    lost = await wait_until_async(a.allow)  # a "dies" holding it
     assert lost.trial
     assert await b.allow() is None
-    taken = await eventually(b.allow)
+    taken = await wait_until_async(b.allow)
     assert taken.trial
 
 
@@ -193,7 +180,7 @@ async def test_a_late_success_from_before_the_opening_does_not_close_it(make_bre
 async def test_a_cancelled_call_releases_the_trial_without_a_verdict(make_breaker):
     breaker = make_breaker(cooldown_seconds=0.1, failure_exceptions=(Boom,))
     await fail(breaker, 3)
-    await eventually(lambda: _is(breaker, BreakerState.HALF_OPEN))
+    await wait_until_async(lambda: _is(breaker, BreakerState.HALF_OPEN))
     started = asyncio.Event()
 
     async def slow() -> None:

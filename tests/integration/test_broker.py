@@ -16,7 +16,7 @@ import redis
 from kombu import Connection, Consumer, Exchange, Message, Producer, Queue
 from kombu.transport import redis as kombu_redis
 from tests.support.chaos import frozen_redis
-from tests.support.processes import wait_until
+from tests.support.wait import wait_until
 
 from rampart.devstack.ports import free_port
 from rampart.devstack.redis import EmbeddedRedis

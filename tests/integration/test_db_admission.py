@@ -12,12 +12,16 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from prometheus_client import REGISTRY
 from tests.support.server import serving
 from tests.support.users import answers, signup
 
 CONCURRENT = 80
 
+
+# `timing`: wall-clock bounds under a tiny pool; run alone after the parallel run (Makefile).
+pytestmark = pytest.mark.timing
 
 def _get_all(base_url: str, path: str, headers: dict[str, str]) -> list[int]:
     limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=CONCURRENT)

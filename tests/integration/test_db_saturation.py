@@ -8,9 +8,16 @@ import time
 
 import httpx
 import psycopg
+import pytest
+from tests.support.db import waiting_on_a_lock
 from tests.support.server import serving
 from tests.support.users import answers, signup
+from tests.support.wait import wait_until
 
+from rampart.kit.health import SATURATION_WINDOW_SECONDS
+
+# `timing`: wall-clock bounds under a tiny pool; run alone after the parallel run (Makefile).
+pytestmark = pytest.mark.timing
 
 def test_an_exhausted_pool_gives_503_overloaded_and_ready_says_saturated_not_postgres(
     stack, superuser
@@ -34,7 +41,10 @@ def test_an_exhausted_pool_gives_503_overloaded_and_ready_says_saturated_not_pos
 
             holder = threading.Thread(target=delete)
             holder.start()
-            time.sleep(0.5)  # the DELETE now holds the connection, waiting for the lock
+            # The DELETE now holds the pool's connection, waiting for the lock.
+            wait_until(
+                lambda: waiting_on_a_lock(superuser) >= 1, 10, 0.02, message="the DELETE to wait"
+            )
             started = time.monotonic()
             refused = http.get("/api/v1/me", headers=account.headers)
             waited = time.monotonic() - started
@@ -49,7 +59,10 @@ def test_an_exhausted_pool_gives_503_overloaded_and_ready_says_saturated_not_pos
         checks = ready.json()["checks"]
         assert checks["postgres"] == "ok" and checks["redis"] == "ok"
         assert checks["capacity"].startswith("failed: saturated")
-        # Once nothing was refused for a few seconds, the process is ready again.
-        time.sleep(5.5)
+        # Once nothing was refused for a few seconds (SATURATION_WINDOW_SECONDS), the process
+        # is ready again.
         assert http.get("/api/v1/me", headers=account.headers).status_code == 200
-        assert http.get("/ready").status_code == 200
+        wait_until(
+            lambda: http.get("/ready").status_code == 200, 5 + 5, 0.2, message="/ready to be 200"
+        )
+        assert time.monotonic() - started >= SATURATION_WINDOW_SECONDS

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import httpx
 import jsonschema_rs
-import uvicorn
 from prometheus_client import REGISTRY
+from tests.support.server import serve_app
 from tests.support.users import signup
-
-from rampart.devstack.ports import free_port
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -94,19 +91,8 @@ def test_unhandled_exception_is_a_500_envelope_and_the_traceback_is_logged(stack
     counted = REGISTRY.get_sample_value(
         "rampart_http_errors_total", {"status": "500", "code": "internal_error"}
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        response = httpx.get(
-            f"http://127.0.0.1:{port}/explode", headers={"traceparent": TRACEPARENT}
-        )
-    finally:
-        server.should_exit = True
-        thread.join(5)
+    with serve_app(app) as url:
+        response = httpx.get(f"{url}/explode", headers={"traceparent": TRACEPARENT})
     assert response.status_code == 500
     body = response.json()
     assert body["error"]["code"] == "internal_error"

@@ -19,10 +19,10 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 from sqlalchemy import text
-from tests.support.db import app_rw, app_session, libpq_conninfo
+from tests.support.db import app_rw, app_session, libpq_conninfo, su_rows
 from tests.support.jobs import enqueue_poison_job, run
-from tests.support.processes import wait_until
 from tests.support.users import answers, signup
+from tests.support.wait import wait_until
 
 from rampart.assessments import service
 from rampart.config import Settings
@@ -55,21 +55,15 @@ def _job_of(assessment_id: str, tenant_id: str) -> str:
         )
 
 
-def _su(superuser: str, sql: str, *params) -> list:
-    with psycopg.connect(superuser) as conn:
-        cur = conn.execute(sql, params)
-        return cur.fetchall() if cur.description else []
-
-
 def _published_and_aged(superuser: str, job_id: str, **columns: str) -> None:
     """As if the relay had published the job long ago and its message then vanished."""
-    _su(superuser, "UPDATE outbox SET sent_at = now() WHERE job_id = %s", job_id)
+    su_rows(superuser, "UPDATE outbox SET sent_at = now() WHERE job_id = %s", job_id)
     sets = ", ".join([f"updated_at = {AGED}", *(f"{k} = %s" for k in columns)])
-    _su(superuser, f"UPDATE jobs SET {sets} WHERE id = %s", *columns.values(), job_id)  # noqa: S608
+    su_rows(superuser, f"UPDATE jobs SET {sets} WHERE id = %s", *columns.values(), job_id)  # noqa: S608
 
 
 def _outbox(superuser: str, job_id: str) -> list:
-    return _su(
+    return su_rows(
         superuser,
         "SELECT task, headers, sent_at FROM outbox WHERE job_id = %s ORDER BY id",
         job_id,
@@ -108,13 +102,13 @@ def test_a_published_job_whose_message_vanished_is_republished_once_per_stale_pe
     # Called again at once: nothing more (an unsent row waits, and the job was bumped).
     assert job_id not in _sweep()
     # The relay publishes it; still nothing more within the stale period.
-    _su(superuser, "UPDATE outbox SET sent_at = now() WHERE job_id = %s", job_id)
+    su_rows(superuser, "UPDATE outbox SET sent_at = now() WHERE job_id = %s", job_id)
     assert job_id not in _sweep()
     assert job_id not in _sweep(stale=60)
     assert len(_outbox(superuser, job_id)) == 2
 
     # Another stale period later, with no delivery: republished once more.
-    _su(superuser, f"UPDATE jobs SET updated_at = {AGED} WHERE id = %s", job_id)  # noqa: S608
+    su_rows(superuser, f"UPDATE jobs SET updated_at = {AGED} WHERE id = %s", job_id)  # noqa: S608
     assert job_id in _sweep()
     assert job_id not in _sweep()
     assert len(_outbox(superuser, job_id)) == 3
@@ -137,17 +131,19 @@ def test_a_stale_processing_job_runs_once_more_then_deliveries_are_skipped(clien
     assert job_id in _sweep()
 
     assert run(job_id, "score_assessment", account.tenant_id) == "succeeded"
-    [(status, attempts)] = _su(superuser, "SELECT status, attempts FROM jobs WHERE id = %s", job_id)
+    [(status, attempts)] = su_rows(
+        superuser, "SELECT status, attempts FROM jobs WHERE id = %s", job_id
+    )
     assert (status, attempts) == ("succeeded", 2)
     assert run(job_id, "score_assessment", account.tenant_id) == "skipped"
-    _su(superuser, f"UPDATE jobs SET updated_at = {AGED} WHERE id = %s", job_id)  # noqa: S608
+    su_rows(superuser, f"UPDATE jobs SET updated_at = {AGED} WHERE id = %s", job_id)  # noqa: S608
     assert job_id not in _sweep()  # finished: never republished
 
 
 def test_fresh_finished_unpublished_and_outboxless_jobs_are_left_alone(client, superuser):
     account = signup(client)
     fresh = _accept(client, account)
-    _su(superuser, "UPDATE outbox SET sent_at = now() WHERE job_id = %s", fresh)
+    su_rows(superuser, "UPDATE outbox SET sent_at = now() WHERE job_id = %s", fresh)
 
     succeeded = _accept(client, account)
     _published_and_aged(superuser, succeeded, status="succeeded")
@@ -157,10 +153,10 @@ def test_fresh_finished_unpublished_and_outboxless_jobs_are_left_alone(client, s
     _published_and_aged(superuser, quarantined)
 
     unsent = _accept(client, account)  # the relay has not published it yet
-    _su(superuser, f"UPDATE jobs SET updated_at = {AGED} WHERE id = %s", unsent)  # noqa: S608
+    su_rows(superuser, f"UPDATE jobs SET updated_at = {AGED} WHERE id = %s", unsent)  # noqa: S608
 
     outboxless = str(uuid.uuid4())  # not made by enqueue: the sweeper knows no task for it
-    _su(
+    su_rows(
         superuser,
         "INSERT INTO jobs (id, tenant_id, type, idempotency_key, updated_at)"
         f" VALUES (%s, %s, 'score_assessment', %s, {AGED})",  # noqa: S608
@@ -194,7 +190,7 @@ def test_rls_still_holds_only_the_function_reaches_across_tenants(client, superu
         assert columns == ["job_id", "tenant_id", "type", "trace_id"]
         # ...rolled back: the job stays stale for the check below.
 
-    [(definer, config, owner_is_app_rw, public, audit, runtime)] = _su(
+    [(definer, config, owner_is_app_rw, public, audit, runtime)] = su_rows(
         superuser,
         "SELECT p.prosecdef, p.proconfig, pg_get_userbyid(p.proowner) = 'app_rw',"
         " has_function_privilege('public', p.oid, 'EXECUTE'),"

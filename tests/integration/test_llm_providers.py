@@ -22,7 +22,8 @@ from rampart.llm.prompts import read_input
 from rampart.llm.service import GuardedProvider, provider_chain
 from rampart.questionnaire import QUESTIONNAIRE
 
-pytestmark = pytest.mark.anyio
+# `timing`: wall-clock bounds of concurrency; run alone after the parallel run (Makefile).
+pytestmark = [pytest.mark.anyio, pytest.mark.timing]
 
 OPENAI_KEY = "sk-test-openai-0123456789abcdef"
 ANTHROPIC_KEY = "sk-ant-test-0123456789abcdef"

@@ -67,6 +67,46 @@ def test_a_transient_failure_is_retried_until_the_attempt_budget_then_quarantine
     reset_caches()
 
 
+def test_a_run_past_the_time_limit_is_retried_and_quarantined_only_when_attempts_run_out(
+    client, monkeypatch
+):
+    """A time limit is transient (docs/resilience.md, "Time limits"): the run is cancelled
+    and retried; only the last allowed delivery's overrun quarantines the job."""
+    from tests.support.stack import reset_caches
+
+    from rampart.kit.jobs.runner import JobTimeLimitExceeded
+
+    monkeypatch.setenv("JOB_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("TASK_TIME_LIMIT_SECONDS", "1")
+    reset_caches()
+    try:
+        account = signup(client)
+        job_id = enqueue_poison_job(account.tenant_id)
+        cancelled: list[int] = []
+
+        async def too_slow(run):
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled.append(run.attempts)
+                raise
+
+        with pytest.raises(JobTimeLimitExceeded):  # transient: the task retries it
+            run_work(job_id, account.tenant_id, too_slow, task=service.SCORE_TASK)
+        job = _as_tenant(account.tenant_id, "SELECT * FROM jobs WHERE id = :id", id=job_id)[0]
+        assert job.status != "quarantined" and job.attempts == 1
+        assert _dead_letters(account.tenant_id) == []
+        outcome = run_work(job_id, account.tenant_id, too_slow, task=service.SCORE_TASK)
+        assert outcome == "quarantined"
+        assert cancelled == [1, 2]  # each run was stopped at the limit, not left running
+        [letter] = _dead_letters(account.tenant_id)
+        assert letter.error_class == "JobTimeLimitExceeded" and letter.attempts == 2
+    finally:
+        monkeypatch.delenv("JOB_MAX_ATTEMPTS")
+        monkeypatch.delenv("TASK_TIME_LIMIT_SECONDS")
+        reset_caches()
+
+
 def test_a_job_delivered_too_often_is_quarantined_without_running(client):
     account = signup(client)
     job_id = enqueue_poison_job(account.tenant_id)

@@ -18,7 +18,6 @@ issued with each user's role, like login does.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,9 +27,10 @@ import jwt
 import psycopg
 import pytest
 from sqlalchemy import text
-from tests.support.db import add_user, app_session
+from tests.support.db import add_user, app_session, waiting_on_a_lock
 from tests.support.jobs import jobs, run, run_pending
 from tests.support.users import Account, answers
+from tests.support.wait import wait_until
 
 from rampart.kit.db.transaction import Claims
 from rampart.kit.security.tokens import issue_access_token
@@ -374,7 +374,12 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(http, superuser)
         ]
         for thread in threads:
             thread.start()
-        time.sleep(1.0)  # both requests are now waiting on a lock
+        wait_until(
+            lambda: waiting_on_a_lock(superuser) >= 2,
+            10,
+            0.02,
+            message="both requests to wait on the lock",
+        )
         conn.commit()
     for thread in threads:
         thread.join()

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 from tests.support.cli import rampart
 from tests.support.users import answers, signup
+from tests.support.wait import wait_until
 
 
 def _post(client, account):
     return client.post("/api/v1/assessments", json={"answers": answers(3)}, headers=account.headers)
-
-
-def _wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
 
 
 def test_read_only_switch_refuses_writes_and_keeps_reads_then_lifts(client):
@@ -24,7 +16,7 @@ def test_read_only_switch_refuses_writes_and_keeps_reads_then_lifts(client):
     assert _post(client, account).status_code == 202
     assert "read-only: ON" in rampart("maintenance", "read-only", "on").stdout
     try:
-        _wait_for(lambda: _post(client, account).status_code == 503)
+        wait_until(lambda: _post(client, account).status_code == 503, 5, message="a refused write")
         refused = _post(client, account)
         assert refused.json()["error"]["code"] == "read_only"
         assert int(refused.headers["retry-after"]) > 0
@@ -38,7 +30,7 @@ def test_read_only_switch_refuses_writes_and_keeps_reads_then_lifts(client):
         assert login.status_code == 503
     finally:
         assert "read-only: off" in rampart("maintenance", "read-only", "off").stdout
-    _wait_for(lambda: _post(client, account).status_code == 202)
+    wait_until(lambda: _post(client, account).status_code == 202, 5, message="a write")
 
 
 def test_read_only_setting_turns_it_on_from_startup(stack, monkeypatch):

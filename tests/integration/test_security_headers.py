@@ -5,20 +5,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import ValidationError
 from tests.integration.test_rate_limits import empty_buckets, serving  # noqa: F401
+from tests.support.server import serve_app
 from tests.support.users import PASSWORD, answers, signup
 
 from rampart.config import Settings
-from rampart.devstack.ports import free_port
 
 API_HEADERS = {
     "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
@@ -106,21 +104,8 @@ def serve_with_a_failing_route() -> Iterator[str]:
     def boom() -> None:
         raise RuntimeError("boom")
 
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve_app(app) as url:
+        yield url
 
 
 def test_the_last_resort_500_carries_the_security_headers(stack):

@@ -4,7 +4,6 @@ caller's secrets. The worker's side is in tests/e2e/test_observability.py."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,14 +11,13 @@ from typing import Any
 import httpx
 import pytest
 import sentry_sdk
-import uvicorn
 from fastapi import Body
-from tests.support.processes import wait_until
 from tests.support.receivers import Receiver
+from tests.support.server import serve_app
 from tests.support.users import signup
+from tests.support.wait import wait_until
 
 from rampart.config import get_settings
-from rampart.devstack.ports import free_port
 from rampart.kit.security.auth import CurrentPrincipal
 
 TRACE_ID = "5f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -57,16 +55,6 @@ def paths(value: Any, needle: str, at: str = "") -> list[str]:
     return [at] if needle in str(value) else []
 
 
-def _serve(app) -> tuple[uvicorn.Server, threading.Thread, str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}"
-
-
 def test_an_unhandled_api_error_reaches_sentry_once_tagged_and_without_secrets(client, receiver):
     from rampart.app import create_app
 
@@ -79,8 +67,7 @@ def test_an_unhandled_api_error_reaches_sentry_once_tagged_and_without_secrets(c
         raise RuntimeError(f"kaboom while mailing {EMAIL} ({len(note)})")
 
     app.add_api_route("/explode", explode, methods=["POST"])
-    server, thread, url = _serve(app)
-    try:
+    with serve_app(app) as url:
         response = httpx.post(
             f"{url}/explode",
             json={"email": EMAIL, "password": PASSWORD, "comment": f"my key is {STRIPE_KEY}"},
@@ -91,9 +78,6 @@ def test_an_unhandled_api_error_reaches_sentry_once_tagged_and_without_secrets(c
                 "traceparent": TRACEPARENT,
             },
         )
-    finally:
-        server.should_exit = True
-        thread.join(5)
     assert response.status_code == 500
     assert response.json()["error"]["trace_id"] == TRACE_ID
     assert not sentry_sdk.get_client().should_send_default_pii()

@@ -36,6 +36,10 @@ ECDSA_ADVISORY = "GHSA-wj6h-64fc-37mp"  # CVE-2024-23342
 # An old release with a published advisory long fixed (CVE-2019-10906, sandbox escape).
 OLD_VULNERABLE_PIN = "jinja2==2.10"
 
+# Seconds each (detect-secrets reads every project file; the audit asks PyPI): in `make test`
+# and `make audit`, where they run beside the rest of the suite; not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def tool(name: str) -> str:
     path = BIN / name

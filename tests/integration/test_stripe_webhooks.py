@@ -262,7 +262,11 @@ def test_unknown_event_type_is_recorded_and_changes_nothing(client, secret, supe
     assert plan(client, account) == "free"
 
 
-@pytest.mark.parametrize("reference", [str(uuid.uuid4()), "not-a-tenant-id", None])
+# Stable ids: under xdist every worker must collect the same test names.
+@pytest.mark.parametrize(
+    "reference",
+    [pytest.param(str(uuid.uuid4()), id="unknown-uuid"), "not-a-tenant-id", None],
+)
 def test_checkout_for_an_unknown_tenant_is_recorded_and_changes_nothing(
     client, secret, superuser, reference
 ):

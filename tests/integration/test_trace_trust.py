@@ -32,9 +32,9 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy import text
 from tests.support.cli import rampart
 from tests.support.db import app_session
-from tests.support.processes import wait_until
 from tests.support.server import serving
 from tests.support.users import Account, answers, signup
+from tests.support.wait import wait_until
 
 from rampart.kit import tracing
 from rampart.kit.db.transaction import Claims

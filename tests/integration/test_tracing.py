@@ -14,9 +14,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from sqlalchemy.engine import make_url
 from tests.support.jobs import jobs
-from tests.support.processes import wait_until
 from tests.support.stack import reset_caches
 from tests.support.users import answers, signup
+from tests.support.wait import wait_until
 
 from rampart.kit import tracing
 

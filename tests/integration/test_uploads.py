@@ -21,12 +21,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import psycopg
 import pytest
 from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from tests.support.db import add_user, app_session
+from tests.support.db import add_user, app_session, su_rows, su_value
 from tests.support.server import serving
 from tests.support.users import Account, answers, signup
 
@@ -142,13 +141,13 @@ def files() -> set[str]:
 
 def written(superuser: str, tenant_id: str) -> tuple[int, int, set[str]]:
     """(evidence rows, audit rows) of the tenant, and every file under EVIDENCE_DIR."""
-    with psycopg.connect(superuser) as conn:
-        rows = conn.execute(
-            "SELECT (SELECT count(*) FROM evidence WHERE tenant_id = %(t)s),"
-            " (SELECT count(*) FROM audit_events WHERE tenant_id = %(t)s)",
-            {"t": tenant_id},
-        ).fetchone()
-    return rows[0], rows[1], files()
+    [(evidence, audit)] = su_rows(
+        superuser,
+        "SELECT (SELECT count(*) FROM evidence WHERE tenant_id = %(t)s),"
+        " (SELECT count(*) FROM audit_events WHERE tenant_id = %(t)s)",
+        {"t": tenant_id},
+    )
+    return evidence, audit, files()
 
 
 def assert_refused(response: httpx.Response, status: int, code: str) -> dict:
@@ -409,11 +408,11 @@ def test_no_database_transaction_is_open_while_the_file_streams_in(
     with sock:
         sock.sendall(body[: len(body) // 2])
         time.sleep(0.3)  # the server has read the first half and waits for the rest
-        with psycopg.connect(superuser) as conn:
-            open_transactions = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE usename = 'app_rw' AND state LIKE 'idle in transaction%'"
-            ).fetchone()[0]
+        open_transactions = su_value(
+            superuser,
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE usename = 'app_rw' AND state LIKE 'idle in transaction%'",
+        )
         sock.sendall(body[len(body) // 2 :])
         status, response = _read_response(sock)
     assert open_transactions == 0

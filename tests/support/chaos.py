@@ -29,8 +29,9 @@ from rampart.kit.db.transaction import Claims
 from rampart.kit.jobs.celery_app import QUEUE
 from rampart.kit.resilience.breaker import KEY_PREFIX
 from tests.support.db import app_session
-from tests.support.processes import Processes, wait_until
+from tests.support.processes import Processes
 from tests.support.users import Account, answers
+from tests.support.wait import wait_until
 
 if TYPE_CHECKING:
     from rampart.devstack.redis import EmbeddedRedis

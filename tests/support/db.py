@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
 import psycopg
 import pytest
@@ -43,6 +44,33 @@ def superuser_conninfo(stack: TestStack) -> str:
         pytest.skip("needs the embedded Postgres' superuser; DATABASE_URL points elsewhere")
     database = make_url(os.environ["DATABASE_URL"]).database
     return make_conninfo(stack.postgres.superuser_url, dbname=database)
+
+
+def su_rows(superuser: str, sql: str, *params: Any) -> list[tuple]:
+    """Run one statement as the superuser (ground truth and setup: bypasses RLS), committed;
+    its rows, or [] for a statement that returns none. `superuser` is the fixture's conninfo;
+    `params` fill the %s placeholders, in order (or pass one dict for %(name)s ones)."""
+    args = params[0] if len(params) == 1 and isinstance(params[0], dict) else params
+    # No parameters: None, so psycopg leaves a literal % (LIKE 'x%') alone.
+    with psycopg.connect(superuser) as conn:
+        cursor = conn.execute(sql, args or None)
+        return cursor.fetchall() if cursor.description else []
+
+
+def su_value(superuser: str, sql: str, *params: Any) -> Any:
+    """The single value of a one-row, one-column query run as the superuser (`su_rows`)."""
+    [(value,)] = su_rows(superuser, sql, *params)
+    return value
+
+
+def waiting_on_a_lock(superuser: str) -> int:
+    """How many app_rw sessions wait on a lock right now (pg_stat_activity): the condition a
+    test waits for instead of sleeping "until the request is blocked"."""
+    return su_value(
+        superuser,
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE usename = 'app_rw' AND wait_event_type = 'Lock'",
+    )
 
 
 @contextmanager
@@ -111,3 +139,30 @@ def add_user(tenant_id: str, role: str) -> Account:
         )
     token, _ = issue_access_token(user_id=user_id, tenant_id=tenant_id, role=role)
     return Account(email=email, user_id=user_id, tenant_id=tenant_id, token=token)
+
+
+def clear_leftover_work(stack: TestStack) -> None:
+    """Forget work a test module left behind, so the next module starts with an empty
+    outbox, no unfinished job and an empty broker queue, whatever ran before it (integration
+    tests run jobs in-process and often leave their outbox rows; a failed scenario leaves
+    its queue). Jobs still pending or processing are deleted (their outbox rows with them);
+    finished jobs, quarantine and the tenants' data stay. Only on the embedded stack (its
+    superuser); run between modules, when no worker process of a test is alive."""
+    if stack.postgres is None:
+        return
+    conninfo = superuser_conninfo(stack)
+    su_rows(conninfo, "DELETE FROM jobs WHERE status IN ('pending', 'processing')")
+    su_rows(conninfo, "UPDATE outbox SET sent_at = now() WHERE sent_at IS NULL")
+    if stack.redis is not None:
+        import redis
+
+        from rampart.kit.jobs.celery_app import QUEUE
+
+        broker = redis.Redis.from_url(stack.env["REDIS_URL"], socket_timeout=5)
+        try:
+            # kombu's Redis transport: the queue, and the unacknowledged deliveries.
+            broker.delete(QUEUE, "unacked", "unacked_index")
+        except redis.RedisError:
+            pass  # a test left Redis down: the next one that needs it says so
+        finally:
+            broker.close()

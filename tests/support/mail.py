@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
+
+from tests.support.wait import wait_until
 
 TOKEN = re.compile(r"token=([0-9a-f]{32}\.[A-Za-z0-9_-]{43})")
 
@@ -49,15 +50,20 @@ def wait_for_mail(
 ):
     """The first mail to `address` whose subject contains `subject`, beyond the first
     `after` such mails (count them before the action that sends one)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def beyond() -> list:
         found = [m for m in mails_to(address, mailbox) if subject in m.subject]
-        if len(found) > after:
-            return found[after]
-        if time.monotonic() > deadline:
-            seen = [m.subject for m in mails_to(address, mailbox)]
-            raise AssertionError(f"no mail {subject!r} to {address} in {timeout}s; saw {seen}")
-        time.sleep(0.05)
+        return found if len(found) > after else []
+
+    found = wait_until(
+        beyond,
+        timeout,
+        0.05,
+        message=lambda: (
+            f"mail {subject!r} to {address}; saw {[m.subject for m in mails_to(address, mailbox)]}"
+        ),
+    )
+    return found[after]
 
 
 def count_mails(address: str, subject: str, mailbox: Path | None = None) -> int:

@@ -11,7 +11,7 @@ holds it and every child it forks: prefork workers, uvicorn), with stdout/stderr
         ...
     # every process group spawned here is SIGKILLed by now, even if the block raised
 
-`wait_until(predicate, timeout, interval)` polls instead of sleeping.
+Waiting is `tests.support.wait.wait_until` (polls, with a deadline that scales).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,49 +34,12 @@ import httpx
 
 from rampart.devstack.ports import free_port
 from tests.support.stack import TestStack
+from tests.support.wait import wait_until
 
 T = TypeVar("T")
 ROLES = ("api", "worker", "relay")
 _counter = itertools.count(1)
 _live: set[int] = set()  # process group ids still to be killed (safety net at exit)
-
-
-class WaitTimeout(AssertionError):
-    """A condition polled by `wait_until` did not become true in time."""
-
-
-def wait_until(
-    predicate: Callable[[], T],
-    timeout: float = 30.0,
-    interval: float = 0.1,
-    *,
-    message: str | Callable[[], str] = "",
-    ignore: tuple[type[BaseException], ...] = (),
-) -> T:
-    """Call `predicate` until it returns something truthy, and return that value.
-
-    Exceptions of the types in `ignore` count as "not yet" (e.g. httpx.ConnectError while a
-    server starts); any other exception propagates. On timeout, raises WaitTimeout naming
-    `message`, the last value and the last ignored exception.
-    """
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            last = predicate()
-            error = None
-        except ignore as exc:
-            error = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() >= deadline:
-            what = message() if callable(message) else message
-            what = what or getattr(predicate, "__name__", "condition")
-            detail = f"last value {last!r}" + (f", last error {error!r}" if error else "")
-            raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what} ({detail})")
-        time.sleep(interval)
 
 
 def group_members(pgid: int) -> list[int]:

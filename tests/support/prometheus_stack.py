@@ -16,9 +16,11 @@ processes, evaluating the repository's own rule files and delivering to a real r
 
 What is generated here is only what a test must differ in from production: the scrape
 targets (loopback ports of the processes under test) and the timings (1 s scrape and
-evaluation, a few seconds of Alertmanager grouping instead of minutes). The rest comes from
+evaluation, a few seconds of Alertmanager grouping instead of minutes, and, when a test
+asks with `alert_for`, a shorter `for:` of the alerts it waits for). The rest comes from
 the production ops/prometheus/prometheus.yml: its job names and its rule files (the
-repository's ops/prometheus/rules/*.yml, unchanged); the Alertmanager configuration is what
+repository's ops/prometheus/rules/*.yml, unchanged but for `alert_for`; promtool's unit
+tests in ops/prometheus/tests prove the real `for:`); the Alertmanager configuration is what
 `rampart alertmanager-config` renders (routes by severity, inhibition, the incident
 webhook), asked for short grouping timings and the token inline.
 """
@@ -55,6 +57,26 @@ _live: set[int] = set()  # process groups still to be killed (safety net at exit
 _AM_SHARE = b"/usr/share/prometheus/alertmanager"
 _AM_SHARE_LOCAL = b"./" * 13 + b"am-share"  # same length, relative to the working directory
 assert len(_AM_SHARE_LOCAL) == len(_AM_SHARE)
+
+
+def duration_seconds(text: str) -> float:
+    """A Prometheus duration ("90s", "1m", "1h30m") in seconds."""
+    import re
+
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text)
+    assert parts and "".join(n + u for n, u in parts) == text, f"not a duration: {text!r}"
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def production_alert_for(alertname: str) -> float:
+    """The `for:` of `alertname` in the repository's rule files, in seconds (0 if none)."""
+    for path in repo_rule_files():
+        for group in yaml.safe_load(path.read_text()).get("groups") or []:
+            for rule in group.get("rules") or []:
+                if rule.get("alert") == alertname:
+                    return duration_seconds(str(rule.get("for", "0s")))
+    raise AssertionError(f"no alert {alertname} in {RULES_DIR}")
 
 
 def repo_rule_files() -> list[Path]:
@@ -135,6 +157,7 @@ class PrometheusStack:
         production_config: Path | None = PRODUCTION_CONFIG,
         alertmanager_config: Path | None = None,
         interval: str = "1s",
+        alert_for: Mapping[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.targets = {
@@ -144,6 +167,9 @@ class PrometheusStack:
         self.production_config = production_config
         self.alertmanager_config = alertmanager_config
         self.interval = interval
+        # Test-only `for:` durations of named alerts (e.g. {"RampartLLMCircuitBreakerOpen":
+        # "10s"}): their rule files are loaded from copies with only those changed.
+        self.alert_for = dict(alert_for or {})
         self.prometheus_port = free_port()
         self.alertmanager_port = free_port() if alertmanager_config is not None else None
         self._procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
@@ -193,7 +219,9 @@ class PrometheusStack:
                 "scrape_timeout": self.interval,
                 "evaluation_interval": self.interval,
             },
-            "rule_files": [str(here / pattern) for pattern in base.get("rule_files") or []],
+            "rule_files": self._rule_files(
+                [str(here / pattern) for pattern in base.get("rule_files") or []]
+            ),
             "scrape_configs": scrape_configs,
         }
         if self.alertmanager_port is not None:
@@ -203,6 +231,30 @@ class PrometheusStack:
                 ]
             }
         return config
+
+    def _rule_files(self, patterns: list[str]) -> list[str]:
+        """The rule files as configured; with `alert_for`, every file is read from a copy in
+        the working directory (same file name) in which only the named alerts' `for:` is
+        changed. Each named alert must exist."""
+        if not self.alert_for:
+            return patterns
+        copies = self.workdir / "rules"
+        copies.mkdir(parents=True, exist_ok=True)
+        changed: set[str] = set()
+        names: list[str] = []
+        for pattern in patterns:
+            for path in sorted(Path(pattern).parent.glob(Path(pattern).name)):
+                names.append(path.name)
+                rules = yaml.safe_load(path.read_text())
+                for group in rules.get("groups") or []:
+                    for rule in group.get("rules") or []:
+                        if rule.get("alert") in self.alert_for:
+                            rule["for"] = self.alert_for[rule["alert"]]
+                            changed.add(rule["alert"])
+                (copies / path.name).write_text(yaml.safe_dump(rules, sort_keys=False))
+        missing = sorted(set(self.alert_for) - changed)
+        assert not missing, f"no such alert in the rule files: {missing}"
+        return [str(copies / name) for name in names]
 
     # --- lifecycle ---------------------------------------------------------------------------
 

@@ -4,40 +4,52 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import uvicorn
 
 from rampart.devstack.ports import free_port
 from tests.support.stack import reset_caches
+from tests.support.wait import wait_until
 
 _metrics_url: str | None = None
 
 
 @contextmanager
-def serve_in_thread() -> Iterator[str]:
-    from rampart.app import create_app
-
+def serve_app(app: Any) -> Iterator[str]:
+    """Serve `app` (an ASGI app) with a real uvicorn on a free port in a background thread;
+    yields its base URL once it accepts connections, and stops it after. The one way tests
+    run a server of ours in a thread."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(), host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
+    wait_until(
+        lambda: server.started or not thread.is_alive(),
+        20,
+        0.02,
+        message="uvicorn to start",
+    )
+    if not server.started:
+        raise RuntimeError("uvicorn did not start")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def serve_in_thread() -> Iterator[str]:
+    """The app as `create_app()` builds it with the current settings (`serve_app`)."""
+    from rampart.app import create_app
+
+    with serve_app(create_app()) as url:
+        yield url
 
 
 @contextmanager

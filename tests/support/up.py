@@ -29,7 +29,7 @@ import redis
 from rampart.devstack.ports import free_port
 from rampart.devstack.postgres import EmbeddedPostgres
 from rampart.devstack.redis import EmbeddedRedis
-from tests.support.processes import wait_until
+from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 120.0  # initdb + migrations + three processes, on a busy 2-core runner

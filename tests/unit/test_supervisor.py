@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support.processes import wait_until
+from tests.support.wait import wait_until
 
 from rampart.devstack.supervisor import (
     CrashLoop,

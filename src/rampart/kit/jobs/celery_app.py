@@ -54,8 +54,11 @@ def get_celery() -> Celery:
         # it without requeue instead (docs/resilience.md, "Known gaps").
         task_acks_on_failure_or_timeout=False,
         worker_prefetch_multiplier=1,
+        # The limit of a job run is the runner's (asyncio.timeout, transient: retried;
+        # docs/resilience.md, "Time limits"). Celery's threads pool enforces no time limit;
+        # the hard one is a safety net should a process pool be used. No soft limit: its
+        # SoftTimeLimitExceeded would end the task while the job ran on in the event loop.
         task_time_limit=settings.task_time_limit_seconds,
-        task_soft_time_limit=max(1, settings.task_time_limit_seconds - 5),
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2,

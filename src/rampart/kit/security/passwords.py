@@ -9,12 +9,28 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 from zxcvbn import zxcvbn
+
+# ENV=test only: the cheapest argon2id parameters, so a test suite that signs up and logs in
+# thousands of users spends its CPU on what it tests. Every other environment (dev,
+# staging, production: the default) hashes with pwdlib's recommended parameters (argon2id,
+# 64 MiB, t=3, p=4). A hash records its parameters, so either kind verifies anywhere.
+_TEST_HASHER = Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def hasher_for(env: str) -> PasswordHash:
+    """The password hasher of an environment (cheap parameters only for ENV=test)."""
+    if env == "test":
+        return PasswordHash((_TEST_HASHER,))
+    return PasswordHash.recommended()
 
 
 @lru_cache
 def _hasher() -> PasswordHash:
-    return PasswordHash.recommended()
+    from rampart.config import get_settings
+
+    return hasher_for(get_settings().env)
 
 
 @lru_cache

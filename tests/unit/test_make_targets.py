@@ -1,0 +1,51 @@
+"""The Makefile's test targets keep their gates: `make test` runs the whole suite in
+parallel with the billing module's branch coverage measured and held at >= 90 % (what
+tests/integration/test_webhook_coverage.py did by re-running the webhook tests under
+coverage), then the Supabase-shaped pass; `make test-fast` is the inner loop."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dry_run(target: str) -> str:
+    """The commands `make <target>` would run (make -n), with the variables expanded."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    result = subprocess.run(
+        ["make", "-n", target],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def pytest_lines(commands: str) -> list[str]:
+    return [line for line in commands.splitlines() if " -m pytest" in line]
+
+
+def test_make_test_measures_billing_branch_coverage_and_fails_under_90_percent():
+    main, timing, supabase = pytest_lines(dry_run("test"))
+    for flag in ("--cov=rampart.billing", "--cov-branch", "--cov-fail-under=90"):
+        assert flag in main.split(), main
+    assert re.search(r"-n \d+ --dist loadgroup", main), main
+    # The whole suite (testpaths, not a selection): the parallel run, then `timing` alone.
+    assert "tests/" not in main and "not timing" in main, main
+    assert "tests/" not in timing and "-m timing" in timing and "no:xdist" in timing, timing
+    assert "RAMPART_TEST_DB_SHAPE=supabase" in supabase
+
+
+def test_make_test_fast_runs_unit_and_integration_without_the_slow_tests():
+    fast, timing = pytest_lines(dry_run("test-fast"))
+    assert "(unit or integration) and not slow and not timing" in fast, fast
+    assert "-m timing" in timing, timing
