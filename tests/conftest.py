@@ -111,6 +111,7 @@ def _xdist_group(folder: str, module: str) -> str | None:
 # running the modules with the most tests first.
 LONGEST_FIRST = (
     "tests/chaos/test_resilience.py",
+    "tests/integration/test_backups.py",
     "tests/e2e/test_make_up.py",
     "tests/e2e/test_up_operator.py",
     "tests/integration/test_schemathesis.py",
