@@ -9,40 +9,19 @@ as the superuser, then migrated to the head.
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import psycopg
 import pytest
 from alembic import command
-from psycopg.conninfo import make_conninfo
-from sqlalchemy.engine import make_url
-
-from rampart.devstack.postgres import bootstrap_database
-from rampart.kit.db.migrate import _alembic_config, sqlalchemy_url
+from tests.support.scratch_db import scratch_database
 
 
 @pytest.fixture
 def database_at_0011(stack):
-    if stack.postgres is None:
-        pytest.skip("needs the embedded Postgres' superuser; DATABASE_URL points elsewhere")
-    name = f"rampart_0012_{uuid.uuid4().hex[:8]}"
-    migration = make_url(os.environ["MIGRATION_DATABASE_URL"])
-    bootstrap_database(
-        stack.postgres.superuser_url,
-        database=name,
-        migration_user=migration.username,
-        migration_password=migration.password,
-    )
-    url = migration.set(database=name).render_as_string(hide_password=False)
-    config = _alembic_config(sqlalchemy_url(url))
-    command.upgrade(config, "0011")
-    superuser = make_conninfo(stack.postgres.superuser_url, dbname=name)
-    try:
-        yield config, superuser
-    finally:
-        with psycopg.connect(stack.postgres.superuser_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with scratch_database(stack) as scratch:
+        command.upgrade(scratch.config, "0011")
+        yield scratch.config, scratch.superuser
 
 
 def test_0012_canonicalizes_addresses_and_the_oldest_account_keeps_a_shared_one(
