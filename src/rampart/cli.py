@@ -500,7 +500,10 @@ def billing_reconcile(
     ] = None,
     metrics_port: Annotated[
         int | None,
-        typer.Option(metavar="PORT", help="Serve /metrics for Prometheus on this port."),
+        typer.Option(
+            metavar="PORT",
+            help="Serve /metrics for Prometheus on this port (default: BILLING_METRICS_PORT).",
+        ),
     ] = None,
 ) -> None:
     """Reconcile billing with Stripe: apply missed webhooks, report drift, end grace periods.
@@ -514,7 +517,7 @@ def billing_reconcile(
 
     ```
     $ rampart billing-reconcile
-    $ rampart billing-reconcile --every 900 --metrics-port 9104
+    $ rampart billing-reconcile --every 900 --metrics-port 9103
     $ rampart billing-reconcile --window 86400
     ```
     """
@@ -532,7 +535,8 @@ def billing_reconcile(
         _fresh_settings_from({"STRIPE_API_BASE": settings.require("stripe_api_base")})
         settings = _settings()
     configure_service_logging("billing-reconcile", settings)
-    if metrics_port is not None:
+    metrics_port = metrics_port or settings.billing_metrics_port
+    if metrics_port:
         from rampart.kit.metrics import exposition
 
         exposition.serve(metrics_port, settings.metrics_host)
@@ -587,8 +591,9 @@ def _acquire_up_lock(home: Path):
 
 
 def _metrics_ports(settings) -> dict[str, str]:
-    """The API's, worker's and relay's metrics ports for `up`: as configured, else 9100,
-    9101 and 9102 when free (stable for a local Prometheus), else any free port."""
+    """The API's, worker's, relay's and billing reconciliation's metrics ports for `up`: as
+    configured, else 9100-9103 when free (stable for a local Prometheus), else any free
+    port."""
     from rampart.devstack.ports import free_port, port_free
 
     chosen = {}
@@ -596,6 +601,7 @@ def _metrics_ports(settings) -> dict[str, str]:
         ("api", settings.metrics_port, 9100),
         ("worker", settings.worker_metrics_port, 9101),
         ("relay", settings.relay_metrics_port, 9102),
+        ("billing", settings.billing_metrics_port, 9103),
     ):
         usable = port_free(settings.metrics_host, default)
         chosen[service] = str(configured or (default if usable else free_port()))
@@ -612,6 +618,7 @@ def _service_bindings(settings, metrics: dict[str, str]):
         ("api", "METRICS_PORT", settings.metrics_port),
         ("worker", "WORKER_METRICS_PORT", settings.worker_metrics_port),
         ("relay", "RELAY_METRICS_PORT", settings.relay_metrics_port),
+        ("billing", "BILLING_METRICS_PORT", settings.billing_metrics_port),
     ):
         if configured:
             host, port = settings.metrics_host, int(metrics[service])
@@ -757,10 +764,14 @@ def up() -> None:
             "METRICS_PORT": metrics["api"],
             "WORKER_METRICS_PORT": metrics["worker"],
             "RELAY_METRICS_PORT": metrics["relay"],
+            "BILLING_METRICS_PORT": metrics["billing"],
         }
         commands = [("api", ["api", "--port", port]), ("worker", ["worker"]), ("relay", ["relay"])]
         if stack.postgres is not None and archiving:
             commands.append(("backups", ["backup", "schedule"]))
+        if stack.stripe is not None or settings.stripe_api_key is not None:
+            every = str(settings.billing_reconcile_interval_seconds)
+            commands.append(("billing", ["billing-reconcile", "--every", every]))
         for name, args in commands:
             log_env = {**env, "LOG_FILE": str(logs / f"{name}.log")}
             if name == "backups" and backup_url:
@@ -813,6 +824,7 @@ def up() -> None:
             f"            http://{mhost}:{metrics['worker']}/metrics (worker)\n"
             f"            http://{mhost}:{metrics['relay']}/metrics (relay: also jobs, queues, "
             "DB connections)\n"
+            f"            http://{mhost}:{metrics['billing']}/metrics (billing reconciliation)\n"
             f"  ready     {base}/ready\n"
             f"  trace     rampart trace <trace_id>   (the X-Request-ID of any response)\n"
             + (

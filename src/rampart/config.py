@@ -382,6 +382,12 @@ class Settings(BaseSettings):
         description="How long a tenant stays on pro after a failed payment (past_due) "
         "before it is downgraded to free (its data is kept).",
     )
+    billing_reconcile_interval_seconds: int = Field(
+        900,
+        ge=60,
+        description="How often `rampart up` runs billing reconciliation (`rampart "
+        "billing-reconcile --every`); a deployment schedules that command itself.",
+    )
     billing_reconcile_window_seconds: int = Field(
         3 * 86400,
         ge=60,
@@ -561,6 +567,13 @@ class Settings(BaseSettings):
         le=65535,
         description="Port of the relay's Prometheus endpoint; 0 disables it. The relay also "
         "reports the cross-service gauges (jobs, queues, database connections) at scrape time.",
+    )
+    billing_metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the Prometheus endpoint of `rampart billing-reconcile --every` "
+        "(its runs, repairs and drift); 0 disables it.",
     )
     metrics_port: int = Field(
         0,

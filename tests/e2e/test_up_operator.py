@@ -204,7 +204,7 @@ def recorded(runner: UpRunner) -> dict[str, int]:
 
 
 def wait_recorded(runner: UpRunner) -> dict[str, int]:
-    names = {"postgres", "redis", "api", "worker", "relay", "backups"}
+    names = {"postgres", "redis", "api", "worker", "relay", "backups", "billing"}
     wait_until(
         lambda: (runner.home / "up.json").exists() and set(recorded(runner)) == names,
         30,
