@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -60,14 +61,18 @@ def main() -> None:
     """The `rampart` command. A setting it needs and cannot find, or one of our typed
     errors (the database or a provider unavailable, ...), is one line, not a traceback."""
     from rampart.config import MissingSetting
-    from rampart.kit.errors import AppError
 
     try:
         app()
     except MissingSetting as exc:
         console.print(str(exc), style="red", markup=False, highlight=False)
         raise SystemExit(1) from None
-    except AppError as exc:
+    except Exception as exc:
+        # Not imported up front: the errors module loads the metrics, which a service sets
+        # up first (multiprocess directory); an AppError means it was imported by now.
+        errors = sys.modules.get("rampart.kit.errors")
+        if errors is None or not isinstance(exc, errors.AppError):
+            raise
         console.print(f"{exc.message} ({exc.code})", style="red", markup=False, highlight=False)
         raise SystemExit(1) from None
 
@@ -530,6 +535,7 @@ def billing_reconcile(
     from rampart.kit.logging import configure_service_logging
 
     settings = _settings()
+    settings.require("database_url")  # no database: refuse in one line before calling Stripe
     if settings.stripe_api_key is None and not settings.stripe_api_base:
         # no Stripe configured: the fake Stripe of the running `rampart up`, or one line
         _fresh_settings_from({"STRIPE_API_BASE": settings.require("stripe_api_base")})
