@@ -507,7 +507,8 @@ def billing_reconcile(
         int | None,
         typer.Option(
             metavar="PORT",
-            help="Serve /metrics for Prometheus on this port (default: BILLING_METRICS_PORT).",
+            help="Serve /metrics for Prometheus on this port (with --every, default: "
+            "BILLING_METRICS_PORT).",
         ),
     ] = None,
 ) -> None:
@@ -541,7 +542,8 @@ def billing_reconcile(
         _fresh_settings_from({"STRIPE_API_BASE": settings.require("stripe_api_base")})
         settings = _settings()
     configure_service_logging("billing-reconcile", settings)
-    metrics_port = metrics_port or settings.billing_metrics_port
+    if every is not None:  # the scheduled one serves metrics; a one-off run never binds them
+        metrics_port = metrics_port or settings.billing_metrics_port
     if metrics_port:
         from rampart.kit.metrics import exposition
 
@@ -775,7 +777,7 @@ def up() -> None:
         commands = [("api", ["api", "--port", port]), ("worker", ["worker"]), ("relay", ["relay"])]
         if stack.postgres is not None and archiving:
             commands.append(("backups", ["backup", "schedule"]))
-        if stack.stripe is not None or settings.stripe_api_key is not None:
+        if stack.stripe is not None or settings.stripe_api_key or settings.stripe_api_base:
             every = str(settings.billing_reconcile_interval_seconds)
             commands.append(("billing", ["billing-reconcile", "--every", every]))
         for name, args in commands:

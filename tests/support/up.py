@@ -50,6 +50,9 @@ INHERITED = (
     "HOST",
     "SECRETS_DIR",
     "SMTP_URL",
+    "STRIPE_API_BASE",
+    "STRIPE_API_KEY",
+    "BACKUP_DATABASE_URL",
 )
 
 
@@ -88,6 +91,17 @@ class UpRunner:
             "PYTHONUNBUFFERED": "1",
             # The tests poll assessments from 127.0.0.1 faster than the default 60/minute.
             "RATE_LIMIT_DEFAULT_PER_IP": "6000/minute",
+            # Its own metrics ports: `up` prefers 9100-9103 when free, and another test's
+            # `up` (xdist) may free one for a moment while a service of it restarts.
+            **{
+                variable: str(free_port())
+                for variable in (
+                    "METRICS_PORT",
+                    "WORKER_METRICS_PORT",
+                    "RELAY_METRICS_PORT",
+                    "BILLING_METRICS_PORT",
+                )
+            },
         }
 
     def command(self) -> list[str]:

@@ -71,3 +71,14 @@ def test_wal_file_names_and_the_archive_command_quoting():
     assert segment_name(2, "16/B374D848") == "0000000200000016000000B3"
     command = archive_command(Path("/srv/it's 100%/wal"))
     assert "100%%" in command and "%f" in command and "'\"'\"'" in command
+
+
+def test_no_repository_serves_no_backup_metrics(tmp_path):
+    # A deployment that keeps no backups here (a managed database) must not report
+    # "0 backups" (RampartBackupStale would page for nothing); an empty one does.
+    from rampart.backups.metrics import BackupCollector
+
+    assert list(BackupCollector(tmp_path / "none").collect()) == []
+    (tmp_path / "repo").mkdir()
+    names = [family.name for family in BackupCollector(tmp_path / "repo").collect()]
+    assert "rampart_backups" in names

@@ -9,7 +9,9 @@ pg_stat_archiver (readable by any role) when Prometheus scrapes.
   canary writes every minute, so with archive_timeout it stays near a minute).
 - `rampart_restore_drill_success`, `rampart_restore_drill_timestamp_seconds`,
   `rampart_restore_drill_rpo_seconds`, `rampart_restore_drill_rto_seconds`.
-A family is absent when its source is (no backup yet, no drill yet, database down).
+A family is absent when its source is (no backup yet, no drill yet, database down). With
+no repository at all, none is served: this deployment keeps no backups here (a managed
+database's are the provider's, docs/backups.md), and "0 backups" would page for nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class BackupCollector:
         from rampart.backups.catalog import list_backups
         from rampart.backups.drill import last
 
+        if not self.repo.is_dir():
+            return
         now = time.time()
         try:
             backups = [b for b in list_backups(self.repo) if b.verified]
