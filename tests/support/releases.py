@@ -12,6 +12,7 @@ from pathlib import Path
 
 from alembic.script import ScriptDirectory
 
+from rampart.kit.archives import extract_all
 from rampart.kit.db.migrate import ROOT, _alembic_config
 
 
@@ -50,5 +51,5 @@ def unpack(commit: str, into: Path) -> Path:
         capture_output=True, timeout=120, check=True,
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
+        extract_all(tar, into)
     return into

@@ -16,6 +16,7 @@ from rampart.backups import BackupError
 from rampart.backups.catalog import Backup, for_target, list_backups
 from rampart.backups.tools import run, tool
 from rampart.backups.wal import restore_command, server_owner
+from rampart.kit.archives import extract_all
 from rampart.kit.processes import pid_alive
 
 Say = Callable[[str], None]
@@ -51,11 +52,11 @@ def _unpack(backup: Backup, into: Path) -> None:
     into.mkdir(mode=0o700, parents=True)
     try:
         with tarfile.open(backup.path / "base.tar.gz") as tar:
-            tar.extractall(into, filter="data")
+            extract_all(tar, into)
         wal = backup.path / "pg_wal.tar.gz"
         if wal.exists():
             with tarfile.open(wal) as tar:
-                tar.extractall(into / "pg_wal", filter="data")
+                extract_all(tar, into / "pg_wal")
         shutil.copy2(backup.path / "backup_manifest", into / "backup_manifest")
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise BackupError(
