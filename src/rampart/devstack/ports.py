@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+
+# Ports handed out lately, one marker file each: the OS may give the same free port to two
+# processes (parallel test workers, stacks starting together) between their pick and their
+# bind, so a port one of ours picked is not handed out again for a while.
+_HANDED_OUT = Path(tempfile.gettempdir()) / f"rampart-ports-{os.getuid()}"
+_HOLD_SECONDS = 600
 
 
 def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago (the OS picks it; racy but fine for tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port that was free on 127.0.0.1 a moment ago (the OS picks it) and that no other
+    `free_port()` of this user handed out in the last ten minutes."""
+    _HANDED_OUT.mkdir(mode=0o700, exist_ok=True)
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        marker = _HANDED_OUT / str(port)
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            return port
+        except FileExistsError:
+            try:
+                if time.time() - marker.stat().st_mtime < _HOLD_SECONDS:
+                    continue  # another process of ours may be about to bind it
+                marker.touch()
+                return port
+            except OSError:
+                continue
+    return port
 
 
 def port_free(host: str, port: int) -> bool:
