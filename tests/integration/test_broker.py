@@ -173,3 +173,32 @@ def test_kombus_own_redis_transport_still_keeps_the_slot_of_a_failed_ack(
             consumer.next(timeout=3)
     finally:
         consumer.close()
+
+
+def test_a_sweeper_killed_mid_sweep_blocks_redelivery_for_seconds_not_minutes(
+    server: EmbeddedRedis,
+) -> None:
+    """A worker killed while it restores old deliveries never releases kombu's sweep lock;
+    with our transport options that lock lapses after 30 s (kombu's default: 300 s, during
+    which no worker hands any stranded delivery out again)."""
+    from rampart.kit.jobs.celery_app import transport_options
+
+    connection = Connection(
+        server.url,
+        transport=broker_transport(server.url),
+        transport_options=transport_options(visibility_timeout=3600),
+    )
+    try:
+        channel = connection.channel()
+        client = channel.client
+        # What the killed sweeper left behind: the lock, taken as kombu's QoS takes it.
+        with kombu_redis.Mutex(client, channel.unacked_mutex_key, channel.unacked_mutex_expire):
+            left_for = client.ttl(channel.unacked_mutex_key)
+            with (
+                pytest.raises(kombu_redis.MutexHeld),
+                kombu_redis.Mutex(client, channel.unacked_mutex_key, 30),
+            ):
+                pass
+        assert 0 < left_for <= 30, f"the sweep lock of a dead worker would hold {left_for}s"
+    finally:
+        connection.release()

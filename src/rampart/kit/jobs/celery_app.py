@@ -34,15 +34,29 @@ def discover_task_modules(package: str) -> list[str]:
     return sorted(found)
 
 
+# kombu's sweep of deliveries older than the visibility timeout runs under a Redis lock
+# that expires after 300 s by default: a worker killed during a sweep (OOM, SIGKILL) kept
+# every other worker from redelivering anything for 5 minutes. A sweep handles at most 10
+# deliveries (one Redis transaction each, 5 s socket timeout), so 30 s is ample, and a
+# second sweeper after a slow one can only put a delivery back twice, which the job row
+# makes harmless (a delivery of a finished job does nothing; runner.py).
+UNACKED_MUTEX_EXPIRE_SECONDS = 30
+
+
+def transport_options(visibility_timeout: int) -> dict[str, object]:
+    return {
+        "visibility_timeout": visibility_timeout,
+        "unacked_mutex_expire": UNACKED_MUTEX_EXPIRE_SECONDS,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
+
+
 @lru_cache
 def get_celery() -> Celery:
     settings = get_settings()
     broker = settings.require("redis_url")
-    transport = {
-        "visibility_timeout": settings.celery_visibility_timeout_seconds,
-        "socket_connect_timeout": 2,
-        "socket_timeout": 5,
-    }
+    transport = transport_options(settings.celery_visibility_timeout_seconds)
     app = Celery("rampart", broker=broker)
     app.conf.update(
         # kombu's Redis transport, fixed so a broker outage cannot kill a worker (broker.py).
