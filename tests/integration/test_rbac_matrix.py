@@ -42,10 +42,12 @@ ROLES = ("owner", "admin", "member", "viewer")
 
 
 def make_tenant(name: str) -> str:
+    """A pro tenant: the free plan's three members would refuse the matrix's invites with
+    402 before any permission is tried (test_plan_limits.py covers that)."""
     tenant_id = str(uuid.uuid4())
     with app_session(Claims(tenant_id=tenant_id, sub=str(uuid.uuid4()))) as session:
         session.execute(
-            text("INSERT INTO tenants (id, name) VALUES (:id, :name)"),
+            text("INSERT INTO tenants (id, name, plan) VALUES (:id, :name, 'pro')"),
             {"id": tenant_id, "name": name},
         )
     return tenant_id

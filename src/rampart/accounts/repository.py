@@ -127,6 +127,11 @@ async def user_role(tx: Tx, user_id: uuid.UUID) -> Record | None:
     )
 
 
+async def count_members(tx: Tx) -> int:
+    """Live users of the claims' tenant."""
+    return await tx.fetchval("SELECT count(*) FROM users WHERE removed_at IS NULL")
+
+
 async def email_in_tenant(tx: Tx, email: str) -> bool:
     found = await tx.fetchval("SELECT 1 FROM users WHERE email = $1 AND removed_at IS NULL", email)
     return found is not None

@@ -21,6 +21,7 @@ from rampart.accounts.schemas import (
     UserOut,
     VerifyEmailIn,
 )
+from rampart.billing import service as billing
 from rampart.kit import idempotency
 from rampart.kit.security import sessions
 from rampart.kit.security.auth import CurrentBrowserSession
@@ -99,7 +100,12 @@ async def remove_user(user_id: uuid.UUID, _actor: VerifiedActor, tx: TenantTx) -
     return Response(status_code=204)
 
 
-@router.post("/invitations", status_code=201, response_model=InvitationOut)
+@router.post(
+    "/invitations",
+    status_code=201,
+    response_model=InvitationOut,
+    responses=billing.PLAN_LIMIT_RESPONSE,
+)
 async def invite(
     data: InvitationIn,
     actor: VerifiedActor,
@@ -127,7 +133,8 @@ async def invite(
         400: {
             "description": "The token is unknown, used or expired (`invitation_invalid`), or "
             "the body is not valid JSON (`malformed_json`)."
-        }
+        },
+        **billing.PLAN_LIMIT_RESPONSE,
     },
 )
 async def accept_invitation(data: InvitationAcceptIn, tx: AnonymousTx) -> NextStep:

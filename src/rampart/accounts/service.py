@@ -35,6 +35,7 @@ from rampart.accounts.schemas import (
     UserOut,
     VerifyEmailIn,
 )
+from rampart.billing import service as billing
 from rampart.config import get_settings
 from rampart.kit import audit, context
 from rampart.kit.db.transaction import Claims, DatabaseUnavailable, Tx
@@ -327,6 +328,12 @@ async def remove_user(tx: Tx, user_id: uuid.UUID) -> None:
     log.info("user_removed", target_user_id=str(user_id), old_role=old_role)
 
 
+async def _require_member_room(tx: Tx, tenant_id: uuid.UUID) -> None:
+    await billing.require_room(
+        tx, tenant_id, "members", lambda: repository.count_members(tx), adding=1
+    )
+
+
 def _trace_id() -> str | None:
     value = context.current("trace_id")
     return str(value) if value else None
@@ -341,6 +348,7 @@ async def invite(tx: Tx, actor: Principal, data: InvitationIn) -> InvitationOut:
     # The tenant's own members only (its admins list them anyway): no cross-tenant oracle.
     if await repository.email_in_tenant(tx, email):
         raise Conflict("This email already belongs to a user of the tenant.")
+    await _require_member_room(tx, uuid.UUID(actor.tenant_id))
     invitation_id = uuid.uuid4()
     expires_at = datetime.now(UTC) + timedelta(seconds=get_settings().invitation_ttl_seconds)
     await repository.insert_invitation(
@@ -409,6 +417,9 @@ async def accept_invitation(tx: Tx, data: InvitationAcceptIn) -> NextStep:
     user_id = uuid.uuid4()
     # From here on RLS scopes everything to the inviting tenant, as for its own users.
     await tx.set_claims(Claims(tenant_id=str(invitation.tenant_id), sub=str(user_id)))
+    # Checked again here: the tenant may have filled up (or downgraded) since the invite.
+    # Refused, the transaction rolls back and the invitation stays unused.
+    await _require_member_room(tx, invitation.tenant_id)
     try:
         await repository.insert_verified_user(
             tx,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -304,6 +305,52 @@ async def expire_grace() -> int:
 class QuotaExceeded(AppError):
     code, status = "quota_exceeded", 402
     message = "Your plan's limit for this month is reached; upgrade or wait for the reset."
+
+
+class PlanLimitReached(AppError):
+    code, status = "plan_limit_reached", 402
+    message = "Your plan's limit is reached; upgrade the plan or make room first."
+
+
+# For the OpenAPI document of the routes that add members or evidence.
+PLAN_LIMIT_RESPONSE = {
+    402: {
+        "description": "The plan has no room for it (`plan_limit_reached`; `details`: "
+        "limit_name, plan, limit, usage)."
+    }
+}
+
+# What a plan caps at any moment (not per month): the Plan field and its words.
+Capacity = Literal["members", "evidence_bytes"]
+_CAPACITY_WORDS = {"members": "members", "evidence_bytes": "bytes of evidence"}
+
+
+async def require_room(
+    tx: Tx,
+    tenant_id: uuid.UUID,
+    capacity: Capacity,
+    used_now: Callable[[], Awaitable[int]],
+    adding: int,
+) -> None:
+    """Raise PlanLimitReached (402) unless the tenant's plan has room for `adding` more of
+    `capacity`. The tenant row stays locked until commit, so concurrent adds of one tenant
+    take turns and each counts (`used_now`, read after the lock) what the others wrote."""
+    state = await repository.lock_tenant(tx, tenant_id)
+    plan = plans.get(state.plan if state else None)
+    limit = getattr(plan, capacity)
+    if limit is None:
+        return
+    used = await used_now()
+    if used + adding <= limit:
+        return
+    QUOTA_BLOCKS.labels(plan.name, capacity).inc()
+    details = {"limit_name": capacity, "plan": plan.name, "limit": limit, "usage": used}
+    log.warning("plan_limit_reached", adding=adding, **details)
+    raise PlanLimitReached(
+        f"The {plan.title} plan allows {limit} {_CAPACITY_WORDS[capacity]}; "
+        f"{used} in use. Upgrade the plan or make room first.",
+        details=details,
+    )
 
 
 @dataclass(frozen=True)

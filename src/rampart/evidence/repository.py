@@ -38,3 +38,8 @@ async def list_for_assessment(tx: Tx, assessment_id: uuid.UUID) -> list[Record]:
         " ORDER BY created_at, id",
         assessment_id,
     )
+
+
+async def stored_bytes(tx: Tx) -> int:
+    """Bytes of evidence the claims' tenant stores."""
+    return await tx.fetchval("SELECT coalesce(sum(size_bytes), 0)::bigint FROM evidence")

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from rampart.billing import service as billing
 from rampart.config import get_settings
 from rampart.evidence import service
 from rampart.evidence.metrics import EVIDENCE_UPLOADS
@@ -76,6 +77,7 @@ async def _received_file(
     dependencies=[Depends(upload_rate_limit)],
     openapi_extra={"requestBody": _UPLOAD_BODY},
     responses={
+        **billing.PLAN_LIMIT_RESPONSE,
         413: {"description": "The file (or body) is over the limit; refused while streaming."},
         415: {"description": "Not a PDF, PNG or JPEG by its bytes, or not multipart."},
     },

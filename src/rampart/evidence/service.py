@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 from rampart.assessments import service as assessments
+from rampart.billing import service as billing
 from rampart.config import Settings, get_settings
 from rampart.evidence import repository
 from rampart.evidence.metrics import EVIDENCE_UPLOADS
@@ -48,6 +49,9 @@ async def add(
     await assessments.require_visible(tx, assessment_id)  # 404 before any permission
     require(can_create(actor.role), "Your role may not upload evidence.")
     tenant_id = uuid.UUID(actor.tenant_id)
+    await billing.require_room(
+        tx, tenant_id, "evidence_bytes", lambda: repository.stored_bytes(tx), adding=upload.size
+    )
     evidence_id = uuid.uuid4()
     key = f"{tenant_id}/{evidence_id.hex}"  # ours alone: random, never from client input
     row = await repository.add(
