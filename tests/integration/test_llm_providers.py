@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 from tests.support.users import answers
 
+from rampart.billing import plans
 from rampart.config import get_settings
 from rampart.llm import http, service
 from rampart.llm.anthropic import ANTHROPIC_VERSION
@@ -127,6 +128,25 @@ async def test_anthropic_provider_answers_with_a_valid_score_and_roadmap(llm, fa
     assert "authorization" not in request["headers"]
     assert request["json"]["max_tokens"] > 0
     assert request["json"]["system"]
+
+
+async def test_a_tenant_uses_only_the_providers_its_plan_allows(llm, fake):
+    """The free plan has no anthropic: its work goes to the next provider it may use, and
+    that is not a fallback (nothing failed); the pro plan gets the chain's first."""
+    await llm(LLM_PROVIDERS="anthropic,openai,offline")
+
+    free = await service.score(ANSWERS, None, plans.get("free").allows_provider)
+    free_roadmap = await service.roadmap(
+        ANSWERS, free.result, None, plans.get("free").allows_provider
+    )
+    assert (free.provider, free.degraded) == ("openai", False)
+    assert free_roadmap.provider == "openai"
+    assert {r["path"] for r in fake.requests} == {"/v1/chat/completions"}
+
+    fake.reset()
+    pro = await service.score(ANSWERS, None, plans.get("pro").allows_provider)
+    assert (pro.provider, pro.degraded) == ("anthropic", False)
+    assert [r["path"] for r in fake.requests] == ["/v1/messages"]
 
 
 async def test_the_prompt_carries_every_question_and_answer(llm, fake):

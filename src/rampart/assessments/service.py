@@ -189,8 +189,9 @@ async def score_step(run: JobRun) -> None:
             return
         await repository.update(tx, assessment["id"], status="scoring", error=None)
         answers, user_context = dict(assessment["answers"]), assessment["context"]
+        plan = await billing.plan_of(tx, run.tenant_id)
 
-    generated = await llm.score(answers, user_context)
+    generated = await llm.score(answers, user_context, plan.allows_provider)
 
     async with run.transaction() as tx:
         assessment = await _locked(tx, run)
@@ -231,8 +232,9 @@ async def roadmap_step(run: JobRun) -> None:
         scored = ScoreResult.model_validate(
             {"overall": assessment["overall_score"], "dimensions": assessment["dimension_scores"]}
         )
+        plan = await billing.plan_of(tx, run.tenant_id)
 
-    generated = await llm.roadmap(answers, scored, user_context)
+    generated = await llm.roadmap(answers, scored, user_context, plan.allows_provider)
 
     async with run.transaction() as tx:
         assessment = await _locked(tx, run)

@@ -440,6 +440,12 @@ async def refund(
     log.info("quota_refunded", metric=metric, period=period.isoformat())
 
 
+async def plan_of(tx: Tx, tenant_id: uuid.UUID) -> plans.Plan:
+    """The tenant's plan now (RLS: only under its own claims)."""
+    state = await repository.tenant_billing(tx, tenant_id)
+    return plans.get(state.plan if state else None)
+
+
 def assessments_rate_limit(plan: str | None) -> str:
     """The per-user assessment creation rate of `plan` (`limits` notation)."""
     return plans.get(plan).assessments_rate_limit

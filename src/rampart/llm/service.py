@@ -252,13 +252,20 @@ async def aclose() -> None:
     await aclose_clients()
 
 
+def any_provider(_name: str) -> bool:
+    return True
+
+
 async def _first_success(
-    call: Callable[[LLMProvider], Awaitable[T]], duration: Histogram
+    call: Callable[[LLMProvider], Awaitable[T]],
+    duration: Histogram,
+    allows: Callable[[str], bool],
 ) -> Generated[T]:
-    """The first provider's answer down the chain; the whole chain's time is observed in
+    """The first answer down the chain of the providers `allows` lets the caller use (the
+    tenant's plan; the offline scorer always); the whole chain's time is observed in
     `duration`, labelled by the provider that answered."""
     started = time.perf_counter()
-    chain = provider_chain()
+    chain = [p for p in provider_chain() if p.name == "offline" or allows(p.name)]
     for position, provider in enumerate(chain):
         t0 = time.perf_counter()
         try:
@@ -286,17 +293,26 @@ async def _first_success(
     raise RuntimeError("no LLM provider answered")  # unreachable: offline never fails
 
 
-async def score(answers: dict[str, int], context: str | None) -> Generated[ScoreResult]:
-    """Score the answers with the first provider of the chain that can."""
+async def score(
+    answers: dict[str, int],
+    context: str | None,
+    allows: Callable[[str], bool] = any_provider,
+) -> Generated[ScoreResult]:
+    """Score the answers with the first provider of the chain that can (and is allowed)."""
     return await _first_success(
-        lambda provider: provider.score(answers, context), metrics.SCORE_DURATION
+        lambda provider: provider.score(answers, context), metrics.SCORE_DURATION, allows
     )
 
 
 async def roadmap(
-    answers: dict[str, int], scored: ScoreResult, context: str | None
+    answers: dict[str, int],
+    scored: ScoreResult,
+    context: str | None,
+    allows: Callable[[str], bool] = any_provider,
 ) -> Generated[RoadmapResult]:
-    """Write the roadmap with the first provider of the chain that can."""
+    """Write the roadmap with the first provider of the chain that can (and is allowed)."""
     return await _first_success(
-        lambda provider: provider.roadmap(answers, scored, context), metrics.ROADMAP_DURATION
+        lambda provider: provider.roadmap(answers, scored, context),
+        metrics.ROADMAP_DURATION,
+        allows,
     )
