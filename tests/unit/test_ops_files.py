@@ -298,7 +298,13 @@ def test_the_operations_dashboard_covers_the_alerts_runbooks_point_to():
     ):
         assert metric in text, metric
     executive = json.dumps(load_dashboards()["rampart-executive.json"])
-    for needle in ("slo:sli_error:ratio_rate1h", 'to_plan=\\"pro\\"', "rampart_signups_total"):
+    for needle in (
+        "slo:sli_error:ratio_rate1h",
+        'to_plan=\\"pro\\"',
+        "rampart_signups_total",
+        "rampart_mrr_cents",
+        "rampart_subscriptions",
+    ):
         assert needle in executive, needle
 
 
