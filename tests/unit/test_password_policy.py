@@ -4,9 +4,14 @@ user's own email. One function, `password_problem`, used wherever a password is 
 
 from __future__ import annotations
 
+import asyncio
+import random
+import string
+import time
+
 import pytest
 
-from rampart.kit.security.passwords import password_problem
+from rampart.kit.security.passwords import password_problem, password_problem_off_loop
 
 EMAIL = "alice.cooper@example.com"
 
@@ -77,3 +82,42 @@ def test_short_passwords_are_refused_with_the_minimum():
 )
 def test_long_unusual_passwords_are_accepted(password):
     assert password_problem(password, email=EMAIL) is None
+
+
+@pytest.mark.timing
+def test_the_apis_check_leaves_the_event_loop_free_while_zxcvbn_runs():
+    """Anyone can send a password to signup, and zxcvbn spends tens of milliseconds of CPU
+    on a random one: the API's check must not stop the event loop meanwhile. A task ticks
+    every millisecond during five checks; its longest gap must stay well under one check
+    (run on the loop itself, the gap is a whole check)."""
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + string.punctuation
+    passwords = ["".join(rng.choice(alphabet) for _ in range(32)) for _ in range(5)]
+
+    async def longest_gap_and_check_time() -> tuple[float, float]:
+        gaps: list[float] = []
+        done = asyncio.Event()
+
+        async def tick() -> None:
+            last = time.perf_counter()
+            while not done.is_set():
+                await asyncio.sleep(0.001)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        for password in passwords:
+            await password_problem_off_loop(password, email=EMAIL)
+        per_check = (time.perf_counter() - started) / len(passwords)
+        done.set()
+        await ticker
+        return max(gaps), per_check
+
+    gap, per_check = asyncio.run(longest_gap_and_check_time())
+    assert per_check > 0.005, "the checks were too cheap to tell anything"
+    assert gap < per_check / 2, (
+        f"the loop stood still {gap * 1000:.0f} ms (a check: {per_check * 1000:.0f} ms)"
+    )

@@ -16,7 +16,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from rampart.kit.security.emails import canonical_email
-from rampart.kit.security.passwords import password_problem
+from rampart.kit.security.passwords import instant_problem
 
 # An address as the API takes it: valid (pydantic's EmailStr), then in its one canonical
 # form (kit/security/emails.py), which is what is stored, compared and looked up.
@@ -30,8 +30,9 @@ PASSWORD_RULES = (
 
 
 def checked_password(password: str, email: str | None = None) -> str:
-    """A new password that passes the policy, else a 422 naming the field and why."""
-    problem = password_problem(password, email=email)
+    """A new password that passes the policy's instant checks, else a 422 naming the field
+    and why. The service runs the rest (zxcvbn, tens of milliseconds) off the event loop."""
+    problem = instant_problem(password, email=email)
     if problem:
         raise PydanticCustomError("password_policy", problem)
     return password

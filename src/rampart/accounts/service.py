@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,7 +54,11 @@ from rampart.kit.mail import get_mailer
 from rampart.kit.security import permissions, sessions
 from rampart.kit.security.auth import CHALLENGE, Principal, TokenRevoked
 from rampart.kit.security.links import link_token, token_hash
-from rampart.kit.security.passwords import hash_password, password_problem, verify_password
+from rampart.kit.security.passwords import (
+    hash_password,
+    password_problem_off_loop,
+    verify_password,
+)
 from rampart.kit.security.tokens import issue_access_token
 
 log = get_logger(__name__)
@@ -65,6 +69,13 @@ def _token(user_id: uuid.UUID, tenant_id: uuid.UUID, role: str, version: int) ->
         user_id=str(user_id), tenant_id=str(tenant_id), role=role, version=version
     )
     return TokenOut(access_token=token, expires_in=ttl)
+
+
+async def _require_strong(password: str, email: str, context: Sequence[str] = ()) -> None:
+    """The whole password policy (the schema made only its instant checks), or a 422."""
+    problem = await password_problem_off_loop(password, email=email, context=context)
+    if problem:
+        raise ValidationFailed(details=[{"field": "password", "problem": problem}])
 
 
 async def _hash(password: str) -> str:
@@ -170,6 +181,7 @@ async def signup(tx: Tx, data: SignupIn, count_signup: Callable[[], Awaitable[No
     caller's signup limit; it raises when over), so the limit tells the two apart no more
     than the answer does."""
     email = str(data.email)
+    await _require_strong(data.password, email, context=[data.tenant_name])  # before counting
     await count_signup()
     password_hash = await _hash(data.password)  # argon2 either way: no oracle by timing
     holder = await _claim_email(tx, email)
@@ -398,9 +410,8 @@ async def accept_invitation(tx: Tx, data: InvitationAcceptIn) -> NextStep:
     if invitation is None:
         log.info("invitation_rejected")
         raise InvitationInvalid()
-    problem = password_problem(data.password, email=invitation.email)
-    if problem:  # the schema checked all but the email, known only now; rolled back: unused
-        raise ValidationFailed(details=[{"field": "password", "problem": problem}])
+    # The invitee's email is known only now; refused, the transaction rolls back: unused.
+    await _require_strong(data.password, invitation.email)
     holder = await _claim_email(tx, invitation.email)
     if holder is not None:
         await tx.set_claims(Claims(tenant_id=str(invitation.tenant_id)))
