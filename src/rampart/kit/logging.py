@@ -92,8 +92,9 @@ def configure_logging(
     root.handlers[:] = handlers
     root.setLevel(level)
     logging.captureWarnings(True)  # a library's warnings.warn() is a log line, not stderr text
-    # Library chatter through the same JSON pipeline, at a sane level.
-    for noisy in ("uvicorn.access", "httpx", "celery.worker.strategy"):
+    # Library chatter through the same JSON pipeline, at a sane level. Stripe's SDK logs
+    # every API request and response at info (URL with ids, status), beside our own lines.
+    for noisy in ("uvicorn.access", "httpx", "celery.worker.strategy", "stripe"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     static = {"service": service, "env": env, "version": version}
