@@ -11,18 +11,47 @@ A small module of our own: the local backend is a few `os` calls, and an object 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import anyio
 
 from rampart.kit.db.transaction import Tx
+from rampart.kit.errors import ServiceUnavailable
 from rampart.kit.logging import get_logger
 
 log = get_logger(__name__)
+
+# What the file system answers when it cannot take a file, whatever the file: full (space
+# or quota), read-only, or failing. The client may retry later; the operator must act.
+_UNAVAILABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+
+class StorageUnavailable(ServiceUnavailable):
+    code = "storage_unavailable"
+    message = "File storage is full or unavailable; retry later."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "60"})
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """Turn the file system's "cannot take it" errors into 503 `storage_unavailable` (logged
+    as an error), instead of a 500; every other OSError stays a bug."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _UNAVAILABLE:
+            raise
+        log.error("storage_unavailable", errno=errno.errorcode[exc.errno], error=str(exc))
+        raise StorageUnavailable() from exc
 
 # Keys are ours: lowercase hex and dashes in at most a few segments. Anything else is a bug,
 # and refusing it keeps `..`, absolute paths and separators out of the file system.
@@ -56,7 +85,8 @@ class LocalStorage:
 
     def spool_dir(self) -> Path:
         spool = self.root / ".incoming"
-        spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with storage_errors():
+            spool.mkdir(mode=0o700, parents=True, exist_ok=True)
         return spool
 
     def put(self, key: str, source: Path) -> None:
@@ -82,7 +112,8 @@ class LocalStorage:
 async def store_in_transaction(tx: Tx, storage: Storage, key: str, source: Path) -> None:
     """Store `source` under `key` now (fsync and rename, off the event loop), and delete it
     again unless `tx` commits (a rollback, or a COMMIT that fails, both end it so)."""
-    await anyio.to_thread.run_sync(storage.put, key, source)
+    with storage_errors():
+        await anyio.to_thread.run_sync(storage.put, key, source)
 
     def discard() -> None:
         storage.delete(key)

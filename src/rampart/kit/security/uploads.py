@@ -35,6 +35,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from rampart.kit.errors import AppError, BadRequest, PayloadTooLarge, ValidationFailed
+from rampart.kit.storage import storage_errors
 
 # Room for the multipart framing around the file: boundaries and part headers.
 MULTIPART_OVERHEAD_BYTES = 16 * 1024
@@ -227,10 +228,11 @@ async def receive_upload(
 ) -> AsyncIterator[ReceivedFile]:
     """Stream the request's multipart body into a spool file in `spool_dir` and validate
     it; yield the result, and delete the spool file on exit if it is still there."""
-    fd, name = tempfile.mkstemp(dir=spool_dir, prefix="upload-")
+    with storage_errors():
+        fd, name = tempfile.mkstemp(dir=spool_dir, prefix="upload-")
     path = Path(name)
     try:
-        with os.fdopen(fd, "wb") as spool:
+        with storage_errors(), os.fdopen(fd, "wb") as spool:  # the close flushes: inside
             receiver = await _receive(request, policy, spool)
         with open(path, "rb") as handle:
             content_type = sniff_type(handle.read(_SNIFF_BYTES), policy.allowed_types)
