@@ -426,6 +426,11 @@ class Settings(BaseSettings):
         "100/hour", description="Assessments created per user of a tenant on the pro plan."
     )
     rate_limit_uploads_per_user: str = Field("10/hour", description="Evidence uploads per user.")
+    rate_limit_invitations_per_tenant: str = Field(
+        "20/day",
+        description="Invitations a tenant may send: each one mails an address the tenant "
+        "chooses, so without a bound one account could mail anyone through our domain.",
+    )
     trusted_proxies: str = Field(
         "",
         description="Comma-separated IPs/CIDRs of the reverse proxies in front of the API. "
@@ -451,6 +456,7 @@ class Settings(BaseSettings):
         "rate_limit_assessments_free",
         "rate_limit_assessments_pro",
         "rate_limit_uploads_per_user",
+        "rate_limit_invitations_per_tenant",
     )
     @classmethod
     def _one_rate_limit(cls, value: str, info: ValidationInfo) -> str:

@@ -124,6 +124,32 @@ def post_assessment(http: httpx.Client, headers: dict[str, str]) -> httpx.Respon
     return http.post("/api/v1/assessments", json={"answers": answers()}, headers=headers)
 
 
+def test_invitations_are_limited_per_tenant_and_the_refused_one_mails_nobody(superuser):
+    """Each invitation mails an address the tenant chooses: a tenant's budget, whoever of
+    it sends them; another tenant has its own."""
+
+    def invite(account, email: str) -> httpx.Response:
+        return http.post(
+            "/api/v1/invitations",
+            json={"email": email, "role": "member"},
+            headers=account.headers,
+        )
+
+    def invitations(tenant_id: str) -> int:
+        return count(superuser, "SELECT count(*) FROM invitations WHERE tenant_id = %s", tenant_id)
+
+    with serving(RATE_LIMIT_INVITATIONS_PER_TENANT="2/day") as http:
+        owner, other = signup(http, "Inviting a lot"), signup(http, "Someone else")
+        for _ in range(2):
+            sent = invite(owner, f"guest-{uuid.uuid4().hex}@example.com")
+            assert sent.status_code == 201, sent.text
+        third = f"third-{uuid.uuid4().hex}@example.com"
+        assert_rate_limited(invite(owner, third), 24 * 3600)
+        assert invitations(owner.tenant_id) == 2
+        assert count(superuser, "SELECT count(*) FROM jobs WHERE payload->>'to' = %s", third) == 0
+        assert invite(other, f"guest-{uuid.uuid4().hex}@example.com").status_code == 201
+
+
 def test_assessment_creation_is_limited_per_user_by_the_tenants_plan(superuser):
     with serving(RATE_LIMIT_ASSESSMENTS_FREE="2/hour", RATE_LIMIT_ASSESSMENTS_PRO="4/hour") as http:
         free, other = signup(http), signup(http)

@@ -81,6 +81,7 @@ GENEROUS_RATE_LIMITS = {
     "RATE_LIMIT_ASSESSMENTS_FREE": "10000/minute",
     "RATE_LIMIT_ASSESSMENTS_PRO": "10000/minute",
     "RATE_LIMIT_UPLOADS_PER_USER": "10000/minute",
+    "RATE_LIMIT_INVITATIONS_PER_TENANT": "10000/minute",
     "FORWARDED_ALLOW_IPS": "",
     # Monthly plan quotas, likewise: the quota tests (test_billing_quota.py) set real ones.
     "PLAN_FREE_ASSESSMENTS_PER_MONTH": "100000",

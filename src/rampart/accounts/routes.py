@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from rampart.accounts import service
+from rampart.accounts.limits import invitation_rate_limit
 from rampart.accounts.schemas import (
     InvitationAcceptIn,
     InvitationIn,
@@ -104,6 +105,7 @@ async def remove_user(user_id: uuid.UUID, _actor: VerifiedActor, tx: TenantTx) -
     "/invitations",
     status_code=201,
     response_model=InvitationOut,
+    dependencies=[Depends(invitation_rate_limit)],
     responses=billing.PLAN_LIMIT_RESPONSE,
 )
 async def invite(
