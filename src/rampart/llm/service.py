@@ -234,16 +234,23 @@ def _build(
     return GuardedProvider(provider, breaker, retry)
 
 
+def build_chain(settings: Settings, *, shared_breakers: bool = True) -> tuple[LLMProvider, ...]:
+    """The chain `settings` describe. `shared_breakers=False`: its breakers keep no state
+    in Redis (a probe, e.g. `rampart readiness` proving the fallback with the primary down,
+    must not open the breakers the workers share)."""
+    names = list(settings.provider_chain or ["offline"])
+    if names[-1] != "offline":
+        names.append("offline")  # the chain always ends in the provider that cannot fail
+    use_redis = shared_breakers and names != ["offline"]
+    redis_client = _redis_client(settings) if use_redis else None
+    return tuple(_build(name, settings, redis_client) for name in names)
+
+
 @lru_cache
 def provider_chain() -> tuple[LLMProvider, ...]:
     """The configured chain, built once from the settings (``provider_chain.cache_clear()``
     forgets it, e.g. after the settings changed). It holds no client: usable from any loop."""
-    settings = get_settings()
-    names = list(settings.provider_chain or ["offline"])
-    if names[-1] != "offline":
-        names.append("offline")  # the chain always ends in the provider that cannot fail
-    redis_client = _redis_client(settings) if names != ["offline"] else None
-    return tuple(_build(name, settings, redis_client) for name in names)
+    return build_chain(get_settings())
 
 
 async def aclose() -> None:
@@ -253,12 +260,14 @@ async def aclose() -> None:
 
 
 async def _first_success(
-    call: Callable[[LLMProvider], Awaitable[T]], duration: Histogram
+    call: Callable[[LLMProvider], Awaitable[T]],
+    duration: Histogram,
+    chain: tuple[LLMProvider, ...] | None = None,
 ) -> Generated[T]:
-    """The first provider's answer down the chain; the whole chain's time is observed in
-    `duration`, labelled by the provider that answered."""
+    """The first provider's answer down the chain (default: the configured one); the whole
+    chain's time is observed in `duration`, labelled by the provider that answered."""
     started = time.perf_counter()
-    chain = provider_chain()
+    chain = chain or provider_chain()
     for position, provider in enumerate(chain):
         t0 = time.perf_counter()
         try:
@@ -286,10 +295,15 @@ async def _first_success(
     raise RuntimeError("no LLM provider answered")  # unreachable: offline never fails
 
 
-async def score(answers: dict[str, int], context: str | None) -> Generated[ScoreResult]:
-    """Score the answers with the first provider of the chain that can."""
+async def score(
+    answers: dict[str, int],
+    context: str | None,
+    chain: tuple[LLMProvider, ...] | None = None,
+) -> Generated[ScoreResult]:
+    """Score the answers with the first provider of the chain (default: the configured
+    one, else e.g. `build_chain(...)`'s) that can."""
     return await _first_success(
-        lambda provider: provider.score(answers, context), metrics.SCORE_DURATION
+        lambda provider: provider.score(answers, context), metrics.SCORE_DURATION, chain
     )
 
 
