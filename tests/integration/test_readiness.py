@@ -284,6 +284,10 @@ def test_dependency_audit_missing_failed_stale_or_of_another_lock_is_no_go(tmp_p
     assert_no_go(checks_security.dependency_audit(ctx), "requirements.lock changed")
     write_audit(tmp_path)
     assert checks_security.dependency_audit(ctx).status == Status.GO
+    record = json.loads((tmp_path / "reports" / "dep-audit.json").read_text())
+    (tmp_path / "reports" / "dep-audit.json").write_text(json.dumps({**record, "unaudited": 37}))
+    result = checks_security.dependency_audit(ctx)
+    assert result.status == Status.WARN and "37 pins not audited" in result.evidence
 
 
 def test_an_audit_that_cannot_finish_is_recorded_as_failed(tmp_path):
