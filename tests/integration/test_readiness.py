@@ -50,8 +50,8 @@ STRONG = {
     "env": "production",
     "jwt_secret": "j" * 40,
     "session_secret": "s" * 40,
-    "stripe_webhook_secret": "whsec_" + "w" * 32,
-    "smtp_url": "smtps://mailer:pw@mail.example.com:465",
+    "stripe_webhook_secret": "whsec_" + "w" * 32,  # pragma: allowlist secret
+    "smtp_url": "smtps://mailer:pw@mail.example.com:465",  # pragma: allowlist secret
     "mail_from": "Rampart <no-reply@example.com>",
     "cors_origins": "https://app.example.com",
 }
@@ -434,9 +434,9 @@ def test_llm_fallback_answers_with_the_primary_down(tmp_path, stack):
     with FakeLLMServer(api_key=None) as fake:
         chain = {
             "llm_providers": "openai,anthropic,offline",
-            "openai_api_key": "sk-test",
+            "openai_api_key": "sk-test",  # pragma: allowlist secret
             "openai_base_url": f"{fake.url}/v1",
-            "anthropic_api_key": "ak-test",
+            "anthropic_api_key": "ak-test",  # pragma: allowlist secret
             "anthropic_base_url": fake.url,
         }
         result = checks_resilience.llm_fallback(context(tmp_path, **chain))
@@ -512,8 +512,8 @@ def test_a_healthy_setup_is_go_on_every_check_it_can_run(tmp_path, stack):
             sentry_dsn=sentry.sentry_dsn,
             prometheus_url=prometheus,
             llm_providers="openai,anthropic,offline",
-            openai_api_key="sk-test",
-            anthropic_api_key="ak-test",
+            openai_api_key="sk-test",  # pragma: allowlist secret
+            anthropic_api_key="ak-test",  # pragma: allowlist secret
             anthropic_base_url=fake.url,
         )
         everything_but_alertmanager = [
