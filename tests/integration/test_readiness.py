@@ -536,8 +536,8 @@ def test_a_healthy_setup_is_go_on_every_check_it_can_run(tmp_path, stack):
     assert len(results) == len(everything_but_alertmanager)
 
 
-def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RAMPART_HOME": str(home), "COLUMNS": "200"}
+def run_cli(home: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RAMPART_HOME": str(home), "COLUMNS": "200", **env_vars}
     return subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "rampart.cli", "readiness", *args],
         env=env,
@@ -568,3 +568,25 @@ def test_the_command_exits_0_on_go_1_on_no_go_and_prints_json_for_ci(tmp_path):
 def test_a_warn_passes_unless_strict(tmp_path):
     assert run_cli(tmp_path, "--only", "llm-fallback").returncode == 0
     assert run_cli(tmp_path, "--only", "llm-fallback", "--strict").returncode == 1
+
+
+def test_settings_the_deployment_refuses_are_a_no_go_row_and_the_other_checks_still_answer(
+    tmp_path,
+):
+    done = run_cli(
+        tmp_path,
+        "--json",
+        "--only",
+        "settings",
+        "--only",
+        "db-lint",
+        "--only",
+        "backup",
+        ENV="production",
+        JWT_SECRET="short",  # pragma: allowlist secret
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    checks = json.loads(done.stdout)["checks"]
+    assert checks[0]["status"] == "no-go" and "JWT_SECRET: shorter than" in checks[0]["evidence"]
+    assert [c for c in checks if "crashed" in c["evidence"]] == []
+    assert len(checks) == 3

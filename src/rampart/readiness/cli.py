@@ -87,6 +87,18 @@ def readiness(
         )
         raise typer.Exit(2)
     settings, error = _load_settings()
+    # URLs the settings leave unset come from the `rampart up` of these settings' home (the
+    # CLI's own fallback would load the settings again, and fail again when they are refused).
+    from pathlib import Path
+
+    from rampart.config import fall_back_to
+    from rampart.devstack.running import StackFallback
+
+    fall_back_to(
+        StackFallback(
+            lambda: Path(settings.rampart_home), lambda line: err.print(line, markup=False)
+        )
+    )
     ctx = Context(settings, settings_error=error, alert_timeout_seconds=alert_timeout)
     if audit:
         err.print(f"running the dependency audit (at most {audit_timeout:g}s)...")
