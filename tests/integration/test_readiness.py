@@ -309,8 +309,18 @@ def test_bundle_scan_with_a_web_app_needs_a_fresh_clean_report(tmp_path):
     assert_no_go(checks_security.bundle_scan(ctx), "stripe_secret in static/chunks/app.js")
     write_bundle_scan(home, age=timedelta(days=9))
     assert_no_go(checks_security.bundle_scan(ctx), "older than 7 days")
+    (repo / "web" / "app").mkdir()
+    (repo / "web" / "app" / "page.tsx").write_text("export default function Page() {}\n")
+    (repo / "web" / "node_modules").mkdir()
+    before = datetime.now(UTC).timestamp() - 7200  # edited before the scan (an hour ago)
+    os.utime(repo / "web" / "app" / "page.tsx", (before, before))
     write_bundle_scan(home)
     assert checks_security.bundle_scan(ctx).status == Status.GO
+    later = datetime.now(UTC).timestamp() + 60
+    os.utime(repo / "web" / "node_modules", (later, later))  # not a source: ignored
+    assert checks_security.bundle_scan(ctx).status == Status.GO
+    os.utime(repo / "web" / "app" / "page.tsx", (later, later))
+    assert_no_go(checks_security.bundle_scan(ctx), "web/app/page.tsx")
 
 
 # --- data -------------------------------------------------------------------------------
@@ -471,6 +481,13 @@ def test_a_missing_old_failed_or_slow_load_report_is_no_go(tmp_path):
     assert_no_go(checks_performance.load_test(ctx), "contract")
     write_load(tmp_path, age=timedelta(hours=1))
     assert checks_performance.load_test(ctx).status == Status.GO
+    measured_elsewhere = context(tmp_path, git_commit="0123456789abcdef")
+    result = checks_performance.load_test(measured_elsewhere)
+    assert result.status == Status.GO  # the report names no commit
+    path = write_load(tmp_path, age=timedelta(minutes=30))
+    path.write_text(path.read_text().replace('"git_commit": ""', '"git_commit": "fedcba987654"'))
+    result = checks_performance.load_test(measured_elsewhere)
+    assert result.status == Status.WARN and "measured on fedcba987654" in result.evidence
     # Each kind on its own: a good load report proves nothing about the soak.
     assert_no_go(checks_performance.soak_test(ctx), "not available")
 

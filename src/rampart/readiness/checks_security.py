@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -241,8 +242,27 @@ def dependency_audit(ctx: Context) -> Result:
 # --- the web bundle ----------------------------------------------------------------------
 
 
+# Build output and dependencies: not the web app's sources.
+NOT_SOURCES = frozenset({"node_modules", ".next", "out", "build", "dist", ".turbo", ".git"})
+
+
+def _newer_sources(web: Path, since: float) -> str | None:
+    """A source file of the web app modified after `since` (Unix time), if any."""
+    for directory, subdirs, files in os.walk(web):
+        subdirs[:] = [d for d in subdirs if d not in NOT_SOURCES]
+        for name in files:
+            path = Path(directory) / name
+            try:
+                if path.stat().st_mtime > since:
+                    return str(path.relative_to(web.parent))
+            except OSError:
+                continue
+    return None
+
+
 def bundle_scan(ctx: Context) -> Result:
-    """With a web app (web/): its bundle secret scan is recent, covered files and is clean.
+    """With a web app (web/): its bundle secret scan is recent, newer than every source file
+    of web/ (build output and node_modules aside), covered files and is clean.
     Without one: go, not applicable (there is no bundle to leak a secret)."""
     check, doc = "web bundle secret scan clean", "docs/go-live.md#evidence-files"
     path = ctx.reports / "bundle-scan.json"
@@ -258,6 +278,9 @@ def bundle_scan(ctx: Context) -> Result:
     problems = []
     if ctx.now - scan.scanned_at > timedelta(days=ctx.settings.readiness_max_age_days):
         problems.append(f"older than {ctx.settings.readiness_max_age_days:g} days")
+    changed = _newer_sources(ctx.repo / "web", scan.scanned_at.timestamp())
+    if changed:
+        problems.append(f"web/ changed since the scan ({changed})")
     if scan.files <= 0:
         problems.append("scanned no file")
     if scan.findings or not scan.clean:
