@@ -1,5 +1,6 @@
-"""The `rampart` command: up, api, worker, relay, migrate, config-docs, trace, mail, and the
-operator commands of ops_cli.py (dlq, maintenance, incidents, alertmanager-config)."""
+"""The `rampart` command: up, api, worker, relay, migrate, config-docs, trace, mail, the
+operator commands of ops_cli.py (dlq, maintenance, incidents, alertmanager-config), and the
+go-live gate (readiness/cli.py)."""
 
 from __future__ import annotations
 
@@ -882,6 +883,7 @@ from rampart.ops_cli import (  # noqa: E402 - sub-commands
     incidents,
     maintenance_app,
 )
+from rampart.readiness.cli import readiness  # noqa: E402 - the go-live gate
 
 app.add_typer(backup_app, name="backup")
 app.command("restore")(restore)
@@ -891,6 +893,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(maintenance_app, name="maintenance")
 app.command("incidents")(incidents)
 app.command("alertmanager-config")(alertmanager_config)
+app.command("readiness")(readiness)
 
 from rampart.demo import demo  # noqa: E402 - the newcomer's tour
 

@@ -848,6 +848,32 @@ class Settings(BaseSettings):
         900, gt=0, description="`rampart drill` fails when the measured RTO exceeds this."
     )
 
+    # --- go-live gate (`rampart readiness`, docs/go-live.md) ---------------------------
+    prometheus_url: str | None = Field(
+        None,
+        description="Base URL of the Prometheus that scrapes this deployment (e.g. "
+        "`http://prometheus:9090`), for `rampart readiness` (error budget left). Unset: that "
+        "check says not available (no-go); `rampart up` runs no Prometheus.",
+    )
+    alertmanager_url: str | None = Field(
+        None,
+        description="Base URL of the Alertmanager that routes this deployment's alerts (e.g. "
+        "`http://alertmanager:9093`), for `rampart readiness` (a test alert through the real "
+        "path). Unset: that check says not available (no-go).",
+    )
+    readiness_max_age_days: float = Field(
+        7,
+        gt=0,
+        description="`rampart readiness` refuses load and soak reports and the bundle secret "
+        "scan older than this.",
+    )
+    readiness_audit_max_age_hours: float = Field(
+        24,
+        gt=0,
+        description="`rampart readiness` refuses a recorded dependency audit older than this "
+        "(`rampart readiness --audit` runs and records a new one).",
+    )
+
     def require(self, name: str) -> str:
         """The secret value of a URL setting; when unset, what the fallback (the operator
         commands: the running `rampart up`) gives, else MissingSetting naming the variable."""

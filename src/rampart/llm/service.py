@@ -234,16 +234,23 @@ def _build(
     return GuardedProvider(provider, breaker, retry)
 
 
+def build_chain(settings: Settings, *, shared_breakers: bool = True) -> tuple[LLMProvider, ...]:
+    """The chain `settings` describe. `shared_breakers=False`: its breakers keep no state
+    in Redis (a probe, e.g. `rampart readiness` proving the fallback with the primary down,
+    must not open the breakers the workers share)."""
+    names = list(settings.provider_chain or ["offline"])
+    if names[-1] != "offline":
+        names.append("offline")  # the chain always ends in the provider that cannot fail
+    use_redis = shared_breakers and names != ["offline"]
+    redis_client = _redis_client(settings) if use_redis else None
+    return tuple(_build(name, settings, redis_client) for name in names)
+
+
 @lru_cache
 def provider_chain() -> tuple[LLMProvider, ...]:
     """The configured chain, built once from the settings (``provider_chain.cache_clear()``
     forgets it, e.g. after the settings changed). It holds no client: usable from any loop."""
-    settings = get_settings()
-    names = list(settings.provider_chain or ["offline"])
-    if names[-1] != "offline":
-        names.append("offline")  # the chain always ends in the provider that cannot fail
-    redis_client = _redis_client(settings) if names != ["offline"] else None
-    return tuple(_build(name, settings, redis_client) for name in names)
+    return build_chain(get_settings())
 
 
 async def aclose() -> None:
@@ -260,12 +267,13 @@ async def _first_success(
     call: Callable[[LLMProvider], Awaitable[T]],
     duration: Histogram,
     allows: Callable[[str], bool],
+    chain: tuple[LLMProvider, ...] | None = None,
 ) -> Generated[T]:
-    """The first answer down the chain of the providers `allows` lets the caller use (the
-    tenant's plan; the offline scorer always); the whole chain's time is observed in
-    `duration`, labelled by the provider that answered."""
+    """The first answer down the chain (default: the configured one) of the providers
+    `allows` lets the caller use (the tenant's plan; the offline scorer always); the whole
+    chain's time is observed in `duration`, labelled by the provider that answered."""
     started = time.perf_counter()
-    chain = [p for p in provider_chain() if p.name == "offline" or allows(p.name)]
+    chain = tuple(p for p in (chain or provider_chain()) if p.name == "offline" or allows(p.name))
     for position, provider in enumerate(chain):
         t0 = time.perf_counter()
         try:
@@ -297,10 +305,15 @@ async def score(
     answers: dict[str, int],
     context: str | None,
     allows: Callable[[str], bool] = any_provider,
+    chain: tuple[LLMProvider, ...] | None = None,
 ) -> Generated[ScoreResult]:
-    """Score the answers with the first provider of the chain that can (and is allowed)."""
+    """Score the answers with the first provider of the chain (default: the configured
+    one, else e.g. `build_chain(...)`'s) that can and is allowed."""
     return await _first_success(
-        lambda provider: provider.score(answers, context), metrics.SCORE_DURATION, allows
+        lambda provider: provider.score(answers, context),
+        metrics.SCORE_DURATION,
+        allows,
+        chain,
     )
 
 
