@@ -582,9 +582,10 @@ def test_the_command_exits_0_on_go_1_on_no_go_and_prints_json_for_ci(tmp_path):
     assert run_cli(tmp_path, "--only", "nonsense").returncode == 2
 
 
-def test_a_warn_passes_unless_strict(tmp_path):
-    assert run_cli(tmp_path, "--only", "llm-fallback").returncode == 0
-    assert run_cli(tmp_path, "--only", "llm-fallback", "--strict").returncode == 1
+def test_a_warn_fails_unless_allowed(tmp_path):
+    """Exit 0 only on go (the issue's rule); --allow-warn is the dev/staging look."""
+    assert run_cli(tmp_path, "--only", "llm-fallback").returncode == 1
+    assert run_cli(tmp_path, "--only", "llm-fallback", "--allow-warn").returncode == 0
 
 
 def test_settings_the_deployment_refuses_are_a_no_go_row_and_the_other_checks_still_answer(

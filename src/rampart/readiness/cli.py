@@ -28,7 +28,13 @@ def _load_settings():
 
 def readiness(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
-    strict: Annotated[bool, typer.Option(help="A warn counts as no-go too (exit 1).")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict/--allow-warn",
+            help="A warn counts as no-go (exit 1); --allow-warn lists warns and exits 0.",
+        ),
+    ] = True,
     audit: Annotated[
         bool,
         typer.Option(
@@ -56,8 +62,8 @@ def readiness(
 
     Runs with the deployment's settings (the environment) and, for what they leave unset,
     the `rampart up` stack of RAMPART_HOME. A check whose evidence does not exist says "not
-    available", a no-go. Exit 0 when no check is no-go (warns are listed; `--strict` fails
-    on them too), 1 otherwise. Check names: settings, db-lint, dependency-audit,
+    available", a no-go. Exit 0 only when every check is go (`--allow-warn`: when none is
+    no-go), 1 otherwise. Check names: settings, db-lint, dependency-audit,
     bundle-scan, migrations, backup, restore-drill, alert-rules, alertmanager, sentry,
     llm-fallback, load-test, soak-test, error-budget. See docs/go-live.md.
 
@@ -65,7 +71,8 @@ def readiness(
 
     ```
     $ rampart readiness
-    $ rampart readiness --json --strict
+    $ rampart readiness --json
+    $ rampart readiness --allow-warn
     $ rampart readiness --audit --audit-timeout 120
     $ rampart readiness --only restore-drill --only backup
     ```

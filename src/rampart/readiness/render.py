@@ -34,7 +34,7 @@ def table(results: list[Result], now: datetime, console: Console, strict: bool =
     console.print(
         f"[bold {STYLE[overall]}]{overall}[/]: {counted[Status.GO]} go, "
         f"{counted[Status.WARN]} warn, {counted[Status.NO_GO]} no-go"
-        + (" (--strict: warn counts as no-go)" if strict else "")
+        + ("" if strict else " (--allow-warn: warn does not fail)")
     )
 
 
