@@ -21,6 +21,8 @@ def node_env(base: dict[str, str] | None = None) -> dict[str, str]:
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")])
     env["NEXT_TELEMETRY_DISABLED"] = "1"
+    # npm trusts the system certificate store (a TLS-inspecting proxy), like uv does.
+    env.setdefault("NODE_OPTIONS", "--use-system-ca")
     return env
 
 
