@@ -191,6 +191,9 @@ def _axe(page: Any) -> list[str]:
 
 
 def _shoot(page: Any, name: str, viewport: str) -> None:
+    """Save the page as a person sees it; it must fit the viewport's width."""
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= VIEWPORTS[viewport]["width"], f"{name} scrolls sideways on a {viewport}"
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}-{viewport}.png"), full_page=True)
 
@@ -409,8 +412,6 @@ def test_every_page_is_accessible_on_desktop_and_phone(browser: Any, pipeline: d
                 name = "assessment" if path == assessment else path.strip("/")
                 problems[f"{path} {viewport}"] = _axe(page)
                 _shoot(page, name, viewport)
-            width = page.evaluate("() => document.documentElement.scrollWidth")
-            assert width <= VIEWPORTS[viewport]["width"], f"horizontal scroll on {viewport}"
             assert not opened.unexpected_errors(), opened.unexpected_errors()
         finally:
             opened.close()
