@@ -48,7 +48,7 @@ web-check: $(WEB_STAMP)
 # root and missing (CI); an ordinary user is told how, and the tests say why they skip.
 chromium:
 	@if [ -x /usr/bin/chromium ]; then :; \
-	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	else echo "Chromium missing: sudo apt-get install chromium (the browser tests will skip)"; fi
 
 up: $(STAMP) $(WEB_STAMP)
@@ -84,7 +84,7 @@ test: $(STAMP) $(WEB_STAMP) chromium
 
 # The inner loop: unit and integration tests without the slow ones (no e2e, chaos, scans,
 # fuzzing).
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(WEB_STAMP)
 	$(BIN)/python -m pytest $(XDIST) -m "(unit or integration) and not slow and not timing"
 	$(BIN)/python -m pytest -p no:xdist -m timing
 
