@@ -56,6 +56,7 @@ SCREENSHOTS = WEB_DIR / "screenshots"
 AXE = WEB_DIR / "node_modules" / "axe-core" / "axe.min.js"
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 LINK = re.compile(r"(http://\S+/verify-email#token=\S+)")
+INVITATION_LINK = re.compile(r"(http://\S+/accept-invitation#token=\S+)")
 
 
 def _chromium() -> Path:
@@ -246,6 +247,12 @@ def test_signup_verify_questionnaire_live_status_and_roadmap(tab: Tab, pipeline:
     page.locator("tbody tr").first.wait_for()
     assert page.locator("tbody tr").count() == 1
 
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/login?logged_out=1")
+    assert not [c for c in tab.context.cookies() if c["name"] == "__Host-session"]
+    page.goto("/assessments")
+    page.wait_for_url("**/login?expired=1")
+
 
 def test_a_second_tenant_sees_nothing_of_the_first(tab: Tab, pipeline: dict) -> None:
     first = _account(pipeline, "First")
@@ -357,6 +364,45 @@ def test_the_questionnaire_by_keyboard_alone(tab: Tab, pipeline: dict) -> None:
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r".*/assessments/[0-9a-f-]{36}$"))
+
+
+def test_an_owner_invites_and_the_invitee_joins_through_the_mailed_link(
+    browser: Any, tab: Tab, pipeline: dict
+) -> None:
+    owner = _account(pipeline, "Inviting")
+    page = tab.page
+    _log_in(page, owner.email)
+    page.goto("/team")
+    invitee = f"invitee-{uuid.uuid4().hex[:8]}@example.com"
+    page.get_by_label("Email", exact=True).fill(invitee)
+    page.get_by_label("Role", exact=True).select_option("member")
+    page.get_by_role("button", name="Send invitation").click()
+    page.get_by_text(f"Invitation sent to {invitee} as member.").wait_for()
+
+    mail = wait_for_mail(invitee, "", timeout=60)
+    link = INVITATION_LINK.search(mail.text)
+    assert link and link.group(1).startswith(pipeline["web"]), mail.text
+    joining = Tab(browser, pipeline["web"])
+    try:
+        joining.page.goto(link.group(1))
+        joining.page.get_by_label("Choose a password").fill(PASSWORD)
+        joining.page.get_by_role("button", name="Accept").click()
+        joining.page.get_by_role("heading", name="Invitation accepted").wait_for()
+        _log_in(joining.page, invitee)
+        joining.page.goto("/team")
+        joining.page.get_by_text(owner.email).wait_for()
+        # A member sees the team, and manages nothing.
+        assert joining.page.get_by_role("button", name=re.compile("Remove")).count() == 0
+        assert not joining.unexpected_errors()
+    finally:
+        joining.close()
+
+    page.reload()
+    row = page.locator("tr", has_text=invitee)
+    row.wait_for()
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name=re.compile("Remove")).click()
+    row.wait_for(state="detached")
 
 
 def test_checkout_goes_to_stripe(tab: Tab, pipeline: dict) -> None:

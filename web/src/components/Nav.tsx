@@ -1,16 +1,14 @@
 "use client";
 import Link from "next/link";
-import { useRouter } from "next/navigation";
 import { logoutApiV1AuthLogoutPost } from "@/client/sdk.gen.ts";
 import { useSession } from "./session.tsx";
 
 export function Nav() {
-  const { session, refresh } = useSession();
-  const router = useRouter();
+  const { session } = useSession();
   async function logout() {
     await logoutApiV1AuthLogoutPost();
-    await refresh();
-    router.push("/login");
+    // A full load: no page state of the session survives it.
+    window.location.assign("/login?logged_out=1");
   }
   return (
     <nav aria-label="Main">

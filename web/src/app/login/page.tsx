@@ -34,6 +34,7 @@ function LoginForm() {
           Your session has ended or you are not logged in. Please log in.
         </p>
       ) : null}
+      {params.get("logged_out") ? <p className="notice ok" role="status">You are logged out.</p> : null}
       {params.get("verified") ? <p className="notice ok" role="status">Address confirmed. You can log in now.</p> : null}
       <ErrorNotice problem={problem} />
       <form onSubmit={onSubmit} noValidate>
