@@ -326,6 +326,19 @@ def test_an_api_error_shows_its_trace_id(tab: Tab, pipeline: dict, stack: TestSt
         assert "Quote this id to support" in page.get_by_test_id("error-notice").inner_text()
     finally:
         broker.delete("rampart:maintenance:read_only")
+        # API processes re-read the flag at most once a second: writes work again when a
+        # harmless one (an unknown verification token) gets its 400, not 503.
+        wait_until(
+            lambda: (
+                httpx.post(
+                    f"{pipeline['api']}/api/v1/auth/verify-email", json={"token": "x"}, timeout=5
+                ).status_code
+                == 400
+            ),
+            10,
+            0.1,
+            message=lambda: "writes accepted again after read-only mode",
+        )
 
 
 def test_field_errors_show_beside_their_fields(tab: Tab, pipeline: dict) -> None:
