@@ -35,12 +35,13 @@ web-client: $(WEB_STAMP)
 	$(BIN)/rampart openapi
 	cd web && $(NODE_PATH_ENV) npx openapi-ts
 
-# The web app's own checks: its unit tests (node --test), the typed client against the
-# API (fails when stale: run `make web-client`), the build (once per source change) and
-# the scan of the built bundle for secrets (<RAMPART_HOME>/reports/bundle-scan.json).
+# The web app's own checks: its unit tests (node --test), the OpenAPI document against the
+# API (stale: run `make web-client`; tests/unit/test_web_client.py checks the generated
+# client too), the build (once per source change) and the scan of the built bundle for
+# secrets (<RAMPART_HOME>/reports/bundle-scan.json). The browser tests are in the suite.
 web-check: $(WEB_STAMP)
 	cd web && $(NODE_PATH_ENV) node --test 'tests/**/*.test.ts'
-	$(BIN)/python -m pytest -q -p no:xdist tests/unit/test_web_client.py
+	$(BIN)/rampart openapi --check
 	$(BIN)/rampart web build
 	$(BIN)/rampart web scan
 
