@@ -12,7 +12,11 @@ const FORWARDED_REQUEST_HEADERS = [
   "cookie",
   "idempotency-key",
   "traceparent",
+  "user-agent",
   "x-csrf-token",
+  // The client's address as the app's server saw it; the API believes it only when the
+  // app's address is in its TRUSTED_PROXIES (docs/web.md).
+  "x-forwarded-for",
   "x-request-id",
 ];
 // Hop-by-hop, or no longer true once fetch has decoded the body.
