@@ -254,6 +254,26 @@ def test_signup_verify_questionnaire_live_status_and_roadmap(tab: Tab, pipeline:
     page.wait_for_url("**/login?expired=1")
 
 
+def test_the_list_follows_assessments_until_they_are_done(tab: Tab, pipeline: dict) -> None:
+    account = _account(pipeline)
+    page = tab.page
+    _log_in(page, account.email)
+    with httpx.Client(base_url=pipeline["api"], timeout=30) as client:
+        for value in (1, 4):
+            made = client.post(
+                "/api/v1/assessments", json={"answers": answers(value)}, headers=account.headers
+            )
+            assert made.status_code == 202, made.text
+    page.goto("/assessments")
+    page.locator("tbody tr").nth(1).wait_for()
+    wait_until(
+        lambda: page.locator("td[data-status=completed]").count() == 2,
+        90,
+        0.2,
+        message=lambda: f"both completed in the list: {page.locator('tbody').inner_text()}",
+    )
+
+
 def test_a_second_tenant_sees_nothing_of_the_first(tab: Tab, pipeline: dict) -> None:
     first = _account(pipeline, "First")
     with httpx.Client(base_url=pipeline["api"], timeout=30) as client:

@@ -53,3 +53,13 @@ test("the CSP allows scripts only by nonce in production", () => {
   assert.doesNotMatch(script, /unsafe-inline|unsafe-eval/);
   assert.match(csp, /frame-ancestors 'none'/);
 });
+
+test("only completed and failed assessments stop the live status", async () => {
+  const { isFinal, STATUS_TEXT, degradedText } = await import("../src/lib/status.ts");
+  assert.deepEqual(
+    (Object.keys(STATUS_TEXT) as Array<keyof typeof STATUS_TEXT>).filter(isFinal),
+    ["completed", "failed"],
+  );
+  assert.equal(degradedText(false), null);
+  assert.match(degradedText(true)!, /offline scorer/);
+});

@@ -7,6 +7,9 @@ import { ErrorNotice } from "@/components/ErrorNotice.tsx";
 import { useRequiredSession } from "@/components/session.tsx";
 import { ApiFailure, call } from "@/lib/api.ts";
 import type { ApiProblem } from "@/lib/errors.ts";
+import { isFinal } from "@/lib/status.ts";
+
+const POLL_MS = 2000;
 
 export default function AssessmentsPage() {
   const session = useRequiredSession();
@@ -14,11 +17,24 @@ export default function AssessmentsPage() {
   const [problem, setProblem] = useState<ApiProblem | null>(null);
   useEffect(() => {
     if (!session) return;
-    call(listAssessmentsApiV1AssessmentsGet())
-      .then((page) => setItems(page.items))
-      .catch((error: unknown) => {
-        if (error instanceof ApiFailure) setProblem(error.problem);
-      });
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    async function load() {
+      try {
+        const page = await call(listAssessmentsApiV1AssessmentsGet());
+        if (stopped) return;
+        setItems(page.items);
+        // Live: while any is still being worked on, look again.
+        if (page.items.some((a) => !isFinal(a.status))) timer = setTimeout(load, POLL_MS);
+      } catch (error) {
+        if (error instanceof ApiFailure && !stopped) setProblem(error.problem);
+      }
+    }
+    void load();
+    return () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    };
   }, [session]);
   if (!session) return null;
   return (
@@ -38,7 +54,7 @@ export default function AssessmentsPage() {
             {items.map((a) => (
               <tr key={a.id}>
                 <td><Link href={`/assessments/${a.id}`}>{new Date(a.created_at).toLocaleString("en")}</Link></td>
-                <td>{a.status}{a.degraded ? " (degraded)" : ""}</td>
+                <td data-status={a.status}>{a.status}{a.degraded ? " (degraded)" : ""}</td>
                 <td>{a.overall_score ?? "–"}</td>
               </tr>
             ))}
