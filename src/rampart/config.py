@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     version: str = Field("0.1.0", description="Release version written on log lines.")
     host: str = Field("127.0.0.1", description="Address the API binds to.")
     port: int = Field(8000, description="Port the API listens on.")
+    web_port: int = Field(
+        3000,
+        ge=0,
+        le=65535,
+        description="Port `rampart up` serves the web app (web/, Next.js) on, beside the API "
+        "it proxies under /api/ (one origin, docs/web.md); 0 leaves the web app out.",
+    )
     rampart_home: str = Field(
         ".rampart", description="Directory for the dev stack's data (Postgres, Redis, logs)."
     )

@@ -91,6 +91,9 @@ class UpRunner:
             "PYTHONUNBUFFERED": "1",
             # The tests poll assessments from 127.0.0.1 faster than the default 60/minute.
             "RATE_LIMIT_DEFAULT_PER_IP": "6000/minute",
+            # No web app: parallel `up`s would share its port and its build; the browser
+            # tests (tests/browser/) serve it themselves.
+            "WEB_PORT": "0",
             # Its own metrics ports: `up` prefers 9100-9103 when free, and another test's
             # `up` (xdist) may free one for a moment while a service of it restarts.
             **{

@@ -36,6 +36,8 @@ URL_VARIABLES = (
 )
 # Where `up` serves the API (loopback when it binds every address): for `rampart demo`.
 API_URL = "API_URL"
+# Where `up` serves the web app (web/), when it does.
+WEB_URL = "WEB_URL"
 
 
 @dataclass
