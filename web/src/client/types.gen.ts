@@ -1268,6 +1268,10 @@ export type UploadEvidenceApiV1AssessmentsAssessmentIdEvidencePostErrors = {
      */
     401: ErrorEnvelope;
     /**
+     * The plan has no room for it (`plan_limit_reached`; `details`: limit_name, plan, limit, usage).
+     */
+    402: ErrorEnvelope;
+    /**
      * Not allowed (`forbidden`): the caller's role lacks the permission; for a write also an unconfirmed address (`email_not_verified`) or, with a session cookie, no valid CSRF token (`csrf_failed`).
      */
     403: ErrorEnvelope;
@@ -1898,6 +1902,10 @@ export type InviteApiV1InvitationsPostErrors = {
      */
     401: ErrorEnvelope;
     /**
+     * The plan has no room for it (`plan_limit_reached`; `details`: limit_name, plan, limit, usage).
+     */
+    402: ErrorEnvelope;
+    /**
      * Not allowed (`forbidden`): the caller's role lacks the permission; for a write also an unconfirmed address (`email_not_verified`) or, with a session cookie, no valid CSRF token (`csrf_failed`).
      */
     403: ErrorEnvelope;
@@ -1942,6 +1950,10 @@ export type AcceptInvitationApiV1InvitationsAcceptPostErrors = {
      * The token is unknown, used or expired (`invitation_invalid`), or the body is not valid JSON (`malformed_json`).
      */
     400: ErrorEnvelope;
+    /**
+     * The plan has no room for it (`plan_limit_reached`; `details`: limit_name, plan, limit, usage).
+     */
+    402: ErrorEnvelope;
     /**
      * The body is over MAX_BODY_BYTES (`payload_too_large`).
      */
