@@ -40,12 +40,8 @@ SCORE_TASK = "rampart.assessments.score"
 ROADMAP_TASK = "rampart.assessments.roadmap"
 
 
-# --- permissions: one function per action (the role table: kit/security/permissions.py) ---
-# `actor.role` is the role the database holds now (CurrentActor), not the token's.
-
-
-def can_create_assessment(actor: Principal) -> bool:
-    return permissions.can_create(actor.role)
+# --- permissions: the route declares the action (`requires`, kit/security/permissions.py);
+# what depends on the row is decided here. `actor.role` is the database's, not the token's.
 
 
 def can_delete_assessment(actor: Principal, assessment: Record) -> bool:
@@ -54,9 +50,7 @@ def can_delete_assessment(actor: Principal, assessment: Record) -> bool:
 
 
 async def create(tx: Tx, principal: Principal, data: AssessmentIn) -> AssessmentAccepted:
-    permissions.require(
-        can_create_assessment(principal), "Your role does not allow creating assessments."
-    )
+    """A new assessment, queued for scoring; the route checked Action.CREATE."""
     try:
         validate_answers(data.answers)
     except AnswersError as exc:
