@@ -1,7 +1,8 @@
 """Migrations up and down on a scratch database: every migration that claims to be
 reversible (its downgrade does not raise NotImplementedError) goes down and up again to
 the same schema; and 0014's expand step (assessments.finished_at) backfills old rows and
-keeps the column right for writers that do not know it.
+keeps the column right for writers that do not know it; 0016 renames the task of outbox and
+dead-letter rows to the job type, and back.
 """
 
 from __future__ import annotations
@@ -94,3 +95,40 @@ def test_0014_backfills_finished_assessments_and_the_trigger_keeps_finished_at_r
         # A replay puts a failed one back in progress: not finished any more.
         conn.execute("UPDATE assessments SET status = 'queued' WHERE id = %s", (failed,))
         assert finished(failed) == (None, True)
+
+
+def test_0016_gives_outbox_and_dead_letter_rows_the_job_type_as_their_task_and_back(scratch):
+    command.upgrade(scratch.config, "0015")
+    tenant, job = uuid.uuid4(), uuid.uuid4()
+    old_names = ["rampart.assessments.score", "rampart.assessments.roadmap"]
+    old_names += ["rampart.accounts.send_mail", "some.other.task"]
+    with psycopg.connect(scratch.superuser) as conn:
+        conn.execute("INSERT INTO tenants (id, name) VALUES (%s, 'Old')", (tenant,))
+        conn.execute(
+            "INSERT INTO jobs (id, tenant_id, type, idempotency_key, payload)"
+            " VALUES (%s, %s, 'score_assessment', 'k', '{}')",
+            (job, tenant),
+        )
+        for task in old_names:
+            conn.execute(
+                "INSERT INTO outbox (tenant_id, job_id, task) VALUES (%s, %s, %s)",
+                (tenant, job, task),
+            )
+        conn.execute(
+            "INSERT INTO dead_letters (tenant_id, job_id, job_type, task, error_class,"
+            " error_message, attempts, payload) VALUES (%s, %s, 'score_assessment',"
+            " 'rampart.assessments.score', 'E', 'm', 1, '{}')",
+            (tenant, job),
+        )
+
+    def tasks() -> tuple[list[str], list[str]]:
+        with psycopg.connect(scratch.superuser) as conn:
+            outbox = [r[0] for r in conn.execute("SELECT task FROM outbox ORDER BY id")]
+            letters = [r[0] for r in conn.execute("SELECT task FROM dead_letters")]
+        return outbox, letters
+
+    command.upgrade(scratch.config, "0016")
+    renamed = ["score_assessment", "generate_roadmap", "send_mail", "some.other.task"]
+    assert tasks() == (renamed, ["score_assessment"])
+    command.downgrade(scratch.config, "0015")
+    assert tasks() == (old_names, ["rampart.assessments.score"])

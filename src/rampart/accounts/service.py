@@ -106,8 +106,7 @@ async def _user_and_tenant(tx: Tx, user_id: uuid.UUID) -> tuple[UserOut, TenantO
 
 # --- mail: enqueued with the request's rows, sent by the worker --------------------------
 
-MAIL_JOB = "send_mail"
-MAIL_TASK = "rampart.accounts.send_mail"
+MAIL_JOB = "send_mail"  # the job type: one name (kit/jobs/task.py)
 
 
 async def _mail(tx: Tx, tenant_id: uuid.UUID, template: str, to: str, **facts: Any) -> None:
@@ -116,7 +115,6 @@ async def _mail(tx: Tx, tenant_id: uuid.UUID, template: str, to: str, **facts: A
         tx,
         tenant_id=tenant_id,
         job_type=MAIL_JOB,
-        task=MAIL_TASK,
         idempotency_key=f"mail:{uuid.uuid4()}",
         payload={"template": template, "to": to, **facts},
     )

@@ -36,8 +36,9 @@ from rampart.roadmaps import service as roadmap_service
 
 log = get_logger(__name__)
 
-SCORE_TASK = "rampart.assessments.score"
-ROADMAP_TASK = "rampart.assessments.roadmap"
+# The job types (one name each: jobs.type, outbox.task, Celery task, metric label, logs).
+SCORE_JOB = "score_assessment"
+ROADMAP_JOB = "generate_roadmap"
 
 
 # --- permissions: the route declares the action (`requires`, kit/security/permissions.py);
@@ -72,8 +73,7 @@ async def create(tx: Tx, principal: Principal, data: AssessmentIn) -> Assessment
     await enqueue(
         tx,
         tenant_id=tenant_id,
-        job_type="score_assessment",
-        task=SCORE_TASK,
+        job_type=SCORE_JOB,
         idempotency_key=f"score:{assessment_id}",
         payload={"assessment_id": str(assessment_id)},
     )
@@ -205,8 +205,7 @@ async def score_step(run: JobRun) -> None:
         await enqueue(
             tx,
             tenant_id=run.tenant_id,
-            job_type="generate_roadmap",
-            task=ROADMAP_TASK,
+            job_type=ROADMAP_JOB,
             idempotency_key=f"roadmap:{assessment['id']}",
             payload={"assessment_id": str(assessment["id"])},
         )
