@@ -16,8 +16,8 @@ from functools import lru_cache
 
 from celery import Celery
 
-from rampart.config import get_settings
 from rampart.kit.jobs.broker import broker_transport
+from rampart.kit.settings import job_settings
 
 QUEUE = "rampart"
 TASK_MODULE = "tasks"
@@ -36,7 +36,7 @@ def discover_task_modules(package: str) -> list[str]:
 
 @lru_cache
 def get_celery() -> Celery:
-    settings = get_settings()
+    settings = job_settings()
     broker = settings.require("redis_url")
     transport = {
         "visibility_timeout": settings.celery_visibility_timeout_seconds,

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from rampart.config import get_settings
 from rampart.kit import tracing
 from rampart.kit.jobs import loop
 from rampart.kit.jobs.runner import TRANSIENT_ERRORS, OnFailure, Work, run_job
 from rampart.kit.resilience.retry import backoff_seconds
+from rampart.kit.settings import job_settings
 
 
 def _header(task: Task, name: str) -> str | None:
@@ -34,7 +34,7 @@ def _header(task: Task, name: str) -> str | None:
 
 def retry_delay(retries: int) -> float:
     """The countdown before the next delivery, after `retries` retries so far."""
-    settings = get_settings()
+    settings = job_settings()
     return backoff_seconds(
         retries + 1,
         base_seconds=settings.job_retry_base_seconds,

@@ -28,9 +28,9 @@ def hasher_for(env: str) -> PasswordHash:
 
 @lru_cache
 def _hasher() -> PasswordHash:
-    from rampart.config import get_settings
+    from rampart.kit.settings import security_settings
 
-    return hasher_for(get_settings().env)
+    return hasher_for(security_settings().env)
 
 
 @lru_cache
@@ -70,9 +70,9 @@ _estimator_lock = threading.Lock()
 
 
 def _min_length() -> int:
-    from rampart.config import get_settings
+    from rampart.kit.settings import security_settings
 
-    return get_settings().password_min_length
+    return security_settings().password_min_length
 
 
 def password_problem(
