@@ -28,6 +28,15 @@ def _current(database: ScratchDatabase) -> set[str]:
         return {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
 
 
+def _tenant_at(scratch: ScratchDatabase, revision: str) -> uuid.UUID:
+    """The database migrated up to `revision`, with one tenant in it; the tenant's id."""
+    command.upgrade(scratch.config, revision)
+    tenant = uuid.uuid4()
+    with psycopg.connect(scratch.superuser) as conn:
+        conn.execute("INSERT INTO tenants (id, name) VALUES (%s, 'Old')", (tenant,))
+    return tenant
+
+
 def test_reversible_migrations_go_down_step_by_step_and_up_to_the_same_schema(scratch):
     command.upgrade(scratch.config, "heads")
     before = scratch.schema_dump()
@@ -58,11 +67,9 @@ def test_reversible_migrations_go_down_step_by_step_and_up_to_the_same_schema(sc
 
 
 def test_0014_backfills_finished_assessments_and_the_trigger_keeps_finished_at_right(scratch):
-    command.upgrade(scratch.config, "0013")
-    tenant, user = uuid.uuid4(), uuid.uuid4()
+    tenant, user = _tenant_at(scratch, "0013"), uuid.uuid4()
     done, failed, running = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     with psycopg.connect(scratch.superuser) as conn:
-        conn.execute("INSERT INTO tenants (id, name) VALUES (%s, 'Old')", (tenant,))
         conn.execute(
             "INSERT INTO users (id, tenant_id, email, password_hash, role)"
             " VALUES (%s, %s, 'old@example.com', 'h', 'owner')",
@@ -98,12 +105,10 @@ def test_0014_backfills_finished_assessments_and_the_trigger_keeps_finished_at_r
 
 
 def test_0016_gives_outbox_and_dead_letter_rows_the_job_type_as_their_task_and_back(scratch):
-    command.upgrade(scratch.config, "0015")
-    tenant, job = uuid.uuid4(), uuid.uuid4()
+    tenant, job = _tenant_at(scratch, "0015"), uuid.uuid4()
     old_names = ["rampart.assessments.score", "rampart.assessments.roadmap"]
     old_names += ["rampart.accounts.send_mail", "some.other.task"]
     with psycopg.connect(scratch.superuser) as conn:
-        conn.execute("INSERT INTO tenants (id, name) VALUES (%s, 'Old')", (tenant,))
         conn.execute(
             "INSERT INTO jobs (id, tenant_id, type, idempotency_key, payload)"
             " VALUES (%s, %s, 'score_assessment', 'k', '{}')",

@@ -14,7 +14,7 @@ A small module of our own: the sections are typing.Protocol classes, checked by 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 
@@ -121,25 +121,27 @@ def _current() -> Any:
     return _provider()
 
 
+# One accessor per section: the provided settings, typed as that section (each section is
+# checked against config.Settings by shape: tests/unit/test_kit_settings.py).
 def db_settings() -> DbSettings:
-    return cast(DbSettings, _current())
+    return _current()
 
 
 def job_settings() -> JobSettings:
-    return cast(JobSettings, _current())
+    return _current()
 
 
 def redis_settings() -> RedisSettings:
-    return cast(RedisSettings, _current())
+    return _current()
 
 
 def security_settings() -> SecuritySettings:
-    return cast(SecuritySettings, _current())
+    return _current()
 
 
 def telemetry_settings() -> TelemetrySettings:
-    return cast(TelemetrySettings, _current())
+    return _current()
 
 
 def mail_settings() -> MailSettings:
-    return cast(MailSettings, _current())
+    return _current()
