@@ -14,9 +14,10 @@ A small module of our own: the sections are typing.Protocol classes, checked by 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import SecretStr
+if TYPE_CHECKING:  # annotations only: importing the package root stays cheap
+    from pydantic import SecretStr
 
 
 class _Requires(Protocol):
