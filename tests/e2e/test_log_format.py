@@ -63,4 +63,4 @@ def test_service_processes_write_only_json_lines_from_start_to_stop(
         lines = worker.output_file.read_text().splitlines()
         events = {json.loads(line)["event"] for line in lines if line.strip()}
         assert "metrics_serving" in events
-        assert any(str(event).startswith("Task rampart.accounts.send_mail") for event in events)
+        assert any(str(event).startswith("Task send_mail[") for event in events)

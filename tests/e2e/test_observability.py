@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # imported at run time, pytest would try to collect the class
 pytestmark = pytest.mark.slow
 
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # OTLP span kinds
-SCORE, ROADMAP = service.SCORE_TASK, service.ROADMAP_TASK
+SCORE, ROADMAP = service.SCORE_JOB, service.ROADMAP_JOB
 
 
 @dataclass

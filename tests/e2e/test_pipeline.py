@@ -235,7 +235,7 @@ def _pipeline_published(relay) -> list[dict]:
     return [
         line
         for line in events(relay, event="outbox_published")
-        if line["task"] != "rampart.accounts.send_mail"
+        if line["task"] != "send_mail"
     ]
 
 

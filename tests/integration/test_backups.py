@@ -1,5 +1,11 @@
 """Backups, point-in-time restore and the restore drill on a real embedded Postgres that
-archives its WAL (its own server per test: the story drops a table)."""
+archives its WAL (its own server per test: the story drops a table).
+
+Slow, all of it: each test starts its own archiving server, takes base backups and
+restores them (10-80 s a test, about 3 minutes the module on an idle 2-core machine), so
+it runs in `make test`, not in the inner loop (`make test-fast`). The backup code's quick
+checks are unit tests (tests/unit/test_backup_catalog.py, test_archives.py).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +35,8 @@ from rampart.backups.wal import archive_settings, server_owner
 from rampart.devstack.ports import free_port
 from rampart.devstack.postgres import EmbeddedPostgres, bootstrap_database
 from rampart.kit.db.migrate import migrate
+
+pytestmark = pytest.mark.slow
 
 
 @dataclass

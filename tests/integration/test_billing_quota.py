@@ -152,7 +152,7 @@ def test_a_quarantined_assessment_gives_its_unit_back_once(quota_api, superuser)
             str(job.id),
             account.tenant_id,
             broken,
-            task=service.SCORE_TASK,
+            task=service.SCORE_JOB,
             on_failure=service.mark_failed,
         )
         assert outcome == expected

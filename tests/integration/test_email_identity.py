@@ -393,13 +393,13 @@ def test_signup_succeeds_while_the_mail_server_is_down_and_the_mail_goes_out_lat
     reset_caches()
     try:
         with pytest.raises(TransientJobError):
-            run_work(str(job.id), tenant_id, service.mail_step, task=service.MAIL_TASK)
+            run_work(str(job.id), tenant_id, service.mail_step, task=service.MAIL_JOB)
     finally:
         os.environ["SMTP_URL"] = working
         reset_caches()
     assert mails_to(email) == []
     # The retry (Celery delivers the job again after a backoff), with the server back.
-    assert run_work(str(job.id), tenant_id, service.mail_step, task=service.MAIL_TASK) == (
+    assert run_work(str(job.id), tenant_id, service.mail_step, task=service.MAIL_JOB) == (
         "succeeded"
     )
     assert wait_for_mail(email, VERIFY_SUBJECT)

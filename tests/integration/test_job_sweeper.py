@@ -96,7 +96,7 @@ def test_a_published_job_whose_message_vanished_is_republished_once_per_stale_pe
     )
     first, again = _outbox(superuser, job_id)
     assert first[2] is not None and again[2] is None  # a new row, waiting for the relay
-    assert again[0] == first[0] == service.SCORE_TASK
+    assert again[0] == first[0] == service.SCORE_JOB
     assert again[1] == {"trace_id": trace_id, "republished": True}
 
     # Called again at once: nothing more (an unsent row waits, and the job was bumped).

@@ -155,7 +155,7 @@ def test_the_relay_collector_reports_jobs_queues_and_connections_across_tenants(
     async def broken(_run):
         raise RuntimeError("model returned garbage")
 
-    outcome = loop.run(run_job(str(job.id), second.tenant_id, broken, task=service.SCORE_TASK))
+    outcome = loop.run(run_job(str(job.id), second.tenant_id, broken, task=service.SCORE_JOB))
     assert outcome == "quarantined"
 
     # An app_rw session idle inside a transaction, in another thread, while we scrape.

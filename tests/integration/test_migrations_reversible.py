@@ -1,7 +1,8 @@
 """Migrations up and down on a scratch database: every migration that claims to be
 reversible (its downgrade does not raise NotImplementedError) goes down and up again to
 the same schema; and 0014's expand step (assessments.finished_at) backfills old rows and
-keeps the column right for writers that do not know it.
+keeps the column right for writers that do not know it; 0016 renames the task of outbox and
+dead-letter rows to the job type, and back.
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ def scratch(stack):
 def _current(database: ScratchDatabase) -> set[str]:
     with psycopg.connect(database.superuser) as conn:
         return {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
+
+
+def _tenant_at(scratch: ScratchDatabase, revision: str) -> uuid.UUID:
+    """The database migrated up to `revision`, with one tenant in it; the tenant's id."""
+    command.upgrade(scratch.config, revision)
+    tenant = uuid.uuid4()
+    with psycopg.connect(scratch.superuser) as conn:
+        conn.execute("INSERT INTO tenants (id, name) VALUES (%s, 'Old')", (tenant,))
+    return tenant
 
 
 def test_reversible_migrations_go_down_step_by_step_and_up_to_the_same_schema(scratch):
@@ -57,11 +67,9 @@ def test_reversible_migrations_go_down_step_by_step_and_up_to_the_same_schema(sc
 
 
 def test_0014_backfills_finished_assessments_and_the_trigger_keeps_finished_at_right(scratch):
-    command.upgrade(scratch.config, "0013")
-    tenant, user = uuid.uuid4(), uuid.uuid4()
+    tenant, user = _tenant_at(scratch, "0013"), uuid.uuid4()
     done, failed, running = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     with psycopg.connect(scratch.superuser) as conn:
-        conn.execute("INSERT INTO tenants (id, name) VALUES (%s, 'Old')", (tenant,))
         conn.execute(
             "INSERT INTO users (id, tenant_id, email, password_hash, role)"
             " VALUES (%s, %s, 'old@example.com', 'h', 'owner')",
@@ -94,3 +102,38 @@ def test_0014_backfills_finished_assessments_and_the_trigger_keeps_finished_at_r
         # A replay puts a failed one back in progress: not finished any more.
         conn.execute("UPDATE assessments SET status = 'queued' WHERE id = %s", (failed,))
         assert finished(failed) == (None, True)
+
+
+def test_0016_gives_outbox_and_dead_letter_rows_the_job_type_as_their_task_and_back(scratch):
+    tenant, job = _tenant_at(scratch, "0015"), uuid.uuid4()
+    old_names = ["rampart.assessments.score", "rampart.assessments.roadmap"]
+    old_names += ["rampart.accounts.send_mail", "some.other.task"]
+    with psycopg.connect(scratch.superuser) as conn:
+        conn.execute(
+            "INSERT INTO jobs (id, tenant_id, type, idempotency_key, payload)"
+            " VALUES (%s, %s, 'score_assessment', 'k', '{}')",
+            (job, tenant),
+        )
+        for task in old_names:
+            conn.execute(
+                "INSERT INTO outbox (tenant_id, job_id, task) VALUES (%s, %s, %s)",
+                (tenant, job, task),
+            )
+        conn.execute(
+            "INSERT INTO dead_letters (tenant_id, job_id, job_type, task, error_class,"
+            " error_message, attempts, payload) VALUES (%s, %s, 'score_assessment',"
+            " 'rampart.assessments.score', 'E', 'm', 1, '{}')",
+            (tenant, job),
+        )
+
+    def tasks() -> tuple[list[str], list[str]]:
+        with psycopg.connect(scratch.superuser) as conn:
+            outbox = [r[0] for r in conn.execute("SELECT task FROM outbox ORDER BY id")]
+            letters = [r[0] for r in conn.execute("SELECT task FROM dead_letters")]
+        return outbox, letters
+
+    command.upgrade(scratch.config, "0016")
+    renamed = ["score_assessment", "generate_roadmap", "send_mail", "some.other.task"]
+    assert tasks() == (renamed, ["score_assessment"])
+    command.downgrade(scratch.config, "0015")
+    assert tasks() == (old_names, ["rampart.assessments.score"])

@@ -39,7 +39,7 @@ def test_a_definitive_failure_is_quarantined_after_one_try_with_everything_kept(
     assert "not-a-uuid" in letter.error_message or "badly formed" in letter.error_message
     assert "Traceback" in letter.traceback
     assert letter.payload == {"assessment_id": "not-a-uuid"}
-    assert letter.attempts == 1 and letter.task == service.SCORE_TASK
+    assert letter.attempts == 1 and letter.task == service.SCORE_JOB
     # A quarantined job is not run again by a late duplicate delivery.
     assert run(job_id, "score_assessment", account.tenant_id) == "skipped"
 
@@ -59,8 +59,8 @@ def test_a_transient_failure_is_retried_until_the_attempt_budget_then_quarantine
 
     for _attempt in (1, 2):
         with pytest.raises(TransientJobError):  # the task turns this into a Celery retry
-            run_work(job_id, account.tenant_id, flaky, task=service.SCORE_TASK)
-    assert run_work(job_id, account.tenant_id, flaky, task=service.SCORE_TASK) == "quarantined"
+            run_work(job_id, account.tenant_id, flaky, task=service.SCORE_JOB)
+    assert run_work(job_id, account.tenant_id, flaky, task=service.SCORE_JOB) == "quarantined"
     [letter] = _dead_letters(account.tenant_id)
     assert letter.error_class == "TransientJobError" and letter.attempts == 3
     monkeypatch.delenv("JOB_MAX_ATTEMPTS")
@@ -92,11 +92,11 @@ def test_a_run_past_the_time_limit_is_retried_and_quarantined_only_when_attempts
                 raise
 
         with pytest.raises(JobTimeLimitExceeded):  # transient: the task retries it
-            run_work(job_id, account.tenant_id, too_slow, task=service.SCORE_TASK)
+            run_work(job_id, account.tenant_id, too_slow, task=service.SCORE_JOB)
         job = _as_tenant(account.tenant_id, "SELECT * FROM jobs WHERE id = :id", id=job_id)[0]
         assert job.status != "quarantined" and job.attempts == 1
         assert _dead_letters(account.tenant_id) == []
-        outcome = run_work(job_id, account.tenant_id, too_slow, task=service.SCORE_TASK)
+        outcome = run_work(job_id, account.tenant_id, too_slow, task=service.SCORE_JOB)
         assert outcome == "quarantined"
         assert cancelled == [1, 2]  # each run was stopped at the limit, not left running
         [letter] = _dead_letters(account.tenant_id)
@@ -119,7 +119,7 @@ def test_a_job_delivered_too_often_is_quarantined_without_running(client):
     async def record(run):
         ran.append(run)
 
-    outcome = run_work(job_id, account.tenant_id, record, task=service.SCORE_TASK)
+    outcome = run_work(job_id, account.tenant_id, record, task=service.SCORE_JOB)
     assert outcome == "quarantined" and ran == []
     [letter] = _dead_letters(account.tenant_id)
     assert letter.error_class == "DeliveryLimitExceeded" and letter.attempts == 6
@@ -142,7 +142,7 @@ def test_replay_from_the_cli_completes_the_work_and_keeps_the_trace_id(client):
         str(job.id),
         account.tenant_id,
         broken,
-        task=service.SCORE_TASK,
+        task=service.SCORE_JOB,
         on_failure=service.mark_failed,
     )
     assert outcome == "quarantined"
@@ -189,7 +189,7 @@ def test_replaying_a_job_whose_work_is_done_changes_nothing(client):
     async def divide_by_zero(_run):
         return 1 / 0
 
-    run_work(str(score_job.id), account.tenant_id, divide_by_zero, task=service.SCORE_TASK)
+    run_work(str(score_job.id), account.tenant_id, divide_by_zero, task=service.SCORE_JOB)
     [letter] = _dead_letters(account.tenant_id)
     rampart("dlq", "replay", str(letter.id))
     run_pending(account.tenant_id)

@@ -14,8 +14,8 @@ from rampart.kit.jobs.runner import run_job
 from tests.support.db import app_session
 
 STEPS = {
-    "score_assessment": (service.SCORE_TASK, service.score_step, service.mark_failed),
-    "generate_roadmap": (service.ROADMAP_TASK, service.roadmap_step, service.mark_failed),
+    "score_assessment": (service.SCORE_JOB, service.score_step, service.mark_failed),
+    "generate_roadmap": (service.ROADMAP_JOB, service.roadmap_step, service.mark_failed),
 }
 
 
@@ -56,8 +56,7 @@ def enqueue_poison_job(tenant_id: str) -> str:
             return await enqueue(
                 tx,
                 tenant_id=uuid.UUID(tenant_id),
-                job_type="score_assessment",
-                task=service.SCORE_TASK,
+                job_type=service.SCORE_JOB,
                 idempotency_key=f"poison:{uuid.uuid4()}",
                 payload={"assessment_id": "not-a-uuid"},
             )

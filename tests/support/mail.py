@@ -35,7 +35,7 @@ def deliver(tenant_id: str) -> int:
     ran = 0
     for job in jobs(tenant_id, types=(service.MAIL_JOB,)):
         if job.type == service.MAIL_JOB and job.status == "pending":
-            run_work(str(job.id), tenant_id, service.mail_step, task=service.MAIL_TASK)
+            run_work(str(job.id), tenant_id, service.mail_step, task=service.MAIL_JOB)
             ran += 1
     return ran
 

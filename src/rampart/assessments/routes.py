@@ -14,7 +14,8 @@ from rampart.assessments.schemas import (
     AssessmentPage,
 )
 from rampart.kit import idempotency
-from rampart.kit.security.permissions import VerifiedActor
+from rampart.kit.security.auth import Principal
+from rampart.kit.security.permissions import Action, VerifiedActor, requires
 from rampart.kit.security.request_tx import TenantTx
 from rampart.questionnaire import QUESTIONNAIRE, Questionnaire
 
@@ -40,7 +41,9 @@ async def questionnaire() -> Questionnaire:
 )
 async def create_assessment(
     data: AssessmentIn,
-    actor: VerifiedActor,
+    actor: Annotated[
+        Principal, requires(Action.CREATE, "Your role does not allow creating assessments.")
+    ],
     tx: TenantTx,
     response: Response,
     idempotency_key: idempotency.IdempotencyKey = None,
@@ -78,5 +81,7 @@ async def get_assessment(assessment_id: uuid.UUID, tx: TenantTx) -> AssessmentOu
 async def delete_assessment(
     assessment_id: uuid.UUID, actor: VerifiedActor, tx: TenantTx
 ) -> Response:
+    # Per object (a member deletes their own, an admin anyone's): the service decides, after
+    # the row is looked up (another tenant's is a 404 first).
     await service.delete(tx, actor, assessment_id)
     return Response(status_code=204)

@@ -36,16 +36,13 @@ from rampart.roadmaps import service as roadmap_service
 
 log = get_logger(__name__)
 
-SCORE_TASK = "rampart.assessments.score"
-ROADMAP_TASK = "rampart.assessments.roadmap"
+# The job types (one name each: jobs.type, outbox.task, Celery task, metric label, logs).
+SCORE_JOB = "score_assessment"
+ROADMAP_JOB = "generate_roadmap"
 
 
-# --- permissions: one function per action (the role table: kit/security/permissions.py) ---
-# `actor.role` is the role the database holds now (CurrentActor), not the token's.
-
-
-def can_create_assessment(actor: Principal) -> bool:
-    return permissions.can_create(actor.role)
+# --- permissions: the route declares the action (`requires`, kit/security/permissions.py);
+# what depends on the row is decided here. `actor.role` is the database's, not the token's.
 
 
 def can_delete_assessment(actor: Principal, assessment: Record) -> bool:
@@ -54,9 +51,7 @@ def can_delete_assessment(actor: Principal, assessment: Record) -> bool:
 
 
 async def create(tx: Tx, principal: Principal, data: AssessmentIn) -> AssessmentAccepted:
-    permissions.require(
-        can_create_assessment(principal), "Your role does not allow creating assessments."
-    )
+    """A new assessment, queued for scoring; the route checked Action.CREATE."""
     try:
         validate_answers(data.answers)
     except AnswersError as exc:
@@ -78,8 +73,7 @@ async def create(tx: Tx, principal: Principal, data: AssessmentIn) -> Assessment
     await enqueue(
         tx,
         tenant_id=tenant_id,
-        job_type="score_assessment",
-        task=SCORE_TASK,
+        job_type=SCORE_JOB,
         idempotency_key=f"score:{assessment_id}",
         payload={"assessment_id": str(assessment_id)},
     )
@@ -212,8 +206,7 @@ async def score_step(run: JobRun) -> None:
         await enqueue(
             tx,
             tenant_id=run.tenant_id,
-            job_type="generate_roadmap",
-            task=ROADMAP_TASK,
+            job_type=ROADMAP_JOB,
             idempotency_key=f"roadmap:{assessment['id']}",
             payload={"assessment_id": str(assessment["id"])},
         )

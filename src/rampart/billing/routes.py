@@ -10,17 +10,21 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from rampart.billing import service, stripe_verification
 from rampart.billing.schemas import AuditPage, BillingOut, CheckoutIn, RedirectOut, WebhookAck
 from rampart.kit import idempotency
-from rampart.kit.security.auth import CurrentPrincipal, Principal, load_actor
-from rampart.kit.security.permissions import VerifiedActor
+from rampart.kit.security.auth import Principal
+from rampart.kit.security.permissions import Action, requires
 from rampart.kit.security.request_tx import AnonymousTx, TenantTx
 
-
-async def _loaded_actor(tx: TenantTx, principal: CurrentPrincipal) -> Principal:
-    """The caller with the role the database holds now (reads need no confirmed email)."""
-    return await load_actor(tx, principal)
-
-
-CurrentActorLoaded = Annotated[Principal, Depends(_loaded_actor)]
+# Owners and admins; reads need no confirmed email, writes do.
+BillingReader = Annotated[
+    Principal,
+    requires(Action.MANAGE_BILLING, "Only owners and admins see billing.", verified=False),
+]
+BillingManager = Annotated[
+    Principal, requires(Action.MANAGE_BILLING, "Only owners and admins manage billing.")
+]
+AuditReader = Annotated[
+    Principal, requires(Action.READ_AUDIT, "Only owners read the audit trail.", verified=False)
+]
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
@@ -81,7 +85,7 @@ _STRIPE_DOWN = {503: {"description": "Stripe did not answer (`stripe_unavailable
 
 
 @account_router.get("", response_model=BillingOut, responses=_OWNERS_ADMINS)
-async def billing_overview(actor: CurrentActorLoaded, tx: TenantTx) -> BillingOut:
+async def billing_overview(actor: BillingReader, tx: TenantTx) -> BillingOut:
     return await service.overview(tx, actor)
 
 
@@ -92,7 +96,7 @@ async def billing_overview(actor: CurrentActorLoaded, tx: TenantTx) -> BillingOu
 )
 async def billing_checkout(
     data: CheckoutIn,
-    actor: VerifiedActor,
+    actor: BillingManager,
     tx: TenantTx,
     idempotency_key: idempotency.IdempotencyKey = None,
 ) -> RedirectOut:
@@ -104,7 +108,7 @@ async def billing_checkout(
     response_model=RedirectOut,
     responses={**_OWNERS_ADMINS, **_STRIPE_DOWN, 409: {"description": "No customer yet."}},
 )
-async def billing_portal(actor: VerifiedActor, tx: TenantTx) -> RedirectOut:
+async def billing_portal(actor: BillingManager, tx: TenantTx) -> RedirectOut:
     return RedirectOut(url=await service.open_portal(tx, actor))
 
 
@@ -119,7 +123,7 @@ audit_router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
     responses={403: {"description": "Only owners read the audit trail."}},
 )
 async def audit_trail(
-    actor: CurrentActorLoaded,
+    _actor: AuditReader,
     tx: TenantTx,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[
@@ -127,4 +131,4 @@ async def audit_trail(
     ] = None,
     action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+$")] = None,
 ) -> AuditPage:
-    return await service.audit_trail(tx, actor, limit=limit, before=cursor, action=action)
+    return await service.audit_trail(tx, limit=limit, before=cursor, action=action)

@@ -17,8 +17,8 @@ from rampart.evidence.metrics import EVIDENCE_UPLOADS
 from rampart.evidence.schemas import ACCEPTED_TYPES, EvidenceList, EvidenceOut
 from rampart.kit import idempotency
 from rampart.kit.errors import AppError
-from rampart.kit.security.auth import CurrentPrincipal
-from rampart.kit.security.permissions import VerifiedActor
+from rampart.kit.security.auth import CurrentPrincipal, Principal
+from rampart.kit.security.permissions import Action, requires
 from rampart.kit.security.ratelimit import upload_rate_limit
 from rampart.kit.security.request_tx import TenantTx
 from rampart.kit.security.uploads import ReceivedFile, UploadPolicy, receive_upload
@@ -85,7 +85,7 @@ async def _received_file(
 async def upload_evidence(
     assessment_id: uuid.UUID,
     upload: Annotated[ReceivedFile, Depends(_received_file)],
-    actor: VerifiedActor,
+    actor: Annotated[Principal, requires(Action.CREATE, "Your role may not upload evidence.")],
     tx: TenantTx,
     response: Response,
     idempotency_key: idempotency.IdempotencyKey = None,

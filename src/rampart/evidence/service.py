@@ -1,9 +1,10 @@
 """Evidence: files attached to an assessment, checked before they are kept.
 
 The bytes are validated by the kit (kit/security/uploads.py) while they stream in, before
-this service runs; here the assessment must be visible to the caller (RLS: another
-tenant's is a 404), the caller's role must allow creating, and the row and the stored
-file are written together: if the transaction does not commit, the file is deleted again.
+this service runs, and the route checks the caller's role (Action.CREATE); here the
+assessment must be visible to the caller (RLS: another tenant's is a 404), and the row
+and the stored file are written together: if the transaction does not commit, the file is
+deleted again.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from rampart.kit import audit, context
 from rampart.kit.db.transaction import Tx
 from rampart.kit.logging import get_logger
 from rampart.kit.security.auth import Principal
-from rampart.kit.security.permissions import can_create, require
 from rampart.kit.security.uploads import ReceivedFile
 from rampart.kit.storage import LocalStorage, Storage, store_in_transaction
 
@@ -46,8 +46,7 @@ async def add(
     upload: ReceivedFile,
     storage: Storage,
 ) -> EvidenceOut:
-    await assessments.require_visible(tx, assessment_id)  # 404 before any permission
-    require(can_create(actor.role), "Your role may not upload evidence.")
+    await assessments.require_visible(tx, assessment_id)
     tenant_id = uuid.UUID(actor.tenant_id)
     await billing.require_room(
         tx, tenant_id, "evidence_bytes", lambda: repository.stored_bytes(tx), adding=upload.size

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from rampart.config import Settings
+from rampart.kit.settings import AlertSettings
 
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 
@@ -85,7 +85,7 @@ class Timing:
                 raise ValueError(f"{name}: {value!r} is not a duration like 30s, 5m or 4h")
 
 
-def _webhook(url: str, settings: Settings, inline_token: bool) -> dict[str, Any]:
+def _webhook(url: str, settings: AlertSettings, inline_token: bool) -> dict[str, Any]:
     if inline_token:
         if settings.alert_webhook_token is None:
             raise ValueError("--inline-token: ALERT_WEBHOOK_TOKEN is not set")
@@ -103,7 +103,7 @@ def _webhook(url: str, settings: Settings, inline_token: bool) -> dict[str, Any]
     }
 
 
-def _slack(settings: Settings) -> list[dict[str, Any]]:
+def _slack(settings: AlertSettings) -> list[dict[str, Any]]:
     if settings.alert_slack_webhook_url is None:
         return []
     return [
@@ -117,7 +117,7 @@ def _slack(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
-def _pagerduty(settings: Settings) -> list[dict[str, Any]]:
+def _pagerduty(settings: AlertSettings) -> list[dict[str, Any]]:
     if settings.alert_pagerduty_routing_key is None:
         return []
     return [
@@ -138,7 +138,7 @@ def _receiver(name: str, webhook: dict[str, Any], **integrations: list) -> dict[
 
 
 def build(
-    settings: Settings,
+    settings: AlertSettings,
     *,
     webhook_url: str | None = None,
     inline_token: bool = False,
@@ -177,7 +177,7 @@ def build(
 
 
 def render(
-    settings: Settings,
+    settings: AlertSettings,
     *,
     webhook_url: str | None = None,
     inline_token: bool = False,

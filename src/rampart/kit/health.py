@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from rampart.config import get_settings
 from rampart.kit import redis_clients
 from rampart.kit.db.pool import connect
 from rampart.kit.db.transaction import refused_within
 from rampart.kit.errors import envelope
+from rampart.kit.settings import redis_settings
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -39,7 +39,7 @@ async def _check_postgres() -> str | None:
 
 
 async def _check_redis() -> str | None:
-    client = redis_clients.shared(get_settings().require("redis_url"), redis_clients.PROBE)
+    client = redis_clients.shared(redis_settings().require("redis_url"), redis_clients.PROBE)
     await client.ping()
     return None
 

@@ -27,9 +27,9 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-from rampart.config import get_settings
 from rampart.kit.jobs.runner import TransientJobError
 from rampart.kit.logging import get_logger
+from rampart.kit.settings import mail_settings
 
 log = get_logger(__name__)
 
@@ -118,7 +118,7 @@ class SmtpMailer:
 
 def get_mailer() -> Mailer:
     """The configured mailer (built per call: cheap, and follows the settings)."""
-    settings = get_settings()
+    settings = mail_settings()
     url = settings.require("smtp_url")
     return SmtpMailer.from_url(
         url, sender=settings.mail_from, timeout=settings.smtp_timeout_seconds

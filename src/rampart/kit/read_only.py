@@ -14,10 +14,10 @@ import time
 import redis
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rampart.config import get_settings
 from rampart.kit import redis_clients
 from rampart.kit.errors import envelope
 from rampart.kit.logging import get_logger
+from rampart.kit.settings import redis_settings
 
 log = get_logger(__name__)
 
@@ -28,7 +28,8 @@ _CACHE_SECONDS = 1.0
 
 
 def set_read_only(on: bool) -> None:
-    client = redis_clients.sync_client(get_settings().require("redis_url"), redis_clients.OPERATOR)
+    url = redis_settings().require("redis_url")
+    client = redis_clients.sync_client(url, redis_clients.OPERATOR)
     try:
         if on:
             client.set(FLAG_KEY, "1")
@@ -39,7 +40,8 @@ def set_read_only(on: bool) -> None:
 
 
 def read_only_flag() -> bool:
-    client = redis_clients.sync_client(get_settings().require("redis_url"), redis_clients.OPERATOR)
+    url = redis_settings().require("redis_url")
+    client = redis_clients.sync_client(url, redis_clients.OPERATOR)
     try:
         return bool(client.exists(FLAG_KEY))
     finally:
@@ -55,7 +57,7 @@ class ReadOnlyGate:
         self._cached: tuple[float, bool] = (0.0, False)
 
     async def _is_read_only(self) -> bool:
-        settings = get_settings()
+        settings = redis_settings()
         if settings.read_only:
             return True
         checked_at, value = self._cached

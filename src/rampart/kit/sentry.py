@@ -156,9 +156,9 @@ def before_send(event: dict[str, Any], _hint: dict[str, Any]) -> dict[str, Any] 
 
 def init_sentry(service: str) -> bool:
     """Start reporting to Sentry if SENTRY_DSN is set; True when it is on."""
-    from rampart.config import get_settings
+    from rampart.kit.settings import telemetry_settings
 
-    settings = get_settings()
+    settings = telemetry_settings()
     if settings.sentry_dsn is None or not settings.sentry_dsn.get_secret_value():
         return False
     import sentry_sdk

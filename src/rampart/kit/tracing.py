@@ -99,9 +99,9 @@ def configure(service: str) -> TracerProvider:
     """Install this process's tracer provider (idempotent; once per process)."""
     if _state.provider is not None and _state.pid == os.getpid():
         return _state.provider
-    from rampart.config import get_settings
+    from rampart.kit.settings import telemetry_settings
 
-    settings = get_settings()
+    settings = telemetry_settings()
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):  # set up earlier in this process (tests)
         provider = existing
@@ -207,9 +207,9 @@ def _id_only_span(parent: otel_context.Context | None, trace_id: str | None) -> 
 
 
 def _sampled_by_ratio() -> bool:
-    from rampart.config import get_settings
+    from rampart.kit.settings import telemetry_settings
 
-    ratio = get_settings().otel_traces_sample_ratio
+    ratio = telemetry_settings().otel_traces_sample_ratio
     return ratio >= 1.0 or random.random() < ratio  # noqa: S311 - sampling, not security
 
 

@@ -21,7 +21,6 @@ import re
 
 from opentelemetry.trace import Span, SpanKind
 
-from rampart.config import get_settings
 from rampart.kit import tracing
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics.instruments import (
@@ -29,6 +28,7 @@ from rampart.kit.metrics.instruments import (
     DB_SLOW_QUERIES,
     DB_TRANSACTION_ERRORS,
 )
+from rampart.kit.settings import db_settings
 
 log = get_logger("rampart.db")
 
@@ -101,7 +101,7 @@ def statement_done(statement: str, elapsed: float) -> None:
     """Count one statement's round trip; log it when slow."""
     op = operation(statement)
     _DURATION[op].observe(elapsed)
-    if elapsed * 1000 >= get_settings().db_slow_query_ms:
+    if elapsed * 1000 >= db_settings().db_slow_query_ms:
         DB_SLOW_QUERIES.inc()
         log.warning(
             "db_slow_query",

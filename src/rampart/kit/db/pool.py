@@ -30,8 +30,8 @@ import weakref
 import asyncpg
 import pydantic_core
 
-from rampart.config import Settings, get_settings
 from rampart.kit.metrics.instruments import DB_POOL_SIZE
+from rampart.kit.settings import DbSettings, db_settings
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncpg.Pool] = (
     weakref.WeakKeyDictionary()
@@ -46,7 +46,7 @@ _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
 
 def dsn(setting: str = "database_url") -> str:
     """A settings URL in the form libpq and asyncpg accept (no SQLAlchemy driver name)."""
-    url = get_settings().require(setting)
+    url = db_settings().require(setting)
     for prefix in ("postgresql+psycopg://", "postgresql+asyncpg://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql://" + url[len(prefix) :]
@@ -70,7 +70,7 @@ async def _no_session_reset(_conn: asyncpg.Connection) -> None:
     back a transaction left open before calling this."""
 
 
-def connect_options(settings: Settings) -> dict:
+def connect_options(settings: DbSettings) -> dict:
     """What every runtime connection is opened with (the pool's and one-off ones)."""
     return {
         "timeout": settings.db_connect_timeout_seconds,
@@ -93,7 +93,7 @@ async def get_pool() -> asyncpg.Pool:
     async with lock:
         pool = _pools.get(loop)
         if pool is None:
-            settings = get_settings()
+            settings = db_settings()
             pool = await asyncpg.create_pool(
                 dsn(),
                 min_size=0,  # connections open on demand; a dead server must not fail startup
@@ -121,7 +121,7 @@ def gate() -> asyncio.Semaphore:
 
 
 def pool_capacity() -> int:
-    settings = get_settings()
+    settings = db_settings()
     return settings.db_pool_size + settings.db_max_overflow
 
 
@@ -138,7 +138,7 @@ async def close_pool() -> None:
 
 async def connect(setting: str = "database_url") -> asyncpg.Connection:
     """One connection outside the pool (readiness probe, operator commands)."""
-    settings = get_settings()
+    settings = db_settings()
     conn = await asyncpg.connect(dsn(setting), **connect_options(settings))
     await _init(conn)
     return conn

@@ -37,13 +37,13 @@ from typing import Any
 
 import asyncpg
 
-from rampart.config import get_settings
 from rampart.kit import tracing
 from rampart.kit.db import observe
 from rampart.kit.db.pool import gate, get_pool
 from rampart.kit.errors import ServiceUnavailable
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics.instruments import DB_ADMISSION_WAITING, DB_POOL_IN_USE
+from rampart.kit.settings import db_settings
 
 log = get_logger("rampart.db")
 
@@ -228,7 +228,7 @@ class Tx:
 
     async def _begin(self, *, retry_stale: bool) -> None:
         pool, turnstile = await get_pool(), gate()
-        wait = get_settings().db_pool_timeout_seconds
+        wait = db_settings().db_pool_timeout_seconds
         DB_ADMISSION_WAITING.inc()
         try:
             async with asyncio.timeout(wait):
@@ -326,7 +326,7 @@ class Tx:
         if not self._broken:
             try:
                 await self._conn.execute(
-                    "ROLLBACK", timeout=get_settings().db_command_timeout_seconds
+                    "ROLLBACK", timeout=db_settings().db_command_timeout_seconds
                 )
             except DRIVER_ERRORS:
                 self._broken = True

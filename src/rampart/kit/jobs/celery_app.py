@@ -16,8 +16,8 @@ from functools import lru_cache
 
 from celery import Celery
 
-from rampart.config import get_settings
 from rampart.kit.jobs.broker import broker_transport
+from rampart.kit.settings import job_settings
 
 QUEUE = "rampart"
 TASK_MODULE = "tasks"
@@ -54,7 +54,7 @@ def transport_options(visibility_timeout: int) -> dict[str, object]:
 
 @lru_cache
 def get_celery() -> Celery:
-    settings = get_settings()
+    settings = job_settings()
     broker = settings.require("redis_url")
     transport = transport_options(settings.celery_visibility_timeout_seconds)
     app = Celery("rampart", broker=broker)

@@ -41,11 +41,11 @@ async def enqueue(
     *,
     tenant_id: uuid.UUID,
     job_type: str,
-    task: str,
     idempotency_key: str,
     payload: dict[str, Any],
 ) -> uuid.UUID:
-    """Create the job (once per idempotency key) and its outbox row; return the job id."""
+    """Create the job (once per idempotency key) and its outbox row; return the job id.
+    The outbox row's task is the job type: one name (kit/jobs/task.py)."""
     trace_id = context.current("trace_id")
     headers: dict[str, Any] = {"trace_id": trace_id}
     traceparent = tracing.current_traceparent()  # the relay's publish span continues it
@@ -59,7 +59,7 @@ async def enqueue(
         idempotency_key,
         payload,
         trace_id,
-        task,
+        job_type,
         headers,
     )
     if job_id is None:

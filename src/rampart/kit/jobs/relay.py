@@ -30,7 +30,6 @@ from typing import Any
 import asyncpg
 from celery import Celery
 
-from rampart.config import get_settings
 from rampart.kit import context, idempotency, tracing
 from rampart.kit.db.pool import connect
 from rampart.kit.db.transaction import DRIVER_ERRORS, transaction
@@ -38,6 +37,7 @@ from rampart.kit.jobs.celery_app import QUEUE
 from rampart.kit.jobs.enqueue import OUTBOX_CHANNEL
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics.instruments import JOBS_REPUBLISHED, OUTBOX_PUBLISHED
+from rampart.kit.settings import job_settings
 
 log = get_logger("rampart.relay")
 
@@ -161,7 +161,7 @@ class _Wakeup:
 
 
 async def run_relay(celery: Celery, stop: asyncio.Event) -> None:
-    settings = get_settings()
+    settings = job_settings()
     poll = settings.relay_poll_interval_seconds
     backoff = poll
     next_sweep = time.monotonic()

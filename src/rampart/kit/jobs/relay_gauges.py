@@ -38,11 +38,11 @@ from typing import Any
 import redis
 from prometheus_client.core import GaugeMetricFamily
 
-from rampart.config import get_settings
 from rampart.kit import redis_clients
 from rampart.kit.db.pool import connect
 from rampart.kit.jobs.celery_app import QUEUE
 from rampart.kit.logging import get_logger
+from rampart.kit.settings import job_settings
 
 log = get_logger("rampart.metrics")
 
@@ -148,7 +148,7 @@ class OpsCollector:
         yield GaugeMetricFamily(
             "rampart_task_time_limit_seconds",
             "The TASK_TIME_LIMIT_SECONDS setting: Celery kills a task running longer.",
-            value=get_settings().task_time_limit_seconds,
+            value=job_settings().task_time_limit_seconds,
         )
 
         jobs = GaugeMetricFamily(
@@ -200,7 +200,7 @@ class OpsCollector:
     def _from_redis(self) -> int | None:
         try:
             if self._redis is None:
-                url = get_settings().require("redis_url")
+                url = job_settings().require("redis_url")
                 self._redis = redis_clients.sync_client(url, redis_clients.SCRAPE)
             return int(self._redis.llen(self.queue))
         except Exception as exc:

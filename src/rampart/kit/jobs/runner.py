@@ -32,13 +32,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from rampart.config import get_settings
 from rampart.kit import context
 from rampart.kit.db.transaction import Claims, DatabaseUnavailable, Overloaded, Tx, transaction
 from rampart.kit.jobs.quarantine import quarantine
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics.instruments import JOB_DURATION, JOB_RETRIES
 from rampart.kit.sentry import report_exception
+from rampart.kit.settings import job_settings
 
 log = get_logger("rampart.jobs")
 
@@ -185,7 +185,7 @@ async def run_job(
     span_id: str | None = None,
 ) -> str:
     """Run `work` for the job; return the outcome (raises only transient errors to retry)."""
-    settings = get_settings()
+    settings = job_settings()
     max_attempts = settings.job_max_attempts
     claims = Claims(tenant_id=str(uuid.UUID(tenant_id)), role="service")
     context.clear()  # a worker runs many tasks: start each with a clean context

@@ -1,6 +1,13 @@
 """Declare a job task: a Celery task that runs a domain step through the job runner, on
 the worker's event loop (kit/jobs/loop.py).
 
+A job type has one name: the jobs row's `type`, the outbox row's `task`, the Celery task
+name, the `job_type` metric label and log key (the domain's `*_JOB` constant, equal to the
+task function's name). Names a job type had before are `aliases`: the worker registers
+them too, so a message published under an old name (in the broker, or by an API or relay
+of the previous release during a rolling deploy) still runs, as the canonical job
+(docs/migrations.md, "Renaming a job type").
+
 Transient errors are retried by Celery after the project's one backoff (exponential with
 jitter, capped at JOB_RETRY_MAX_SECONDS: kit/resilience/retry.py `backoff`), bounded by
 JOB_MAX_ATTEMPTS deliveries (the runner quarantines after that). A task that still raises
@@ -13,11 +20,11 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from rampart.config import get_settings
 from rampart.kit import tracing
 from rampart.kit.jobs import loop
 from rampart.kit.jobs.runner import TRANSIENT_ERRORS, OnFailure, Work, run_job
 from rampart.kit.resilience.retry import backoff_seconds
+from rampart.kit.settings import job_settings
 
 
 def _header(task: Task, name: str) -> str | None:
@@ -27,7 +34,7 @@ def _header(task: Task, name: str) -> str | None:
 
 def retry_delay(retries: int) -> float:
     """The countdown before the next delivery, after `retries` retries so far."""
-    settings = get_settings()
+    settings = job_settings()
     return backoff_seconds(
         retries + 1,
         base_seconds=settings.job_retry_base_seconds,
@@ -74,8 +81,17 @@ async def _consume(
         )
 
 
-def job_task(name: str, work: Work, on_failure: OnFailure | None = None) -> Task:
-    @shared_task(name=name, bind=True, max_retries=None)
+def job_task(
+    name: str, work: Work, on_failure: OnFailure | None = None, *, aliases: tuple[str, ...] = ()
+) -> Task:
+    """The task `name` (the job type), also registered under each of `aliases`."""
+    for alias in aliases:
+        _register(alias, name, work, on_failure)
+    return _register(name, name, work, on_failure)
+
+
+def _register(registered: str, name: str, work: Work, on_failure: OnFailure | None) -> Task:
+    @shared_task(name=registered, bind=True, max_retries=None)
     def task(self: Task, job_id: str, tenant_id: str) -> str:
         try:
             return loop.run(

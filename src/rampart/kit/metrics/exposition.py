@@ -59,9 +59,9 @@ def prepare_multiprocess_dir(service: str, base: str | None = None) -> Path:
     if current and os.environ.get(_MARKER) == current and Path(current).is_dir():
         return Path(current)
     if base is None:
-        from rampart.config import get_settings
+        from rampart.kit.settings import telemetry_settings
 
-        base = get_settings().prometheus_multiproc_dir
+        base = telemetry_settings().prometheus_multiproc_dir
     if base:
         root = Path(base)
         root.mkdir(parents=True, exist_ok=True)
@@ -179,9 +179,9 @@ def serve(port: int, host: str, extra_collectors: Iterable[Any] = ()) -> Any | N
 @lru_cache
 def git_commit() -> str:
     """GIT_COMMIT, else `git rev-parse` of the source checkout, else "unknown"."""
-    from rampart.config import get_settings
+    from rampart.kit.settings import telemetry_settings
 
-    configured = get_settings().git_commit
+    configured = telemetry_settings().git_commit
     if configured:
         return configured.strip()[:40]
     git = shutil.which("git")
@@ -203,7 +203,7 @@ def git_commit() -> str:
 
 
 def record_build_info() -> None:
-    from rampart.config import get_settings
     from rampart.kit.metrics.instruments import BUILD_INFO
+    from rampart.kit.settings import telemetry_settings
 
-    BUILD_INFO.labels(get_settings().version, git_commit()).set(1)
+    BUILD_INFO.labels(telemetry_settings().version, git_commit()).set(1)

@@ -26,10 +26,10 @@ import secrets
 
 from starlette.requests import Request
 
-from rampart.config import get_settings
 from rampart.kit.errors import Forbidden
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics.instruments import CSRF_FAILURES
+from rampart.kit.settings import security_settings
 
 log = get_logger(__name__)
 
@@ -50,7 +50,7 @@ def _bytes(value: str) -> bytes:
 
 
 def _mac(session_id: str, nonce: str) -> str:
-    key = get_settings().session_secret.get_secret_value().encode()
+    key = security_settings().session_secret.get_secret_value().encode()
     message = b"\x00".join((_CONTEXT, _bytes(session_id), _bytes(nonce)))
     digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

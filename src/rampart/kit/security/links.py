@@ -19,13 +19,13 @@ import hashlib
 import hmac
 import uuid
 
-from rampart.config import get_settings
+from rampart.kit.settings import security_settings
 
 _LABEL = b"rampart/mail-link-token/v1"
 
 
 def _key() -> bytes:
-    secret = get_settings().jwt_secret.get_secret_value().encode()
+    secret = security_settings().jwt_secret.get_secret_value().encode()
     return hmac.new(secret, _LABEL, hashlib.sha256).digest()
 
 

@@ -30,9 +30,9 @@ def hasher_for(env: str) -> PasswordHash:
 
 @lru_cache
 def _hasher() -> PasswordHash:
-    from rampart.config import get_settings
+    from rampart.kit.settings import security_settings
 
-    return hasher_for(get_settings().env)
+    return hasher_for(security_settings().env)
 
 
 @lru_cache
@@ -77,9 +77,9 @@ _estimator_thread = ThreadPoolExecutor(1, thread_name_prefix="password-policy")
 
 
 def _min_length() -> int:
-    from rampart.config import get_settings
+    from rampart.kit.settings import security_settings
 
-    return get_settings().password_min_length
+    return security_settings().password_min_length
 
 
 def instant_problem(password: str, *, email: str | None = None) -> str | None:

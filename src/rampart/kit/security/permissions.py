@@ -1,8 +1,14 @@
-"""Who may do what within a tenant: the role table, one function per action, and the
-caller's current role.
+"""Who may do what within a tenant: the role table, the route dependency that applies it,
+and the caller's current role.
 
-The table is generic (roles × actions on "the tenant's resources"); each domain service
-applies it to its own resource (assessments/service.py: `can_delete_assessment`, ...).
+The table is generic (roles × actions on "the tenant's resources"). One idiom applies it:
+a route declares the action it needs, `actor: Annotated[Principal, requires(Action.X)]`,
+so the permission is visible where the route is (and tests/integration/
+test_route_permissions.py lists every route's action). A refusal is 403 `forbidden`, the
+same for every id, so it confirms nothing about another tenant's rows. Only rules that
+depend on the object stay in the services, after the row is looked up (a member deletes
+their own assessment, an admin anyone's: `can_delete`; only an owner invites an owner:
+`can_invite`; role changes are decided by the database function).
 
 A caller whose email address is not confirmed may read, not write: every route that
 changes anything takes `VerifiedActor` instead of `CurrentActor` (403 `email_not_verified`;
@@ -17,7 +23,7 @@ is refused (401 `token_revoked`) instead of trusted. `CurrentActor` is that chec
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends
 
@@ -40,6 +46,8 @@ class Action(StrEnum):
     DELETE_ANY = "delete_any"  # delete anyone's resource in the tenant
     MANAGE_MEMBERS = "manage_members"  # invite, and change roles among admin/member/viewer
     MANAGE_OWNERS = "manage_owners"  # invite owners, make owners, change an owner's role
+    MANAGE_BILLING = "manage_billing"  # see the plan and usage, check out, open the portal
+    READ_AUDIT = "read_audit"  # read the tenant's audit trail
 
 
 _ALL = frozenset(Role)
@@ -51,6 +59,8 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.DELETE_ANY: frozenset({Role.OWNER, Role.ADMIN}),
     Action.MANAGE_MEMBERS: frozenset({Role.OWNER, Role.ADMIN}),
     Action.MANAGE_OWNERS: frozenset({Role.OWNER}),
+    Action.MANAGE_BILLING: frozenset({Role.OWNER, Role.ADMIN}),
+    Action.READ_AUDIT: frozenset({Role.OWNER}),
 }
 
 
@@ -59,15 +69,7 @@ def allowed(role: str, action: Action) -> bool:
     return role in ALLOWED[action]
 
 
-# --- one function per action ---------------------------------------------------------------
-
-
-def can_read(role: str) -> bool:
-    return allowed(role, Action.READ)
-
-
-def can_create(role: str) -> bool:
-    return allowed(role, Action.CREATE)
+# --- the rules that depend on the object (applied by services, after the lookup) -------------
 
 
 def can_delete(role: str, *, own: bool) -> bool:
@@ -133,3 +135,29 @@ async def verified_actor(tx: TenantTx, principal: CurrentPrincipal) -> Principal
 
 
 VerifiedActor = Annotated[Principal, Depends(verified_actor)]
+
+
+# --- at the route ------------------------------------------------------------------------------
+
+_REFUSED = "Your role does not allow this."
+
+
+def requires(action: Action, message: str = _REFUSED, *, verified: bool = True) -> Any:
+    """The route's permission, as a dependency that yields the checked caller:
+
+        actor: Annotated[Principal, requires(Action.CREATE)]
+
+    `verified` (the default, for writes) also asks for a confirmed email address first
+    (403 `email_not_verified`, as `VerifiedActor`); a read passes `verified=False`. The
+    role is the database's (see `current_actor`)."""
+
+    async def checked(actor: Principal) -> Principal:
+        require(allowed(actor.role, action), message)
+        return actor
+
+    # Set as objects: FastAPI would look a string annotation up in the module, not here.
+    base = verified_actor if verified else current_actor
+    checked.__annotations__ = {"actor": Annotated[Principal, Depends(base)], "return": Principal}
+    checked.__name__ = f"requires_{action.value}"
+    checked.action = action  # type: ignore[attr-defined]  # read by the route table test
+    return Depends(checked)

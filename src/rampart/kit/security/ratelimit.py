@@ -40,7 +40,6 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rampart.config import Settings, get_settings
 from rampart.kit import redis_clients
 from rampart.kit.errors import AppError, envelope
 from rampart.kit.logging import get_logger
@@ -48,6 +47,7 @@ from rampart.kit.metrics.instruments import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
 from rampart.kit.security.auth import CurrentPrincipal
 from rampart.kit.security.client_ip import client_ip, ip_bucket
 from rampart.kit.security.emails import canonical_email
+from rampart.kit.settings import SecuritySettings, security_settings
 
 log = get_logger(__name__)
 
@@ -73,7 +73,7 @@ class Limits:
     uploads_per_user: RateLimitItem
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
+    def from_settings(cls, settings: SecuritySettings) -> Limits:
         return cls(
             default_per_ip=parse(settings.rate_limit_default_per_ip),
             login_per_ip_email=parse(settings.rate_limit_login_per_ip_email),
@@ -108,7 +108,7 @@ class RateLimiter:
         self._paused_until = 0.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RateLimiter:
+    def from_settings(cls, settings: SecuritySettings) -> RateLimiter:
         limits = Limits.from_settings(settings)
         if not settings.rate_limit_enabled:
             return cls(limits, None)
@@ -160,7 +160,7 @@ class RateLimitMiddleware:
 
     def __init__(self, app: ASGIApp, exempt: frozenset[str] = frozenset()) -> None:
         self.app = app
-        self.limiter = RateLimiter.from_settings(get_settings())
+        self.limiter = RateLimiter.from_settings(security_settings())
         self.exempt = EXEMPT_PATHS | exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -28,12 +28,12 @@ import redis
 import redis.asyncio as aioredis
 from starlette.responses import Response
 
-from rampart.config import get_settings
 from rampart.kit import redis_clients
 from rampart.kit.errors import ServiceUnavailable
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics.instruments import SESSION_EVENTS
 from rampart.kit.security.csrf import CSRF_COOKIE, issue_token
+from rampart.kit.settings import security_settings
 
 log = get_logger(__name__)
 
@@ -66,7 +66,7 @@ def redis_key(session_id: str) -> str:
 
 
 def _client() -> aioredis.Redis:
-    url = get_settings().redis_url
+    url = security_settings().redis_url
     if url is None:
         raise SessionsUnavailable()
     return redis_clients.shared(url.get_secret_value(), redis_clients.REQUEST)
@@ -92,7 +92,7 @@ async def create(*, user_id: str, tenant_id: str, role: str, version: int) -> Br
     )
     state = {k: v for k, v in asdict(session).items() if k != "id"}
     try:
-        ttl = get_settings().session_ttl_seconds
+        ttl = security_settings().session_ttl_seconds
         await _client().set(redis_key(session_id), json.dumps(state), ex=ttl)
     except (redis.RedisError, OSError) as exc:
         raise _unavailable("create", exc) from exc
@@ -104,7 +104,8 @@ async def touch(session_id: str) -> BrowserSession | None:
     """The live session with this id, its idle timeout started again; None if unknown or
     expired."""
     try:
-        raw = await _client().getex(redis_key(session_id), ex=get_settings().session_ttl_seconds)
+        ttl = security_settings().session_ttl_seconds
+        raw = await _client().getex(redis_key(session_id), ex=ttl)
     except (redis.RedisError, OSError) as exc:
         raise _unavailable("touch", exc) from exc
     if raw is None:
@@ -124,7 +125,7 @@ async def revoke(session_id: str) -> None:
 def set_cookies(response: Response, session: BrowserSession) -> None:
     """`__Host-session` (HttpOnly: script never sees it) and `__Host-csrf` (readable by the
     frontend's script, which echoes it in X-CSRF-Token)."""
-    samesite = get_settings().session_cookie_samesite
+    samesite = security_settings().session_cookie_samesite
     response.set_cookie(
         SESSION_COOKIE, session.id, path="/", secure=True, httponly=True, samesite=samesite
     )
@@ -134,6 +135,6 @@ def set_cookies(response: Response, session: BrowserSession) -> None:
 
 
 def clear_cookies(response: Response) -> None:
-    samesite = get_settings().session_cookie_samesite
+    samesite = security_settings().session_cookie_samesite
     for name, httponly in ((SESSION_COOKIE, True), (CSRF_COOKIE, False)):
         response.delete_cookie(name, path="/", secure=True, httponly=httponly, samesite=samesite)

@@ -17,7 +17,7 @@ from typing import Literal
 import jwt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rampart.config import get_settings
+from rampart.kit.settings import security_settings
 
 _ALGORITHM = "HS256"
 _AUDIENCE = "rampart-api"
@@ -39,7 +39,7 @@ class AccessClaims(BaseModel):
 def issue_access_token(
     *, user_id: str, tenant_id: str, role: str, version: int = 0
 ) -> tuple[str, int]:
-    settings = get_settings()
+    settings = security_settings()
     now = int(time.time())
     ttl = settings.jwt_ttl_seconds
     claims = {
@@ -57,7 +57,7 @@ def issue_access_token(
 
 def decode_access_token(token: str) -> AccessClaims:
     """The verified claims; raises jwt.InvalidTokenError on anything wrong or expired."""
-    claims = _verified(token, get_settings().jwt_secret.get_secret_value())
+    claims = _verified(token, security_settings().jwt_secret.get_secret_value())
     if claims.exp <= time.time():  # a remembered token is checked for expiry every time
         raise jwt.ExpiredSignatureError("Signature has expired")
     return claims
