@@ -314,7 +314,7 @@ def test_bundle_scan_with_a_web_app_needs_a_fresh_clean_report(tmp_path):
     (repo / "web" / "node_modules").mkdir()
     before = datetime.now(UTC).timestamp() - 7200  # edited before the scan (an hour ago)
     os.utime(repo / "web" / "app" / "page.tsx", (before, before))
-    write_bundle_scan(home)
+    write_bundle_scan(home, age=timedelta(0))  # newer than any source of web/
     assert checks_security.bundle_scan(ctx).status == Status.GO
     later = datetime.now(UTC).timestamp() + 60
     os.utime(repo / "web" / "node_modules", (later, later))  # not a source: ignored
@@ -518,6 +518,7 @@ def test_a_healthy_setup_is_go_on_every_check_it_can_run(tmp_path, stack):
     write_drill(home)
     write_load(home, "load")
     write_load(home, "soak")
+    write_bundle_scan(home, age=timedelta(0))  # newer than any source of web/
     with (
         Receiver() as sentry,
         FakeLLMServer(api_key=None) as fake,

@@ -6,9 +6,15 @@ from __future__ import annotations
 from datetime import UTC, timedelta
 from pathlib import Path
 
-from rampart.config import MissingSetting
 from rampart.readiness.context import Context
-from rampart.readiness.model import Result, Status, human_age, not_available, parse_time
+from rampart.readiness.model import (
+    Result,
+    Status,
+    human_age,
+    migration_database,
+    not_available,
+    parse_time,
+)
 
 AREA = "data"
 # The backup schedule takes an incremental backup every BACKUP_INCREMENTAL_INTERVAL_HOURS;
@@ -23,20 +29,11 @@ def migrations_at_head(ctx: Context) -> Result:
     ancestors include each (Alembic records only the tips of its branches)."""
     import psycopg
     from alembic.script import ScriptDirectory
-    from sqlalchemy.engine import make_url
 
     check, doc = "migrations at head", "docs/migrations.md"
-    try:
-        url = make_url(ctx.settings.require("migration_database_url"))
-    except MissingSetting as exc:
-        return not_available(
-            AREA,
-            check,
-            str(exc),
-            "MIGRATION_DATABASE_URL",
-            "set MIGRATION_DATABASE_URL or start `rampart up`",
-            doc,
-        )
+    url = migration_database(ctx, AREA, check, doc)
+    if isinstance(url, Result):
+        return url
     source = f"alembic_version of {url.database} vs migrations/"
     script = ScriptDirectory(str(ctx.repo / "migrations"))
     heads = set(script.get_heads())

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from rampart.config import MissingSetting, Settings
+from rampart.config import Settings
 from rampart.readiness.context import Context
-from rampart.readiness.model import Result, Status, not_available, parse_time
+from rampart.readiness.model import Result, Status, migration_database, not_available, parse_time
 from rampart.readiness.reports import ReportError, read_bundle_scan
 
 AREA = "security"
@@ -100,17 +100,9 @@ def db_lint(ctx: Context) -> Result:
     from rampart.kit.db.lint import LintConfig, counts, run_lints
 
     check, doc = "RLS and grants lint-clean (db lint)", "docs/security.md#database-hardening-lints"
-    try:
-        url = make_url(ctx.settings.require("migration_database_url"))
-    except MissingSetting as exc:
-        return not_available(
-            AREA,
-            check,
-            str(exc),
-            "MIGRATION_DATABASE_URL",
-            "set MIGRATION_DATABASE_URL or start `rampart up`",
-            doc,
-        )
+    url = migration_database(ctx, AREA, check, doc)
+    if isinstance(url, Result):
+        return url
     app_role = "app_rw"
     if ctx.settings.database_url is not None:
         app_role = make_url(ctx.settings.database_url.get_secret_value()).username or app_role

@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+    from rampart.readiness.context import Context
 
 AREAS = ("security", "data", "observability", "resilience", "performance", "operations")
 
@@ -47,6 +53,26 @@ class Result:
 def not_available(area: str, check: str, why: str, source: str, fix: str, doc: str) -> Result:
     """The source of a check's evidence does not exist: a no-go, never a pass."""
     return Result(area, check, Status.NO_GO, f"not available: {why}", source, fix, doc)
+
+
+def migration_database(ctx: Context, area: str, check: str, doc: str) -> URL | Result:
+    """The deployment's MIGRATION_DATABASE_URL (a SQLAlchemy URL), or the not-available
+    result of a check that needs it."""
+    from sqlalchemy.engine import make_url
+
+    from rampart.config import MissingSetting
+
+    try:
+        return make_url(ctx.settings.require("migration_database_url"))
+    except MissingSetting as exc:
+        return not_available(
+            area,
+            check,
+            str(exc),
+            "MIGRATION_DATABASE_URL",
+            "set MIGRATION_DATABASE_URL or start `rampart up`",
+            doc,
+        )
 
 
 def verdict(results: list[Result], strict: bool = False) -> Status:
