@@ -395,8 +395,7 @@ def test_a_job_failing_for_good_reaches_sentry_once_tagged_and_scrubbed(observed
             return await enqueue(
                 tx,
                 tenant_id=uuid.UUID(account.tenant_id),
-                job_type="score_assessment",
-                task=SCORE,
+                job_type=SCORE,
                 idempotency_key=f"poison:{uuid.uuid4()}",
                 # A bad payload is a definitive error: no retry, quarantined at once.
                 payload={"assessment_id": "not-a-uuid", "contact": email, "password": password},
