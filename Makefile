@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksu
 # Behind a TLS-inspecting proxy (its CA in the system store) uv must use the store too.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: install up test test-fast lint bench lock config-docs clean
+.PHONY: install up test test-fast lint bench load soak lock config-docs clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,6 +68,18 @@ audit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Load and soak tests against the running `make up` stack (docs/load-testing.md). The
+# stack must run without per-IP limits (all load comes from one IP):
+#   RATE_LIMIT_ENABLED=false MAX_PENDING_BODIES_PER_CLIENT=100000 make up
+# Reports: $(RAMPART_HOME)/reports/load/{load,soak}-<UTC stamp>.json (read by readiness).
+# Quick runs: LOAD_WEBHOOK_DURATION=5 LOAD_MIXED_DURATION=5 LOAD_FLOOD_JOBS=200 make load;
+# SOAK_DURATION=120 make soak.
+load: $(STAMP)
+	$(BIN)/python -m bench.loadtest load
+
+soak: $(STAMP)
+	$(BIN)/python -m bench.loadtest soak
 
 config-docs: $(STAMP)
 	$(BIN)/rampart config-docs
