@@ -59,10 +59,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     add("--flood-rate", type=float, default=float(_env("LOAD_FLOOD_RATE", d.flood_rate)))
     add("--flood-timeout", type=float, default=float(_env("LOAD_FLOOD_TIMEOUT",
                                                             d.flood_timeout_s)))
+    add("--sample-every", type=float, default=float(_env("LOAD_SAMPLE_EVERY",
+                                                          d.sample_every_s)),
+        help="seconds between samples of the relay's queue metrics (queue flood)")
     add("--alert-threshold", type=float,
         default=float(os.environ["LOAD_ALERT_THRESHOLD"])
         if os.environ.get("LOAD_ALERT_THRESHOLD") else None,
-        help="seconds; default: the rule's own (ops/prometheus/rules/workers.yml)")
+        help="seconds; default: the rule's own (ops/prometheus/rules/workers.yml); a "
+        "lowered threshold lowers the rule's `for` to the same (quick runs)")
     s = SoakConfig()
     so = sub.add_parser("soak", help="steady rate for a long window; memory and connections")
     add = so.add_argument
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
             mixed_rate=args.mixed_rate, mixed_duration_s=args.mixed_duration,
             mixed_connections=args.mixed_connections, flood_jobs=args.flood_jobs,
             flood_rate=args.flood_rate, flood_timeout_s=args.flood_timeout,
-            alert_threshold_s=args.alert_threshold,
+            alert_threshold_s=args.alert_threshold, sample_every_s=args.sample_every,
         )
         only = {v.strip() for v in args.only.split(",") if v.strip()}
         unknown = only - set(SCENARIOS)
