@@ -10,6 +10,7 @@ import math
 import random
 import secrets
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -102,46 +103,97 @@ def seed_assessments(api_url: str, tenants: list[Tenant], per_tenant: int = 2) -
 # --- webhooks ------------------------------------------------------------------------------
 
 
+class SignedAtSend(Sequence[bytes]):
+    """Webhook deliveries signed when the generator takes each one to send it, as Stripe
+    signs every attempt when it makes it: a delivery that waits in an overloaded run is
+    refused for being late only if it really is (STRIPE_WEBHOOK_TOLERANCE_SECONDS), never
+    because it was signed minutes before its turn. The generator takes them in order."""
+
+    def __init__(self, host: str, port: int, secret: str, bodies: list[bytes],
+                 plan: list[tuple[str, int]]) -> None:
+        self.host, self.port, self.secret = host, port, secret
+        self.bodies = bodies
+        self.plan = plan  # per delivery: ("new"|"redelivery", body) or ("replay", delivery)
+        self.made: list[bytes | None] = [None] * len(plan)
+        self.signed_at: dict[int, int] = {}  # body → the timestamp its first delivery got
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for i in range(len(self.plan)):
+            yield self[i]
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        made = self.made[i]
+        if made is None:
+            made = self.made[i] = self._make(i)
+        return made
+
+    def _make(self, i: int) -> bytes:
+        kind, ref = self.plan[i]
+        if kind == "replay":  # the exact bytes of an earlier delivery
+            return self[ref]
+        now = int(time.time())
+        if kind == "redelivery":  # signed afresh: another timestamp than the first one
+            now = self.signed_at.get(ref, now + 1) - 1
+        else:
+            self.signed_at[ref] = now
+        body = self.bodies[ref]
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            "Stripe-Signature": stripe_wire.sign(body, self.secret, now),
+        }
+        return load.build_request("POST", self.host, self.port, stripe_wire.PATH,
+                                  headers=headers, body=body)
+
+
 def webhook_batch(host: str, port: int, customers: list[str], count: int, secret: str,
                   seed: int) -> Batch:
     """`count` deliveries: distinct signed events (bench/webhooks.py's mix), with 1 in
     REDELIVERY_EVERY a redelivery of an earlier event (same id, signed afresh: 200, no second
     effect) and 1 in REPLAY_EVERY the exact bytes of an earlier delivery (409). The earlier
-    one is about a second back at the rate, so it has been answered."""
+    one is `back` deliveries back (half a second at 1,000/s), so it has been answered."""
     duplicates = count // REDELIVERY_EVERY  # replay positions are among these
     originals = count - duplicates
-    requests, ids = make_events(port, customers, originals, secret, seed)
+    prebuilt, ids = make_events(port, customers, originals, secret, seed)
+    bodies = [request.split(b"\r\n\r\n", 1)[1] for request in prebuilt]
+    del prebuilt
     batch = Batch(event_ids=list(ids))
     batch.ignored_ids = {i for n, i in enumerate(ids) if n % 20 >= 18}  # make_events' mix
     back = max(1, min(500, originals // 10))  # deliveries between an original and its copy
-    redelivered_at = int(time.time()) - 7  # before any original's timestamp: a new signature
+    plan: list[tuple[str, int]] = []
+    delivery_of: dict[int, int] = {}  # original → its delivery's position
     copied: set[int] = set()
-    sent: list[int] = []
+    sent = 0
     for position in range(1, count + 1):
-        duplicate = position % REDELIVERY_EVERY == 0 and len(sent) >= back
-        if not duplicate and len(sent) < originals:
-            original = len(sent)
-            batch.add(requests[original], 200, "webhook")
-            batch.event_of.append(ids[original])
-            sent.append(original)
+        duplicate = position % REDELIVERY_EVERY == 0 and sent >= back
+        if not duplicate and sent < originals:
+            delivery_of[sent] = len(plan)
+            plan.append(("new", sent))
+            batch.expected.append(200)
+            batch.kinds.append("webhook")
+            batch.event_of.append(ids[sent])
+            sent += 1
             continue
         # A copy of an event sent about `back` deliveries ago, each event copied once.
-        earlier = max(0, len(sent) - back)
-        while earlier in copied and earlier + 1 < len(sent):
+        earlier = max(0, sent - back)
+        while earlier in copied and earlier + 1 < sent:
             earlier += 1
         copied.add(earlier)
         batch.event_of.append(ids[earlier])
         if position % REPLAY_EVERY == 0:
-            batch.add(requests[earlier], 409, "webhook-replay")
-            continue
-        body = requests[earlier].split(b"\r\n\r\n", 1)[1]
-        headers = {
-            "Content-Type": "application/json; charset=utf-8",
-            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-            "Stripe-Signature": stripe_wire.sign(body, secret, redelivered_at),
-        }
-        batch.add(load.build_request("POST", host, port, stripe_wire.PATH, headers=headers,
-                                     body=body), 200, "webhook-redelivery")
+            plan.append(("replay", delivery_of[earlier]))
+            batch.expected.append(409)
+            batch.kinds.append("webhook-replay")
+        else:
+            plan.append(("redelivery", earlier))
+            batch.expected.append(200)
+            batch.kinds.append("webhook-redelivery")
+    batch.requests = SignedAtSend(host, port, secret, bodies, plan)  # type: ignore[assignment]
     return batch
 
 
