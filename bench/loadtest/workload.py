@@ -211,11 +211,13 @@ def check_webhooks(superuser_url: str, batch: Batch, status_of: list[int]) -> di
         recorded = dict(conn.execute(
             "SELECT event_id, count(*) FROM webhook_events WHERE provider = 'stripe'"
             " AND event_id = ANY(%s) GROUP BY event_id", [ids]).fetchall())
-        subjects = [f"stripe:%:{i}" for i in ids]
+        # A hash join on the event id (subject = "stripe:<type>:<event id>"), not one LIKE
+        # per event and row: that took minutes for 60,000 events.
         audited = dict(conn.execute(
-            "SELECT split_part(subject, ':', 3), count(*) FROM audit_events"
-            " WHERE action IN ('billing_event_applied', 'billing_event_refused')"
-            " AND subject LIKE ANY(%s) GROUP BY 1", [subjects]).fetchall())
+            "SELECT e.id, count(*) FROM audit_events a"
+            " JOIN unnest(%s::text[]) AS e(id) ON split_part(a.subject, ':', 3) = e.id"
+            " WHERE a.action IN ('billing_event_applied', 'billing_event_refused')"
+            " AND a.subject LIKE 'stripe:%%' GROUP BY 1", [ids]).fetchall())
     effective = [i for i in acked if i not in batch.ignored_ids]
     return {
         "events": len(ids),
