@@ -9,8 +9,8 @@ ops/prometheus/rules/workers.yml (the queue's oldest-age alert).
 - Every other API request: the latency SLO's threshold, 500 ms (docs/slo.md: 95 % within
   500 ms), held at p99 here, and the availability budget, 0.5 % errors.
 - Soak: the same as the mixed workload, with zero errors (issue 17), RSS growth of each
-  process within MEMORY_GROWTH_PCT and database connections flat (max - min within
-  CONNECTION_SPREAD).
+  process within MEMORY_GROWTH_PCT and database connections without an upward trend
+  (CONNECTION_SPREAD).
 """
 
 from __future__ import annotations
@@ -43,8 +43,12 @@ SOAK = Slo(p99_ms=LATENCY_THRESHOLD_MS, error_rate=0.0)
 # grows without bound, so 30 minutes carries it well past both.
 MEMORY_GROWTH_PCT = 20.0
 MEMORY_GROWTH_FLOOR_KB = 16 * 1024
-# Connections to the database (pg_stat_activity, client backends): flat = max - min of the
-# samples after the warm-up within this many (pools open and close a spare connection).
+# Connections to the database (pg_stat_activity, client backends), sampled after the
+# warm-up: no leak = no upward trend, the mean of the last third of the samples at most
+# CONNECTION_SPREAD above the mean of the first third. Not "max - min small": the pools
+# (DB_POOL_SIZE + DB_MAX_OVERFLOW per process) open overflow connections when requests
+# queue and close them when idle, so the count moves with the load (the first 30-minute
+# soak saw 6 to 32, ending below its start); a leak only ever adds.
 CONNECTION_SPREAD = 4
 
 
@@ -69,4 +73,12 @@ def memory_ok(start_kb: int, end_kb: int) -> bool:
 
 
 def connections_flat(samples: list[int]) -> bool:
-    return bool(samples) and max(samples) - min(samples) <= CONNECTION_SPREAD
+    """No upward trend (see CONNECTION_SPREAD); too few samples to have thirds: max - min."""
+    if not samples:
+        return False
+    if len(samples) < 3:
+        return max(samples) - min(samples) <= CONNECTION_SPREAD
+    third = len(samples) // 3
+    first = sum(samples[:third]) / third
+    last = sum(samples[-third:]) / third
+    return last - first <= CONNECTION_SPREAD

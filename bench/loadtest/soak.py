@@ -167,8 +167,9 @@ def run_soak(stack: Stack, config: SoakConfig, say: Say
              "excluded from memory and connection bounds); latency = the worst slice's "
              f"percentile; memory {'within' if memory_ok else 'OVER'} bound "
              f"(+{slo.MEMORY_GROWTH_PCT:g}% or +{slo.MEMORY_GROWTH_FLOOR_KB // 1024} MB); "
-             f"connections {'flat' if flat else 'NOT flat'} (spread "
-             f"{connections['max'] - connections['min']}, bound {slo.CONNECTION_SPREAD})")
+             f"connections {'without' if flat else 'WITH'} an upward trend (last third's "
+             f"mean vs the first's, bound +{slo.CONNECTION_SPREAD}; min {connections['min']}, "
+             f"max {connections['max']})")
     if wrong_total:
         notes += f"; wrong answers (kind:status): {workload.json_dump(wrong_total)}"
     scenario = Scenario(

@@ -68,10 +68,18 @@ def test_memory_growth_is_bounded_by_a_share_or_a_floor_whichever_is_larger():
     assert slo.growth_pct(0, 5) == 0.0
 
 
-def test_connections_are_flat_within_the_spread():
-    assert slo.connections_flat([30, 32, 31, 30 + slo.CONNECTION_SPREAD])
-    assert not slo.connections_flat([30, 31, 31 + slo.CONNECTION_SPREAD])
+def test_connections_that_keep_growing_are_a_leak():
+    assert not slo.connections_flat(list(range(10, 40)))
     assert not slo.connections_flat([])
+
+
+def test_pools_opening_and_closing_overflow_connections_are_not_a_leak():
+    # The first full soak: 32 after the load run, idle ones closed, back up to 21 in a
+    # busy minute; bounded and ending below the start.
+    soak = [32] * 22 + [14, 12, 11, 14] * 10 + [7, 6, 9, 10] * 10 + [20, 21] * 15
+    assert slo.connections_flat(soak)
+    assert slo.connections_flat([30, 32, 31, 30 + slo.CONNECTION_SPREAD])
+    assert not slo.connections_flat([10, 10 + slo.CONNECTION_SPREAD + 1])
 
 
 # --- the report contract -------------------------------------------------------------------
