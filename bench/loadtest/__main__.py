@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
         console.print(f"[dim]{report.iso(report.utc_now())}[/dim] {line}", highlight=False)
 
     started = report.utc_now()
+    commit = report.git_commit(ROOT)  # the code that runs, read before a long run
     extra_ok = True
     processes = connections = None
     if args.kind == "load":
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
         scenario, processes, connections, extra_ok, _ = run_soak(stack, config, say)
         scenarios = [scenario]
     finished = report.utc_now()
-    doc = report.build(args.kind, started, finished, scenarios, commit=report.git_commit(ROOT),
+    doc = report.build(args.kind, started, finished, scenarios, commit=commit,
                        processes=processes, db_connections=connections, extra_checks=extra_ok)
     path = report.write(stack.home, doc, finished)
     report.show(doc, path, console)
