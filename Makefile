@@ -15,7 +15,7 @@ export UV_SYSTEM_CERTS := 1
 NODE_PATH_ENV := PATH="$(abspath $(BIN)):$$PATH" NEXT_TELEMETRY_DISABLED=1 NODE_OPTIONS=--use-system-ca NPM_CONFIG_UPDATE_NOTIFIER=false
 WEB_STAMP := web/node_modules/.rampart-npm-ci-$(shell sha256sum web/package-lock.json | cut -c1-16)
 
-.PHONY: install up test test-fast lint bench lock config-docs clean web-client web-check chromium
+.PHONY: install up test test-fast lint bench load soak lock config-docs clean web-client web-check chromium
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -101,6 +101,18 @@ audit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Load and soak tests against the running `make up` stack (docs/load-testing.md). The
+# stack must run without per-IP limits (all load comes from one IP):
+#   RATE_LIMIT_ENABLED=false MAX_PENDING_BODIES_PER_CLIENT=100000 make up
+# Reports: $(RAMPART_HOME)/reports/load/{load,soak}-<UTC stamp>.json (read by readiness).
+# Quick runs: LOAD_WEBHOOK_DURATION=5 LOAD_MIXED_DURATION=5 LOAD_FLOOD_JOBS=200 make load;
+# SOAK_DURATION=120 make soak.
+load: $(STAMP)
+	$(BIN)/python -m bench.loadtest load
+
+soak: $(STAMP)
+	$(BIN)/python -m bench.loadtest soak
 
 config-docs: $(STAMP)
 	$(BIN)/rampart config-docs

@@ -125,6 +125,7 @@ class _Connection(asyncio.Protocol):
         self.started_at = 0.0  # closed loop: when sent; open loop: when scheduled
         self.index = -1  # open loop: which request is in flight
         self.in_flight = False
+        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -160,9 +161,14 @@ class _Connection(asyncio.Protocol):
         self.run.answered(self, self.status, time.perf_counter())
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
         if self.in_flight:
             self.in_flight = False
             self.run.broke(self)
+        self.run.lost(self)
+
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
 
 
 async def _connect(run: _ClosedRun | _OpenRun, target: Target, n: int) -> list[_Connection]:
@@ -217,6 +223,9 @@ class _ClosedRun:
         self.broken += 1
         self._stopped()
 
+    def lost(self, _conn: _Connection) -> None:
+        pass  # a closed loop does not replace its connections
+
 
 async def run_load(
     target: Target,
@@ -265,11 +274,19 @@ async def run_load(
 
 
 class _OpenRun:
-    """Requests arrive on a schedule; a free connection takes the oldest waiting one."""
+    """Requests arrive on a schedule; a free connection takes the oldest waiting one. A
+    connection that closes (keep-alive timeout, a break) is replaced by a new one."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, target: Target | None = None) -> None:
         self.total = total
-        self.free: list[_Connection] = []
+        self.target = target
+        self.conns: list[_Connection] = []  # every connection opened, for the final close
+        self.closing = False
+        self.reconnects = 0
+        # Idle connections, the longest idle first: a run uses all of them in turn, so none
+        # sits idle long enough for the server's keep-alive timeout (uvicorn: 5 s) to close
+        # it just as a request goes out on it.
+        self.free: deque[_Connection] = deque()
         self.waiting: deque[tuple[bytes, float, int]] = deque()
         self.latencies: list[float] = []
         self.statuses: Counter[int] = Counter()
@@ -279,13 +296,39 @@ class _OpenRun:
         self.all_done = asyncio.get_running_loop().create_future()
 
     def arrive(self, request: bytes, scheduled_at: float, index: int) -> None:
-        if self.free:
-            self.free.pop().send(request, scheduled_at, index)
-        else:
-            self.waiting.append((request, scheduled_at, index))
+        while self.free:
+            conn = self.free.popleft()
+            if conn.usable():
+                conn.send(request, scheduled_at, index)
+                return
+        self.waiting.append((request, scheduled_at, index))
+
+    def lost(self, conn: _Connection) -> None:
+        """A connection closed (the server's keep-alive timeout on an idle one, or a break):
+        open another in its place, so a long run keeps its number of connections."""
+        with contextlib.suppress(ValueError):
+            self.free.remove(conn)
+        if self.closing or self.target is None:
+            return
+        self.reconnects += 1
+        asyncio.get_running_loop().create_task(self._replace())
+
+    async def _replace(self) -> None:
+        target = self.target
+        try:
+            _transport, conn = await asyncio.get_running_loop().create_connection(
+                lambda: _Connection(self), target.host, target.port  # type: ignore[union-attr]
+            )
+        except OSError:
+            return  # the pool shrinks by one; waiting requests go out on the others
+        if self.closing:
+            conn.transport.close()  # type: ignore[union-attr]
+            return
+        self.conns.append(conn)
+        self._next(conn)
 
     def _next(self, conn: _Connection | None) -> None:
-        if conn is not None:
+        if conn is not None and conn.usable():
             if self.waiting:
                 conn.send(*self.waiting.popleft())
             else:
@@ -321,9 +364,10 @@ async def run_open_loop(
     status ÷ (last answer − first scheduled send); `duration_s` is that span; `status_of`
     the status each request got, in order.
     """
-    run = _OpenRun(len(requests))
+    run = _OpenRun(len(requests), target)
     conns = await _connect(run, target, connections)
-    run.free = list(conns)
+    run.conns = list(conns)
+    run.free = deque(conns)
     watch = CpuWatch(watch_pids or {}, own_name="load generator")
     start = time.perf_counter()
     for i, request in enumerate(requests):
@@ -335,7 +379,8 @@ async def run_open_loop(
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(run.all_done), timeout=drain_timeout_s)
     cpu = watch.stop()
-    _close(conns)
+    run.closing = True
+    _close(run.conns)
 
     answered = len(run.latencies)
     ok = run.statuses.get(target.expect_status, 0)

@@ -11,7 +11,7 @@ from rampart.readiness.model import Result, Status, human_age, not_available
 from rampart.readiness.reports import ReportError, newest_load_report, read_load_report
 
 AREA = "performance"
-FIX = {"load": "run `make load` against this build", "soak": "run the soak test against this build"}
+FIX = {"load": "run `make load` against this build", "soak": "run `make soak` against this build"}
 
 
 def _head(ctx: Context) -> str | None:
