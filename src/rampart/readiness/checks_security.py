@@ -56,8 +56,11 @@ def settings_strength(ctx: Context) -> Result:
     problems: list[str] = []
     if settings.env not in DEPLOYED:
         problems.append(f"ENV={settings.env} is not a deployment (staging or production)")
-        try:  # what the same environment would be refused for, as production
-            Settings(env="production")
+        # What these very settings would be refused for as production (every field given,
+        # so nothing is read from the process environment again).
+        values = {name: getattr(settings, name) for name in type(settings).model_fields}
+        try:
+            Settings(**{**values, "env": "production"})
         except ValidationError as exc:
             refused = [p.split(":", 1)[0] for p in validation_problems(exc)]
             problems.append(f"as production these are refused: {', '.join(refused)}")
