@@ -5,10 +5,10 @@ port and prove the copy is good, measuring RPO and RTO.
    the time, and every table's row count. Then pg_switch_wal() and wait until the archive
    holds that WAL (without the switch the wait is up to archive_timeout).
 2. Restore to that LSN (restore.py), start a scratch server on the copy.
-3. Check: the copy answers (RTO = drill start → first answer), the canary (RPO = target
-   time − newest canary row), row counts = the snapshot's, RLS ENABLED + FORCED on every
-   tenant table, `rampart db lint` clean, alembic at head, a tenant reads its own rows and
-   no claims read none.
+3. Check: the copy has replayed to the target and answers (RTO = drill start → then),
+   the canary (RPO = target time − newest canary row), row counts = the snapshot's, RLS
+   ENABLED + FORCED on every tenant table, `rampart db lint` clean, alembic at head, a
+   tenant reads its own rows and no claims read none.
 4. Record the result in drills.jsonl and last-drill.json (the metrics read it).
 
 Counts are exact when no transaction commits in the instant between the snapshot and the
@@ -105,6 +105,17 @@ def _wait_archived(url: str, walfile: str, timeout: float, say: Say) -> None:
                 why = f" (last failure: {failed})" if failed else ""
                 raise BackupError(f"WAL {walfile} was not archived within {timeout:g}s{why}")
             time.sleep(0.2)
+
+
+def _wait_promoted(conn: psycopg.Connection, deadline: float) -> None:
+    """Until the copy has replayed the WAL to the target and left recovery. It answers
+    read-only queries long before (hot standby): checked then, a copy of a busy database
+    looked minutes old and short of rows. A server that cannot reach the target stops,
+    and the next query raises."""
+    while conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise BackupError("the copy was still replaying the WAL at the RTO target")
+        time.sleep(0.1)
 
 
 def _check_copy(
@@ -241,9 +252,9 @@ def run_drill(
             )
 
         with psycopg.connect(conninfo(roles.superuser), autocommit=True) as conn:
-            conn.execute("SELECT 1").fetchone()
+            _wait_promoted(conn, clock + rto_target)
             result.rto_seconds = round(time.monotonic() - clock, 3)
-            say(f"the copy answers after {result.rto_seconds:.1f}s; checking it")
+            say(f"the copy is restored and answers after {result.rto_seconds:.1f}s; checking it")
             _check_copy(conn, conninfo, roles, result, counts, target)
         if result.rto_seconds > rto_target:
             result.fail("rto", f"RTO {result.rto_seconds:g}s over the target {rto_target:g}s")
