@@ -6,7 +6,8 @@ the oldest-age alert condition seen firing and resolving). For the alert the wor
 frozen (SIGSTOP) for a few seconds while the flood arrives, so the backlog ages past a
 lowered threshold whatever the machine's speed, then thawed to drain it. The figures
 themselves are not asserted (nor that nothing was shed: on a busy machine the API may
-answer part of the flood with 503 `overloaded`, which is its contract): speed lives in the real runs (docs/load-testing.md).
+answer part of the flood with 503 `overloaded`, its contract): speed lives in the real
+runs (docs/load-testing.md).
 """
 
 from __future__ import annotations
