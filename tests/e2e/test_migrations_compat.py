@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
 import pytest
+from tests.support.db import su_rows
 from tests.support.mail import link_token, wait_for_mail
 from tests.support.processes import processes, wait_until
 from tests.support.releases import newest_migration, previous_release, unpack
@@ -38,8 +38,7 @@ def test_the_previous_release_runs_its_core_flow_on_the_newest_schema(
     newest, newest_file = newest_migration()
     # The previous release is older than the newest migration: it does not know it.
     assert not (root / "migrations" / "versions" / newest_file.name).exists(), commit
-    with psycopg.connect(superuser) as conn:
-        applied = {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
+    applied = {row[0] for row in su_rows(superuser, "SELECT version_num FROM alembic_version")}
     assert newest in applied, f"the stack's database is not at {newest}: {applied}"
 
     old = {"PYTHONPATH": str(root / "src")}
@@ -82,8 +81,7 @@ def test_the_previous_release_runs_its_core_flow_on_the_newest_schema(
             assert [item["id"] for item in listed["items"]] == [assessment_id]
 
     # The old release never wrote finished_at; the expand step's trigger did.
-    with psycopg.connect(superuser) as conn:
-        finished = conn.execute(
-            "SELECT finished_at IS NOT NULL FROM assessments WHERE id = %s", (assessment_id,)
-        ).fetchone()
-    assert finished == (True,)
+    finished = su_rows(
+        superuser, "SELECT finished_at IS NOT NULL FROM assessments WHERE id = %s", assessment_id
+    )
+    assert finished == [(True,)]

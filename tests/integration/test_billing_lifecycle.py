@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.support.db import su_value
 from tests.support.server import scrape_api_metrics, serving
 from tests.support.users import Account, answers, signup
 
@@ -169,11 +169,8 @@ def test_free_to_pro_to_past_due_to_free_and_a_lost_webhook_repaired(api, fake_s
     after = metric("rampart_billing_reconcile_repaired_total", kind="subscription")
     assert after == repaired_before + 1
     assert loop.run(reconcile()).repaired == []  # a second run finds nothing to repair
-    with psycopg.connect(superuser) as conn:
-        [(count,)] = conn.execute(
-            "SELECT count(*) FROM webhook_events WHERE event_id = %s", (lost["id"],)
-        ).fetchall()
-    assert count == 1
+    events = "SELECT count(*) FROM webhook_events WHERE event_id = %s"
+    assert su_value(superuser, events, lost["id"]) == 1
 
     # Every step is in the audit trail.
     actions = audit_actions(api, account)

@@ -4,8 +4,8 @@ and 0010's role functions come back as they were."""
 
 from __future__ import annotations
 
-import psycopg
 from alembic import command
+from tests.support.db import su_value
 from tests.support.scratch_db import scratch_database
 
 
@@ -16,8 +16,8 @@ def test_0015_down_removes_its_objects_and_restores_0010s_role_functions(stack):
         down = scratch.schema_dump()
         for gone in ("usage_counters", "before_state", "subscription_status", "audit_page"):
             assert gone not in down, gone
-        with psycopg.connect(scratch.superuser) as conn:
-            [(body,)] = conn.execute(
-                "SELECT pg_get_functiondef('app.user_set_role(uuid, text, text)'::regprocedure)"
-            ).fetchall()
+        body = su_value(
+            scratch.superuser,
+            "SELECT pg_get_functiondef('app.user_set_role(uuid, text, text)'::regprocedure)",
+        )
         assert "role_changed" in body and "before_state" not in body  # 0010's, back

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from tests.support.db import su_rows, su_value
 from tests.support.jobs import jobs, run_work
 from tests.support.server import serving
 from tests.support.users import Account, answers, signup
@@ -39,13 +39,8 @@ def create(client: httpx.Client, account: Account) -> httpx.Response:
     return client.post("/api/v1/assessments", json={"answers": answers(3)}, headers=account.headers)
 
 
-def query(conninfo: str, sql: str, *params: Any) -> list[tuple]:
-    with psycopg.connect(conninfo) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
 def used(superuser: str, account: Account) -> int:
-    rows = query(
+    rows = su_rows(
         superuser,
         "SELECT used FROM usage_counters WHERE tenant_id = %s AND metric = 'assessments'",
         account.tenant_id,
@@ -54,11 +49,11 @@ def used(superuser: str, account: Account) -> int:
 
 
 def live_assessments(superuser: str, account: Account) -> int:
-    return query(
+    return su_value(
         superuser,
         "SELECT count(*) FROM assessments WHERE tenant_id = %s AND deleted_at IS NULL",
         account.tenant_id,
-    )[0][0]
+    )
 
 
 def next_month() -> str:
@@ -111,7 +106,7 @@ def test_quota_warns_at_80_percent_then_refuses_with_402_and_details(quota_api, 
     assert body["subscription"]["status"] is None
 
     # The block survived the request's rollback in the audit trail, with its trace id.
-    rows = query(
+    rows = su_rows(
         superuser,
         "SELECT action, before_state, reason, trace_id FROM audit_events"
         " WHERE tenant_id = %s AND action IN ('quota_warning', 'quota_blocked') ORDER BY id",
@@ -190,7 +185,7 @@ def test_audit_trail_is_owners_only_paginated_and_append_only(quota_api, superus
         "DELETE FROM audit_events WHERE tenant_id = %s",
     ):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            query(superuser, statement, account.tenant_id)
+            su_rows(superuser, statement, account.tenant_id)
 
 
 def test_billing_is_for_owners_and_admins_and_the_audit_trail_for_owners(quota_api):

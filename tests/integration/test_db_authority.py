@@ -12,7 +12,7 @@ import uuid
 import psycopg
 import pytest
 from psycopg import errors
-from tests.support.db import add_user, app_rw, libpq_conninfo
+from tests.support.db import add_user, app_rw, libpq_conninfo, su_rows
 from tests.support.users import signup
 
 
@@ -61,13 +61,12 @@ def test_the_role_function_checks_the_callers_authority_and_writes_the_audit_tra
             "SELECT app.user_set_role(%s, 'admin', %s)", (viewer.user_id, trace_id)
         ).fetchone()[0]
     assert old == "viewer"
-    with psycopg.connect(superuser) as conn:
-        role, version = conn.execute(
-            "SELECT role, token_version FROM users WHERE id = %s", (viewer.user_id,)
-        ).fetchone()
-        audited = conn.execute(
-            "SELECT actor_id::text, action FROM audit_events WHERE trace_id = %s", (trace_id,)
-        ).fetchall()
+    [(role, version)] = su_rows(
+        superuser, "SELECT role, token_version FROM users WHERE id = %s", viewer.user_id
+    )
+    audited = su_rows(
+        superuser, "SELECT actor_id::text, action FROM audit_events WHERE trace_id = %s", trace_id
+    )
     assert (role, version) == ("admin", 1)
     assert audited == [(owner.user_id, "role_changed")]
 

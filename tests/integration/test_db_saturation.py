@@ -7,9 +7,8 @@ import threading
 import time
 
 import httpx
-import psycopg
 import pytest
-from tests.support.db import waiting_on_a_lock
+from tests.support.db import su_lock, waiting_on_a_lock
 from tests.support.server import serving
 from tests.support.users import answers, signup
 from tests.support.wait import wait_until
@@ -31,8 +30,8 @@ def test_an_exhausted_pool_gives_503_overloaded_and_ready_says_saturated_not_pos
         blocked: list[int] = []
         # A lock taken outside the app: the DELETE below waits for it, holding the pool's
         # only connection (a locked table reads the same way).
-        with psycopg.connect(superuser) as locker:
-            locker.execute("SELECT 1 FROM assessments WHERE id = %s FOR UPDATE", (created["id"],))
+        lock = "SELECT 1 FROM assessments WHERE id = %s FOR UPDATE"
+        with su_lock(superuser, lock, created["id"]):
 
             def delete() -> None:
                 with httpx.Client(base_url=url, timeout=30) as other:
@@ -49,8 +48,7 @@ def test_an_exhausted_pool_gives_503_overloaded_and_ready_says_saturated_not_pos
             refused = http.get("/api/v1/me", headers=account.headers)
             waited = time.monotonic() - started
             ready = http.get("/ready")
-            locker.rollback()  # the DELETE goes through
-        holder.join(30)
+        holder.join(30)  # the lock is gone: the DELETE goes through
         assert blocked == [204]
         assert refused.status_code == 503 and waited < 3
         assert refused.json()["error"]["code"] == "overloaded"

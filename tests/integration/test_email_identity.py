@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
-import psycopg
 import pytest
 import redis
+from tests.support.db import su_rows, su_value
 from tests.support.mail import count_mails, deliver, link_token, mails_to, wait_for_mail
 from tests.support.server import serving
 from tests.support.users import PASSWORD, answers, signup
@@ -111,11 +111,11 @@ def without_trace(response: httpx.Response) -> tuple[int, object]:
 
 
 def live_users_with(superuser: str, *emails: str) -> int:
-    with psycopg.connect(superuser) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM users WHERE removed_at IS NULL AND email = ANY(%s)",
-            (list(emails),),
-        ).fetchone()[0]
+    return su_value(
+        superuser,
+        "SELECT count(*) FROM users WHERE removed_at IS NULL AND email = ANY(%s)",
+        list(emails),
+    )
 
 
 # --- finding 3: one address, many spellings ------------------------------------------------
@@ -210,12 +210,12 @@ def test_the_invite_response_holds_no_token_the_invitee_gets_it_by_mail(http, su
     assert accepted.status_code == 202, accepted.text
     # Accepting with the mailed token proves the address: a confirmed member, who logs in.
     assert login(http, email, OTHER_PASSWORD) == 200
-    with psycopg.connect(superuser) as conn:
-        verified = conn.execute(
-            "SELECT email_verified_at IS NOT NULL, tenant_id FROM users WHERE email = %s",
-            (email,),
-        ).fetchone()
-    assert verified == (True, uuid.UUID(owner.tenant_id))
+    verified = su_rows(
+        superuser,
+        "SELECT email_verified_at IS NOT NULL, tenant_id FROM users WHERE email = %s",
+        email,
+    )
+    assert verified == [(True, uuid.UUID(owner.tenant_id))]
 
 
 def test_accepting_answers_the_same_whether_or_not_the_address_has_an_account(http, superuser):
@@ -264,10 +264,9 @@ def test_an_unconfirmed_account_is_taken_over_by_whoever_confirms_the_address(ht
     assert http.get("/api/v1/me", headers=squatter_headers).status_code == 401
     assert login(http, email, OTHER_PASSWORD) == 401
     # The owner follows the newest link, and the address is theirs.
-    with psycopg.connect(superuser) as conn:
-        tenant_id = conn.execute(
-            "SELECT tenant_id FROM users WHERE email = %s AND removed_at IS NULL", (email,)
-        ).fetchone()[0]
+    tenant_id = su_value(
+        superuser, "SELECT tenant_id FROM users WHERE email = %s AND removed_at IS NULL", email
+    )
     deliver(str(tenant_id))
     link = wait_for_mail(email, VERIFY_SUBJECT, after=count_mails(email, VERIFY_SUBJECT) - 1)
     confirmed = http.post("/api/v1/auth/verify-email", json={"token": link_token(link)})
@@ -318,24 +317,20 @@ def test_a_confirmation_link_works_once_until_it_expires_and_only_its_hash_is_st
 ):
     email = f"new-{uuid.uuid4().hex[:12]}@example.com"
     assert sign_up(http, email, PASSWORD).status_code == 202
-    with psycopg.connect(superuser) as conn:
-        tenant_id, user_id = conn.execute(
-            "SELECT tenant_id, id FROM users WHERE email = %s AND removed_at IS NULL", (email,)
-        ).fetchone()
+    [(tenant_id, user_id)] = su_rows(
+        superuser, "SELECT tenant_id, id FROM users WHERE email = %s AND removed_at IS NULL", email
+    )
     deliver(str(tenant_id))
     token = link_token(wait_for_mail(email, VERIFY_SUBJECT))
-    with psycopg.connect(superuser) as conn:
-        row = conn.execute(
-            "SELECT token_hash, expires_at - created_at FROM email_verifications"
-            " WHERE user_id = %s",
-            (user_id,),
-        ).fetchone()
-        stored = " ".join(
-            str(v)
-            for v in conn.execute(
-                "SELECT * FROM email_verifications WHERE user_id = %s", (user_id,)
-            ).fetchone()
-        )
+    [row] = su_rows(
+        superuser,
+        "SELECT token_hash, expires_at - created_at FROM email_verifications WHERE user_id = %s",
+        user_id,
+    )
+    [every_column] = su_rows(
+        superuser, "SELECT * FROM email_verifications WHERE user_id = %s", user_id
+    )
+    stored = " ".join(str(v) for v in every_column)
     assert row[0] == hashlib.sha256(token.encode()).hexdigest() and token not in stored
     assert abs(row[1] - timedelta(hours=24)) < timedelta(seconds=5)  # the TTL's default
 
@@ -351,23 +346,20 @@ def test_a_confirmation_link_works_once_until_it_expires_and_only_its_hash_is_st
     # An expired link gets the very same answer, and confirms nothing.
     other = f"new-{uuid.uuid4().hex[:12]}@example.com"
     assert sign_up(http, other, PASSWORD).status_code == 202
-    with psycopg.connect(superuser) as conn:
-        (other_tenant,) = conn.execute(
-            "SELECT tenant_id FROM users WHERE email = %s AND removed_at IS NULL", (other,)
-        ).fetchone()
+    other_tenant = su_value(
+        superuser, "SELECT tenant_id FROM users WHERE email = %s AND removed_at IS NULL", other
+    )
     deliver(str(other_tenant))
     expired = link_token(wait_for_mail(other, VERIFY_SUBJECT))
-    with psycopg.connect(superuser) as conn:
-        conn.execute(
-            "UPDATE email_verifications SET expires_at = now() - interval '1 second'"
-            " WHERE tenant_id = %s",
-            (other_tenant,),
-        )
+    su_rows(
+        superuser,
+        "UPDATE email_verifications SET expires_at = now() - interval '1 second'"
+        " WHERE tenant_id = %s",
+        other_tenant,
+    )
     assert without_trace(verify(expired)) == without_trace(used)
-    with psycopg.connect(superuser) as conn:
-        assert conn.execute(
-            "SELECT email_verified_at FROM users WHERE email = %s", (other,)
-        ).fetchone() == (None,)
+    verified_at = "SELECT email_verified_at FROM users WHERE email = %s"
+    assert su_rows(superuser, verified_at, other) == [(None,)]
 
 
 def test_signup_succeeds_while_the_mail_server_is_down_and_the_mail_goes_out_later(http):

@@ -14,6 +14,7 @@ import uuid
 import psycopg
 import pytest
 from alembic import command
+from tests.support.db import su_rows
 from tests.support.scratch_db import scratch_database
 
 
@@ -30,45 +31,47 @@ def test_0012_canonicalizes_addresses_and_the_oldest_account_keeps_a_shared_one(
     config, superuser = database_at_0011
     tenant, other = uuid.uuid4(), uuid.uuid4()
     older, younger, plain, unicode_domain = (uuid.uuid4() for _ in range(4))
-    with psycopg.connect(superuser) as conn:
-        conn.execute(
-            "INSERT INTO tenants (id, name) VALUES (%s, 'Old'), (%s, 'Young')", (tenant, other)
-        )
-        insert = (
-            "INSERT INTO users (id, tenant_id, email, password_hash, role, created_at)"
-            " VALUES (%s, %s, %s, 'h', 'owner', now() - %s::interval)"
-        )
-        # Unequal under lower(), so the old unique index let both in; one mailbox.
-        conn.execute(insert, (older, tenant, "Alice@Example.com", "2 days"))
-        conn.execute(insert, (younger, other, "ＡＬＩＣＥ@example.com", "1 day"))
-        conn.execute(insert, (plain, tenant, "bob@example.com", "3 days"))
-        conn.execute(insert, (unicode_domain, tenant, "Carol@BÜCHER.example", "3 days"))
-        conn.execute(
-            "INSERT INTO invitations (tenant_id, email, role, token_hash, invited_by, expires_at)"
-            " VALUES (%s, 'Dave@Example.COM', 'member', %s, %s, now() + interval '7 days')",
-            (tenant, "a" * 64, older),
-        )
+    tenants = "INSERT INTO tenants (id, name) VALUES (%s, 'Old'), (%s, 'Young')"
+    su_rows(superuser, tenants, tenant, other)
+    insert = (
+        "INSERT INTO users (id, tenant_id, email, password_hash, role, created_at)"
+        " VALUES (%s, %s, %s, 'h', 'owner', now() - %s::interval)"
+    )
+    # Unequal under lower(), so the old unique index let both in; one mailbox.
+    su_rows(superuser, insert, older, tenant, "Alice@Example.com", "2 days")
+    su_rows(superuser, insert, younger, other, "ＡＬＩＣＥ@example.com", "1 day")
+    su_rows(superuser, insert, plain, tenant, "bob@example.com", "3 days")
+    su_rows(superuser, insert, unicode_domain, tenant, "Carol@BÜCHER.example", "3 days")
+    su_rows(
+        superuser,
+        "INSERT INTO invitations (tenant_id, email, role, token_hash, invited_by, expires_at)"
+        " VALUES (%s, 'Dave@Example.COM', 'member', %s, %s, now() + interval '7 days')",
+        tenant,
+        "a" * 64,
+        older,
+    )
 
     command.upgrade(config, "heads")
 
-    with psycopg.connect(superuser) as conn:
-        users = {
-            row[0]: row[1:]
-            for row in conn.execute(
-                "SELECT id, email, removed_at IS NOT NULL, token_version,"
-                " email_verified_at IS NOT NULL FROM users"
-            )
-        }
-        assert users[older] == ("alice@example.com", False, 0, True)
-        assert users[younger] == ("alice@example.com", True, 1, True)  # removed, revoked
-        assert users[plain] == ("bob@example.com", False, 0, True)
-        assert users[unicode_domain] == ("carol@xn--bcher-kva.example", False, 0, True)
-        audit = conn.execute(
-            "SELECT tenant_id, subject FROM audit_events WHERE action = 'email_collision_removed'"
-        ).fetchall()
-        assert audit == [(other, f"user:{younger} kept by user:{older}")]
-        invitation = conn.execute("SELECT email, expires_at <= now() FROM invitations").fetchone()
-        assert invitation == ("dave@example.com", True)  # its token was shown to the inviter
-        # The address is one account's now: the unique index refuses a second live one.
-        with pytest.raises(psycopg.errors.UniqueViolation):
-            conn.execute("UPDATE users SET removed_at = NULL WHERE id = %s", (younger,))
+    users = {
+        row[0]: row[1:]
+        for row in su_rows(
+            superuser,
+            "SELECT id, email, removed_at IS NOT NULL, token_version,"
+            " email_verified_at IS NOT NULL FROM users",
+        )
+    }
+    assert users[older] == ("alice@example.com", False, 0, True)
+    assert users[younger] == ("alice@example.com", True, 1, True)  # removed, revoked
+    assert users[plain] == ("bob@example.com", False, 0, True)
+    assert users[unicode_domain] == ("carol@xn--bcher-kva.example", False, 0, True)
+    audit = su_rows(
+        superuser,
+        "SELECT tenant_id, subject FROM audit_events WHERE action = 'email_collision_removed'",
+    )
+    assert audit == [(other, f"user:{younger} kept by user:{older}")]
+    invitations = su_rows(superuser, "SELECT email, expires_at <= now() FROM invitations")
+    assert invitations[0] == ("dave@example.com", True)  # its token was shown to the inviter
+    # The address is one account's now: the unique index refuses a second live one.
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        su_rows(superuser, "UPDATE users SET removed_at = NULL WHERE id = %s", younger)

@@ -7,15 +7,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import psycopg
+from tests.support.db import su_value
 from tests.support.users import answers, signup
 
 
 def _assessments(superuser: str, tenant_id: str) -> int:
-    with psycopg.connect(superuser) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM assessments WHERE tenant_id = %s", (tenant_id,)
-        ).fetchone()[0]
+    return su_value(superuser, "SELECT count(*) FROM assessments WHERE tenant_id = %s", tenant_id)
 
 
 def test_a_retry_with_the_same_key_replays_the_first_answer_and_creates_nothing(http, superuser):

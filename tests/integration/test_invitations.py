@@ -23,7 +23,7 @@ import httpx
 import psycopg
 import pytest
 from psycopg import errors
-from tests.support.db import app_rw
+from tests.support.db import app_rw, su_rows, su_value
 from tests.support.mail import deliver, link_token, wait_for_mail
 from tests.support.users import Account, log_in, signup
 
@@ -73,17 +73,13 @@ def join(http: httpx.Client, inviter: Account, role: str) -> Account:
     )
 
 
-def rows(superuser: str, sql: str, *params) -> list[tuple]:
-    with psycopg.connect(superuser) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
 def users_of(superuser: str, tenant_id: str) -> set[str]:
-    found = rows(superuser, "SELECT email FROM users WHERE tenant_id = %s", tenant_id)
+    found = su_rows(superuser, "SELECT email FROM users WHERE tenant_id = %s", tenant_id)
     return {email for (email,) in found}
 
 
 def invitation(superuser: str, invitation_id: str) -> dict:
+    # By hand, not su_rows: the row is wanted by column name.
     with psycopg.connect(superuser) as conn:
         cursor = conn.execute("SELECT * FROM invitations WHERE id = %s", (invitation_id,))
         names = [c.name for c in cursor.description]
@@ -147,7 +143,7 @@ def test_invitation_expires_after_the_configured_ttl(http, owner, superuser):
 
 def test_invite_and_accept_are_audited(http, owner, superuser):
     joined = join(http, owner, "viewer")
-    actions = rows(
+    actions = su_rows(
         superuser,
         "SELECT action, actor_id FROM audit_events WHERE tenant_id = %s ORDER BY id",
         owner.tenant_id,
@@ -168,11 +164,11 @@ def spent(http: httpx.Client, owner: Account, superuser: str, kind: str) -> str:
     if kind == "used":
         assert accept(http, token).status_code == 202
     elif kind == "expired":
-        with psycopg.connect(superuser) as conn:
-            conn.execute(
-                "UPDATE invitations SET expires_at = now() - interval '1 second' WHERE id = %s",
-                (invited["id"],),
-            )
+        su_rows(
+            superuser,
+            "UPDATE invitations SET expires_at = now() - interval '1 second' WHERE id = %s",
+            invited["id"],
+        )
     return token
 
 
@@ -224,7 +220,7 @@ def test_accepting_for_an_email_that_has_an_account_makes_nobody_and_uses_the_in
 
 
 def invitations_of(superuser: str, tenant_id: str) -> int:
-    return rows(superuser, "SELECT count(*) FROM invitations WHERE tenant_id = %s", tenant_id)[0][0]
+    return su_value(superuser, "SELECT count(*) FROM invitations WHERE tenant_id = %s", tenant_id)
 
 
 def test_an_admin_cannot_invite_an_owner_and_nothing_is_written(http, owner, superuser):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-import psycopg
+from tests.support.db import su_rows
 from tests.support.jobs import enqueue_poison_job, run_pending
 from tests.support.users import answers, signup
 
@@ -27,12 +27,11 @@ def test_a_job_has_one_name_in_its_row_its_outbox_row_and_the_worker(client, sup
     )
     assert created.status_code == 202, created.text
     run_pending(account.tenant_id)  # the score job, which enqueues the roadmap job
-    with psycopg.connect(superuser) as conn:
-        names = conn.execute(
-            "SELECT j.type, o.task FROM jobs j JOIN outbox o ON o.job_id = j.id"
-            " WHERE j.tenant_id = %s",
-            (account.tenant_id,),
-        ).fetchall()
+    names = su_rows(
+        superuser,
+        "SELECT j.type, o.task FROM jobs j JOIN outbox o ON o.job_id = j.id WHERE j.tenant_id = %s",
+        account.tenant_id,
+    )
     assert {job_type for job_type, _ in names} == {
         "send_mail",
         "score_assessment",
@@ -50,8 +49,5 @@ def test_a_message_under_the_previous_releases_name_runs_as_the_job(client, supe
     old_name = registered()["rampart.assessments.score"]
     outcome = old_name.apply(args=[job_id, account.tenant_id])
     assert outcome.get() == "quarantined"
-    with psycopg.connect(superuser) as conn:
-        letter = conn.execute(
-            "SELECT job_type, task FROM dead_letters WHERE job_id = %s", (job_id,)
-        ).fetchone()
-    assert letter == ("score_assessment", "score_assessment")
+    letters = "SELECT job_type, task FROM dead_letters WHERE job_id = %s"
+    assert su_rows(superuser, letters, job_id)[0] == ("score_assessment", "score_assessment")

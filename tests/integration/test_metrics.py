@@ -12,10 +12,9 @@ import threading
 import time
 import uuid
 
-import psycopg
 import pytest
 from prometheus_client import REGISTRY
-from tests.support.db import idle_in_transaction
+from tests.support.db import idle_in_transaction, su_value
 from tests.support.jobs import jobs, run_pending
 from tests.support.server import scrape_api_metrics
 from tests.support.users import answers, signup
@@ -223,9 +222,8 @@ def test_the_relay_collector_reports_how_long_the_oldest_job_has_been_processing
 
     # Done: the age is now that of another processing job, if any, else 0.
     after = collected(collector)[("rampart_jobs_processing_oldest_age_seconds", ())]
-    with psycopg.connect(superuser) as conn:
-        others = conn.execute("SELECT count(*) FROM jobs WHERE status = 'processing'").fetchone()
-    if others == (0,):
+    others = su_value(superuser, "SELECT count(*) FROM jobs WHERE status = 'processing'")
+    if others == 0:
         assert after == 0
 
 

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
+from tests.support.db import su_rows
 from tests.support.scratch_db import ScratchDatabase, scratch_database
 
 
@@ -24,16 +25,15 @@ def scratch(stack):
 
 
 def _current(database: ScratchDatabase) -> set[str]:
-    with psycopg.connect(database.superuser) as conn:
-        return {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
+    versions = su_rows(database.superuser, "SELECT version_num FROM alembic_version")
+    return {version for (version,) in versions}
 
 
 def _tenant_at(scratch: ScratchDatabase, revision: str) -> uuid.UUID:
     """The database migrated up to `revision`, with one tenant in it; the tenant's id."""
     command.upgrade(scratch.config, revision)
     tenant = uuid.uuid4()
-    with psycopg.connect(scratch.superuser) as conn:
-        conn.execute("INSERT INTO tenants (id, name) VALUES (%s, 'Old')", (tenant,))
+    su_rows(scratch.superuser, "INSERT INTO tenants (id, name) VALUES (%s, 'Old')", tenant)
     return tenant
 
 
@@ -69,21 +69,27 @@ def test_reversible_migrations_go_down_step_by_step_and_up_to_the_same_schema(sc
 def test_0014_backfills_finished_assessments_and_the_trigger_keeps_finished_at_right(scratch):
     tenant, user = _tenant_at(scratch, "0013"), uuid.uuid4()
     done, failed, running = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    with psycopg.connect(scratch.superuser) as conn:
-        conn.execute(
-            "INSERT INTO users (id, tenant_id, email, password_hash, role)"
-            " VALUES (%s, %s, 'old@example.com', 'h', 'owner')",
-            (user, tenant),
+    su_rows(
+        scratch.superuser,
+        "INSERT INTO users (id, tenant_id, email, password_hash, role)"
+        " VALUES (%s, %s, 'old@example.com', 'h', 'owner')",
+        user,
+        tenant,
+    )
+    for assessment, status in ((done, "completed"), (failed, "failed"), (running, "scoring")):
+        su_rows(
+            scratch.superuser,
+            "INSERT INTO assessments (id, tenant_id, created_by, answers, status, updated_at)"
+            " VALUES (%s, %s, %s, '{}', %s, now() - interval '1 day')",
+            assessment,
+            tenant,
+            user,
+            status,
         )
-        for assessment, status in ((done, "completed"), (failed, "failed"), (running, "scoring")):
-            conn.execute(
-                "INSERT INTO assessments (id, tenant_id, created_by, answers, status, updated_at)"
-                " VALUES (%s, %s, %s, '{}', %s, now() - interval '1 day')",
-                (assessment, tenant, user, status),
-            )
 
     command.upgrade(scratch.config, "heads")
 
+    # One transaction: the trigger's finished_at = now() is compared with this now().
     with psycopg.connect(scratch.superuser) as conn:
         def finished(assessment):
             return conn.execute(
@@ -108,29 +114,34 @@ def test_0016_gives_outbox_and_dead_letter_rows_the_job_type_as_their_task_and_b
     tenant, job = _tenant_at(scratch, "0015"), uuid.uuid4()
     old_names = ["rampart.assessments.score", "rampart.assessments.roadmap"]
     old_names += ["rampart.accounts.send_mail", "some.other.task"]
-    with psycopg.connect(scratch.superuser) as conn:
-        conn.execute(
-            "INSERT INTO jobs (id, tenant_id, type, idempotency_key, payload)"
-            " VALUES (%s, %s, 'score_assessment', 'k', '{}')",
-            (job, tenant),
+    su_rows(
+        scratch.superuser,
+        "INSERT INTO jobs (id, tenant_id, type, idempotency_key, payload)"
+        " VALUES (%s, %s, 'score_assessment', 'k', '{}')",
+        job,
+        tenant,
+    )
+    for task in old_names:
+        su_rows(
+            scratch.superuser,
+            "INSERT INTO outbox (tenant_id, job_id, task) VALUES (%s, %s, %s)",
+            tenant,
+            job,
+            task,
         )
-        for task in old_names:
-            conn.execute(
-                "INSERT INTO outbox (tenant_id, job_id, task) VALUES (%s, %s, %s)",
-                (tenant, job, task),
-            )
-        conn.execute(
-            "INSERT INTO dead_letters (tenant_id, job_id, job_type, task, error_class,"
-            " error_message, attempts, payload) VALUES (%s, %s, 'score_assessment',"
-            " 'rampart.assessments.score', 'E', 'm', 1, '{}')",
-            (tenant, job),
-        )
+    su_rows(
+        scratch.superuser,
+        "INSERT INTO dead_letters (tenant_id, job_id, job_type, task, error_class,"
+        " error_message, attempts, payload) VALUES (%s, %s, 'score_assessment',"
+        " 'rampart.assessments.score', 'E', 'm', 1, '{}')",
+        tenant,
+        job,
+    )
 
     def tasks() -> tuple[list[str], list[str]]:
-        with psycopg.connect(scratch.superuser) as conn:
-            outbox = [r[0] for r in conn.execute("SELECT task FROM outbox ORDER BY id")]
-            letters = [r[0] for r in conn.execute("SELECT task FROM dead_letters")]
-        return outbox, letters
+        outbox = su_rows(scratch.superuser, "SELECT task FROM outbox ORDER BY id")
+        letters = su_rows(scratch.superuser, "SELECT task FROM dead_letters")
+        return [r[0] for r in outbox], [r[0] for r in letters]
 
     command.upgrade(scratch.config, "0016")
     renamed = ["score_assessment", "generate_roadmap", "send_mail", "some.other.task"]

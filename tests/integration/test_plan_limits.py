@@ -14,11 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from PIL import Image
 from tests.integration.test_invitations import INVITEE_PASSWORD, accept, invite, mailed_token
-from tests.support.db import add_user, su_rows, su_value, waiting_on_a_lock
+from tests.support.db import add_user, su_lock, su_rows, su_value, waiting_on_a_lock
 from tests.support.users import Account, answers, signup
 from tests.support.wait import wait_until
 
@@ -106,16 +105,16 @@ def test_accepts_racing_for_the_last_seat_let_exactly_one_in(http, superuser):
     tokens = [mailed_token(owner, r.json()) for r in sent]
     fill_up(superuser, owner, FREE_MEMBERS - 1)  # one seat left
 
-    with psycopg.connect(superuser) as gate, ThreadPoolExecutor(RACERS) as pool:
-        gate.execute("SELECT 1 FROM tenants WHERE id = %s FOR UPDATE", (owner.tenant_id,))
-        racing = [pool.submit(accept, http, token, INVITEE_PASSWORD) for token in tokens]
-        wait_until(
-            lambda: waiting_on_a_lock(superuser) >= RACERS,
-            30,
-            0.02,
-            message="every accept to wait on the tenant",
-        )
-        gate.commit()
+    gate = "SELECT 1 FROM tenants WHERE id = %s FOR UPDATE"
+    with ThreadPoolExecutor(RACERS) as pool:
+        with su_lock(superuser, gate, owner.tenant_id):
+            racing = [pool.submit(accept, http, token, INVITEE_PASSWORD) for token in tokens]
+            wait_until(
+                lambda: waiting_on_a_lock(superuser) >= RACERS,
+                30,
+                0.02,
+                message="every accept to wait on the tenant",
+            )
         statuses = sorted(future.result().status_code for future in racing)
 
     assert statuses == [202] + [402] * (RACERS - 1)

@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Iterator
 
 import httpx
-import psycopg
 import pytest
 import redis
+from tests.support.db import su_rows, su_value
 from tests.support.server import scrape_api_metrics, serving
 from tests.support.users import PASSWORD, answers, signup
 
@@ -36,11 +36,6 @@ def empty_buckets(stack) -> Iterator[None]:
     clear_buckets()
     yield
     clear_buckets()
-
-
-def count(superuser: str, sql: str, *params: object) -> int:
-    with psycopg.connect(superuser) as conn:
-        return conn.execute(sql, params).fetchone()[0]
 
 
 def assert_rate_limited(response: httpx.Response, window_seconds: int) -> None:
@@ -84,14 +79,14 @@ def test_signup_is_limited_per_ip_and_the_refused_one_writes_nothing(superuser):
         signup(http)
         signup(http)
         email = f"third-{uuid.uuid4().hex}@example.com"
-        tenants_before = count(superuser, "SELECT count(*) FROM tenants")
+        tenants_before = su_value(superuser, "SELECT count(*) FROM tenants")
         response = http.post(
             "/api/v1/auth/signup",
             json={"email": email, "password": PASSWORD, "tenant_name": "Third"},
         )
         assert_rate_limited(response, 3600)
-        assert count(superuser, "SELECT count(*) FROM users WHERE email = %s", email) == 0
-        assert count(superuser, "SELECT count(*) FROM tenants") == tenants_before
+        assert su_value(superuser, "SELECT count(*) FROM users WHERE email = %s", email) == 0
+        assert su_value(superuser, "SELECT count(*) FROM tenants") == tenants_before
 
 
 def test_every_accepted_signup_counts_and_no_rejected_body_does(superuser):
@@ -103,13 +98,13 @@ def test_every_accepted_signup_counts_and_no_rejected_body_does(superuser):
         for _ in range(3):
             bad = http.post("/api/v1/auth/signup", json={"email": "not an address"})
             assert bad.status_code == 422, bad.text
-        tenants_before = count(superuser, "SELECT count(*) FROM tenants")
+        tenants_before = su_value(superuser, "SELECT count(*) FROM tenants")
         again = http.post(
             "/api/v1/auth/signup",
             json={"email": taken.email, "password": PASSWORD, "tenant_name": "Again"},
         )
         assert again.status_code == 202, again.text  # the second: nothing made
-        assert count(superuser, "SELECT count(*) FROM tenants") == tenants_before
+        assert su_value(superuser, "SELECT count(*) FROM tenants") == tenants_before
         for email in (taken.email, f"x-{uuid.uuid4().hex}@example.com"):
             assert_rate_limited(
                 http.post(
@@ -136,7 +131,8 @@ def test_invitations_are_limited_per_tenant_and_the_refused_one_mails_nobody(sup
         )
 
     def invitations(tenant_id: str) -> int:
-        return count(superuser, "SELECT count(*) FROM invitations WHERE tenant_id = %s", tenant_id)
+        sql = "SELECT count(*) FROM invitations WHERE tenant_id = %s"
+        return su_value(superuser, sql, tenant_id)
 
     with serving(RATE_LIMIT_INVITATIONS_PER_TENANT="2/day") as http:
         owner, other = signup(http, "Inviting a lot"), signup(http, "Someone else")
@@ -146,7 +142,8 @@ def test_invitations_are_limited_per_tenant_and_the_refused_one_mails_nobody(sup
         third = f"third-{uuid.uuid4().hex}@example.com"
         assert_rate_limited(invite(owner, third), 24 * 3600)
         assert invitations(owner.tenant_id) == 2
-        assert count(superuser, "SELECT count(*) FROM jobs WHERE payload->>'to' = %s", third) == 0
+        mails_to_third = "SELECT count(*) FROM jobs WHERE payload->>'to' = %s"
+        assert su_value(superuser, mails_to_third, third) == 0
         assert invite(other, f"guest-{uuid.uuid4().hex}@example.com").status_code == 201
 
 
@@ -155,24 +152,23 @@ def test_assessment_creation_is_limited_per_user_by_the_tenants_plan(superuser):
         free, other = signup(http), signup(http)
         written = "SELECT count(*) FROM {} WHERE tenant_id = %s"
         before = {
-            t: count(superuser, written.format(t), free.tenant_id) for t in ("jobs", "outbox")
+            t: su_value(superuser, written.format(t), free.tenant_id) for t in ("jobs", "outbox")
         }
         for _ in range(2):
             assert post_assessment(http, free.headers).status_code == 202
         assert_rate_limited(post_assessment(http, free.headers), 3600)
-        assert count(superuser, written.format("assessments"), free.tenant_id) == 2
+        assert su_value(superuser, written.format("assessments"), free.tenant_id) == 2
         for table in ("jobs", "outbox"):  # the signup's mail job aside
-            assert count(superuser, written.format(table), free.tenant_id) == before[table] + 2
+            assert su_value(superuser, written.format(table), free.tenant_id) == before[table] + 2
         # Another user has a bucket of its own.
         assert post_assessment(http, other.headers).status_code == 202
 
-        with psycopg.connect(superuser) as conn:
-            conn.execute("UPDATE tenants SET plan = 'pro' WHERE id = %s", (free.tenant_id,))
+        su_rows(superuser, "UPDATE tenants SET plan = 'pro' WHERE id = %s", free.tenant_id)
         # The plan is read per request: the upgrade applies at once, with the pro limit.
         for _ in range(4):
             assert post_assessment(http, free.headers).status_code == 202
         assert_rate_limited(post_assessment(http, free.headers), 3600)
-        assert count(superuser, written.format("assessments"), free.tenant_id) == 6
+        assert su_value(superuser, written.format("assessments"), free.tenant_id) == 6
 
 
 def test_base_limit_per_ip_spares_the_probes_not_a_public_metrics_path():

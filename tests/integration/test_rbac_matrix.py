@@ -24,10 +24,9 @@ from dataclasses import dataclass
 
 import httpx
 import jwt
-import psycopg
 import pytest
 from sqlalchemy import text
-from tests.support.db import add_user, app_session, waiting_on_a_lock
+from tests.support.db import add_user, app_session, su_lock, su_rows, su_value, waiting_on_a_lock
 from tests.support.jobs import jobs, run, run_pending
 from tests.support.users import Account, answers
 from tests.support.wait import wait_until
@@ -122,9 +121,7 @@ def assessments_by(user: Account) -> int:
 
 def invitations_of(superuser: str, tenant_id: str) -> int:
     """app_rw cannot read invitations at all: counted as superuser."""
-    with psycopg.connect(superuser) as conn:
-        sql = "SELECT count(*) FROM invitations WHERE tenant_id = %s"
-        return conn.execute(sql, (tenant_id,)).fetchone()[0]
+    return su_value(superuser, "SELECT count(*) FROM invitations WHERE tenant_id = %s", tenant_id)
 
 
 # --- the actions: each returns (response, effect) -----------------------------------------
@@ -365,15 +362,15 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(http, superuser)
             )
             statuses.append(response.status_code)
 
-    with psycopg.connect(superuser) as conn:
-        conn.execute(
-            "SELECT id FROM users WHERE id = ANY(%s) FOR UPDATE",
-            ([uuid.UUID(a.user_id), uuid.UUID(b.user_id)],),
-        )
-        threads = [
-            threading.Thread(target=demote, args=(a, b)),
-            threading.Thread(target=demote, args=(b, a)),
-        ]
+    threads = [
+        threading.Thread(target=demote, args=(a, b)),
+        threading.Thread(target=demote, args=(b, a)),
+    ]
+    with su_lock(
+        superuser,
+        "SELECT id FROM users WHERE id = ANY(%s) FOR UPDATE",
+        [uuid.UUID(a.user_id), uuid.UUID(b.user_id)],
+    ):
         for thread in threads:
             thread.start()
         wait_until(
@@ -382,7 +379,6 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(http, superuser)
             0.02,
             message="both requests to wait on the lock",
         )
-        conn.commit()
     for thread in threads:
         thread.join()
     owners = [u for u in (a, b) if role_of(u) == "owner"]
@@ -397,12 +393,12 @@ def test_role_changes_are_audited(http, superuser):
         json={"role": "viewer"},
         headers=world.actor.headers,
     )
-    with psycopg.connect(superuser) as conn:
-        rows = conn.execute(
-            "SELECT actor_id, subject FROM audit_events"
-            " WHERE tenant_id = %s AND action = 'role_changed'",
-            (world.actor.tenant_id,),
-        ).fetchall()
+    rows = su_rows(
+        superuser,
+        "SELECT actor_id, subject FROM audit_events"
+        " WHERE tenant_id = %s AND action = 'role_changed'",
+        world.actor.tenant_id,
+    )
     assert rows == [
         (uuid.UUID(world.actor.user_id), f"user:{world.colleague.user_id} member->viewer")
     ]
@@ -470,12 +466,13 @@ def test_a_delete_is_audited(http, superuser):
     assert (
         http.delete(f"/api/v1/assessments/{target}", headers=world.actor.headers).status_code == 204
     )
-    with psycopg.connect(superuser) as conn:
-        rows = conn.execute(
-            "SELECT actor_id FROM audit_events WHERE tenant_id = %s"
-            " AND action = 'assessment_deleted' AND subject = %s",
-            (world.actor.tenant_id, f"assessment:{target}"),
-        ).fetchall()
+    rows = su_rows(
+        superuser,
+        "SELECT actor_id FROM audit_events WHERE tenant_id = %s"
+        " AND action = 'assessment_deleted' AND subject = %s",
+        world.actor.tenant_id,
+        f"assessment:{target}",
+    )
     assert rows == [(uuid.UUID(world.actor.user_id),)]
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import psycopg
 import pytest
 from alembic import command
+from tests.support.db import su_rows
 from tests.support.receivers import Receiver
 from tests.support.scratch_db import scratch_database
 
@@ -268,8 +268,7 @@ def test_db_lint_sees_a_planted_flaw(tmp_path, stack):
         command.upgrade(scratch.config, "heads")
         ctx = context(tmp_path, migration_database_url=scratch.url)
         assert checks_security.db_lint(ctx).status == Status.GO
-        with psycopg.connect(scratch.superuser, autocommit=True) as conn:
-            conn.execute("ALTER TABLE public.assessments NO FORCE ROW LEVEL SECURITY")
+        su_rows(scratch.superuser, "ALTER TABLE public.assessments NO FORCE ROW LEVEL SECURITY")
         assert_no_go(checks_security.db_lint(ctx), "rls_enabled_forced", "assessments")
 
 

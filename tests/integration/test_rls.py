@@ -24,7 +24,7 @@ import pytest
 from psycopg import errors
 from sqlalchemy.engine import make_url
 from tests.integration.test_tenant_isolation import Tenant, tenant_with_roadmaps
-from tests.support.db import app_rw, libpq_conninfo
+from tests.support.db import app_rw, libpq_conninfo, su_value
 
 TENANT_TABLES = ["tenants", "users", "assessments", "roadmaps", "jobs", "outbox", "audit_events"]
 # app_rw may only INSERT into these (the relay reads the outbox through a definer function;
@@ -54,15 +54,14 @@ class Ids:
 
 
 def _ids(tenant: Tenant, superuser: str) -> Ids:
-    with psycopg.connect(superuser) as conn:
-        job = conn.execute(
-            "SELECT id FROM jobs WHERE tenant_id = %s LIMIT 1", (tenant.account.tenant_id,)
-        ).fetchone()
+    job = su_value(
+        superuser, "SELECT id FROM jobs WHERE tenant_id = %s LIMIT 1", tenant.account.tenant_id
+    )
     return Ids(
         tenant=uuid.UUID(tenant.account.tenant_id),
         user=uuid.UUID(tenant.account.user_id),
         assessment=uuid.UUID(tenant.assessment_ids[0]),
-        job=job[0],
+        job=job,
         email=tenant.account.email,
     )
 
@@ -75,10 +74,9 @@ def ab(api: str, superuser: str) -> dict[str, Ids]:
 
 
 def count_as_superuser(superuser: str, table: str, tenant: uuid.UUID) -> int:
-    with psycopg.connect(superuser) as conn:
-        return conn.execute(
-            f"SELECT count(*) FROM {table} WHERE {tenant_column(table)} = %s", (tenant,)
-        ).fetchone()[0]
+    return su_value(
+        superuser, f"SELECT count(*) FROM {table} WHERE {tenant_column(table)} = %s", tenant
+    )
 
 
 # --- reads ------------------------------------------------------------------------------

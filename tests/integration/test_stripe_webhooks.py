@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from psycopg import errors
 from pydantic import ValidationError
 from tests.support import stripe as stripe_support
-from tests.support.db import app_rw, libpq_conninfo
+from tests.support.db import app_rw, libpq_conninfo, su_rows, su_value
 from tests.support.server import scrape_api_metrics
 from tests.support.stripe import customer_id, deliver, event, event_id, sign
 from tests.support.users import Account, signup
@@ -52,13 +52,8 @@ def tolerance(stack) -> int:
     return get_settings().stripe_webhook_tolerance_seconds
 
 
-def query(conninfo: str, sql: str, *params: Any) -> list[tuple]:
-    with psycopg.connect(conninfo) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
 def event_rows(superuser: str, evt: str) -> list[tuple]:
-    return query(
+    return su_rows(
         superuser,
         "SELECT type, tenant_id, payload->>'id' FROM webhook_events"
         " WHERE provider = 'stripe' AND event_id = %s",
@@ -67,11 +62,11 @@ def event_rows(superuser: str, evt: str) -> list[tuple]:
 
 
 def webhook_event_count(superuser: str) -> int:
-    return query(superuser, "SELECT count(*) FROM webhook_events")[0][0]
+    return su_value(superuser, "SELECT count(*) FROM webhook_events")
 
 
 def billing(superuser: str, account: Account) -> dict[str, Any]:
-    row = query(
+    row = su_rows(
         superuser,
         "SELECT plan, stripe_customer_id, payment_failed_at, billing_event_at"
         " FROM tenants WHERE id = %s",

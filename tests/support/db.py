@@ -63,6 +63,19 @@ def su_value(superuser: str, sql: str, *params: Any) -> Any:
     return value
 
 
+@contextmanager
+def su_lock(superuser: str, sql: str, *params: Any) -> Iterator[None]:
+    """Hold the row locks `sql` (a SELECT ... FOR UPDATE) takes, as the superuser, while the
+    block runs; let go when it ends (rolled back: the SELECT wrote nothing). For tests that
+    make requests wait on a lock, then release them all at once."""
+    with psycopg.connect(superuser) as conn:
+        conn.execute(sql, params or None)
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
 def waiting_on_a_lock(superuser: str) -> int:
     """How many app_rw sessions wait on a lock right now (pg_stat_activity): the condition a
     test waits for instead of sleeping "until the request is blocked"."""
