@@ -176,6 +176,7 @@ def test_the_token_is_in_the_file_only_with_inline_token(clean_env):
         assert authorization == {"type": "Bearer", "credentials": ALERT_WEBHOOK_TOKEN}
 
 
+@pytest.mark.slow  # a CLI process per case
 @pytest.mark.parametrize(
     "args",
     [["--inline-token"], ["--group-wait", "soon"], ["--repeat-interval", "4 hours"]],

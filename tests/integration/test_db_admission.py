@@ -21,7 +21,7 @@ CONCURRENT = 80
 
 
 # `timing`: wall-clock bounds under a tiny pool; run alone after the parallel run (Makefile).
-pytestmark = pytest.mark.timing
+pytestmark = [pytest.mark.timing, pytest.mark.slow]  # slow: a pool held for seconds
 
 def _get_all(base_url: str, path: str, headers: dict[str, str]) -> list[int]:
     limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=CONCURRENT)

@@ -404,6 +404,7 @@ def test_the_command_passes_on_our_schema_and_prints_json(stack):
     )
 
 
+@pytest.mark.slow  # CLI processes
 def test_the_command_fails_on_a_warning_unless_not_strict_and_prints_a_table(plant):
     plant.sql(
         "CREATE TABLE S.parent (id int PRIMARY KEY)",
@@ -419,6 +420,7 @@ def test_the_command_fails_on_a_warning_unless_not_strict_and_prints_a_table(pla
     assert "0 error(s), 1 warning(s)" in lenient.stdout
 
 
+@pytest.mark.slow  # CLI processes waiting for a connection that fails
 def test_the_command_exits_2_when_it_cannot_read_the_database(stack):
     result = rampart(
         "db", "lint", "--database-url", "postgresql://nobody:x@127.0.0.1:1/none", check=False

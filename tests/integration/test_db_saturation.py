@@ -16,7 +16,7 @@ from tests.support.wait import wait_until
 from rampart.kit.health import SATURATION_WINDOW_SECONDS
 
 # `timing`: wall-clock bounds under a tiny pool; run alone after the parallel run (Makefile).
-pytestmark = pytest.mark.timing
+pytestmark = [pytest.mark.timing, pytest.mark.slow]  # slow: a pool held for seconds
 
 def test_an_exhausted_pool_gives_503_overloaded_and_ready_says_saturated_not_postgres(
     stack, superuser

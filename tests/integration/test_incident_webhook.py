@@ -313,6 +313,7 @@ def test_one_bad_alert_refuses_the_whole_notification(client):
 # --- what operators see ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # CLI processes
 def test_rampart_incidents_lists_open_incidents_newest_first_and_all_with_resolved(client):
     older, newer, closed = fingerprint(), fingerprint(), fingerprint()
     base = datetime(2035, 3, 3, 3, 0, tzinfo=UTC)  # later than any other test's incidents

@@ -125,6 +125,7 @@ def test_a_job_delivered_too_often_is_quarantined_without_running(client):
     assert letter.error_class == "DeliveryLimitExceeded" and letter.attempts == 6
 
 
+@pytest.mark.slow  # CLI processes
 def test_replay_from_the_cli_completes_the_work_and_keeps_the_trace_id(client):
     account = signup(client)
     created = client.post(

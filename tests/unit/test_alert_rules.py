@@ -71,6 +71,7 @@ def test_promtool_check_rules(promtool: Path, path: Path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # promtool steps every case over hours of series: ~45 s in all
 @pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
 def test_promtool_unit_tests(promtool: Path, path: Path):
     result = run_promtool(promtool, "test", "rules", str(path))
