@@ -12,16 +12,17 @@ import asyncio
 import json
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 from tests.support.cli import rampart
+from tests.support.server import serve_handler
 from tests.support.stack import ALERT_WEBHOOK_TOKEN
 from tests.support.wait import wait_until
 
@@ -190,43 +191,36 @@ def test_the_cli_refuses_what_alertmanager_would(clean_env, args):
 # --- a real Alertmanager ----------------------------------------------------------------
 
 
+@dataclass
 class SlackReceiver:
     """Slack's incoming webhook, as Alertmanager speaks it: POST JSON, answer `ok`."""
 
-    def __init__(self) -> None:
-        self.messages: list[dict] = []
-        messages = self.messages
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                messages.append({"path": self.path, "body": json.loads(body)})
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *_args) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    base: str
+    messages: list[dict]
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/services/T000/B000/XXXXXXXX"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return f"{self.base}/services/T000/B000/XXXXXXXX"
 
 
 @pytest.fixture
 def slack() -> Iterator[SlackReceiver]:
-    receiver = SlackReceiver()
-    yield receiver
-    receiver.close()
+    messages: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            messages.append({"path": self.path, "body": json.loads(body)})
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    with serve_handler(Handler) as base:
+        yield SlackReceiver(base, messages)
 
 
 @pytest.fixture

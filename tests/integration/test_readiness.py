@@ -14,11 +14,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,11 +27,11 @@ from alembic import command
 from tests.support.db import su_rows
 from tests.support.receivers import Receiver
 from tests.support.scratch_db import scratch_database
+from tests.support.server import serve_handler
 
 from rampart.backups.catalog import Backup
 from rampart.backups.drill import DrillResult, record
 from rampart.config import Settings
-from rampart.devstack.ports import free_port
 from rampart.llm.fake_server import FakeLLMServer
 from rampart.readiness import (
     checks_data,
@@ -217,14 +216,8 @@ def http_server(answer: Callable[[str, str], tuple[int, dict[str, Any]]]) -> Ite
         def do_POST(self) -> None:  # noqa: N802
             self._reply("POST")
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_handler(Handler) as url:
+        yield url
 
 
 @contextmanager

@@ -1,4 +1,6 @@
-"""Serve the app with a real uvicorn on a real socket, in a background thread."""
+"""Servers on real sockets in a background thread: the app with a real uvicorn
+(`serve_app`), and a stdlib `http.server` handler for the local stand-ins of services we
+cannot reach (`serve_handler`)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -41,6 +44,19 @@ def serve_app(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def serve_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` (a stdlib request handler class) on a free loopback port in a
+    background thread; yields its base URL, and stops it after."""
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextmanager
