@@ -23,7 +23,7 @@ import psycopg
 from tests.support import stripe as stripe_wire
 
 from bench import load
-from bench.accounts import signup
+from bench.accounts import Account, signup
 from bench.procs import Proc
 
 HOST = "127.0.0.1"
@@ -152,23 +152,26 @@ def make_events(
     return requests, ids
 
 
-def bind_customers(base_url: str, admin_url: str, secret: str, tenants: int) -> list[str]:
-    """Sign up `tenants` tenants and bind a Stripe customer to each (checkout completed)."""
-    customers = []
-    with httpx.Client(base_url=base_url, timeout=30) as client:
-        for n in range(tenants):
-            account = signup(base_url, admin_url, f"bench-billing-{n}")
-            customer = f"cus_bench{n:04d}{secrets.token_hex(4)}"
-            checkout = {"id": "cs_bench" + secrets.token_hex(8), "object": "checkout.session",
+def pro_accounts(base_url: str, admin_url: str, secret: str, count: int, label: str
+                 ) -> list[tuple[Account, str]]:
+    """`count` tenants signed up through the API, each moved to pro by a signed
+    checkout.session.completed that binds its Stripe customer: (account, customer id)."""
+    bound = []
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        for n in range(count):
+            account = signup(base_url, admin_url, f"{label}-{n}")
+            customer = f"cus_{n:04d}{secrets.token_hex(6)}"
+            checkout = {"id": "cs_" + secrets.token_hex(8), "object": "checkout.session",
                         "client_reference_id": account.tenant_id, "customer": customer,
                         "mode": "subscription", "payment_status": "paid"}
             response = stripe_wire.deliver(
                 client, stripe_wire.event("checkout.session.completed", checkout), secret
             )
-            if response.status_code != 200 or response.json()["outcome"] != "applied":
-                raise RuntimeError(f"binding a customer: {response.status_code} {response.text}")
-            customers.append(customer)
-    return customers
+            if response.status_code != 200 or response.json().get("outcome") != "applied":
+                raise RuntimeError(f"binding a customer: {response.status_code} "
+                                   f"{response.text[:200]}")
+            bound.append((account, customer))
+    return bound
 
 
 def check_recorded(admin_url: str, ids: list[str], statuses: list[int]) -> dict[str, int]:
@@ -209,7 +212,8 @@ def measure_webhooks(
     """{"tenants", "rows": [one per rate: LoadResult dict + the exactly-once check]}"""
     base_url = f"http://{HOST}:{api_port}"
     with status(f"webhooks: {tenants} tenants with bound Stripe customers..."):
-        customers = bind_customers(base_url, admin_url, secret, tenants)
+        customers = [c for _, c in pro_accounts(base_url, admin_url, secret, tenants,
+                                                   "bench-billing")]
     target = load.Target("POST /api/v1/webhooks/stripe", HOST, api_port, b"", expect_status=200)
     with status("webhooks: warm-up, 1 s at 200/s..."):
         warm, _ = make_events(api_port, customers, 200, secret, seed=0)

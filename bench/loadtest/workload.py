@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import secrets
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,9 +17,9 @@ import psycopg
 from tests.support import stripe as stripe_wire
 
 from bench import load
-from bench.accounts import Account, signup
+from bench.accounts import Account
 from bench.http_rows import assessment_body
-from bench.webhooks import make_events
+from bench.webhooks import make_events, pro_accounts
 
 PLAN_QUOTA = 1000  # assessments per month on pro (PLAN_PRO_ASSESSMENTS_PER_MONTH default)
 QUOTA_MARGIN = 0.9  # never plan to use more than this share of a tenant's quota
@@ -62,24 +61,10 @@ class Batch:
 
 def pro_tenants(api_url: str, superuser_url: str, secret: str, count: int, label: str
                 ) -> list[Tenant]:
-    """`count` tenants signed up through the API, each moved to pro by a signed
-    checkout.session.completed (its Stripe customer bound): pro's quota and rate limits."""
-    tenants = []
-    with httpx.Client(base_url=api_url, timeout=60) as client:
-        for n in range(count):
-            account = signup(api_url, superuser_url, f"{label}-{n}")
-            customer = f"cus_load{n:04d}{secrets.token_hex(5)}"
-            checkout = {"id": "cs_load" + secrets.token_hex(8), "object": "checkout.session",
-                        "client_reference_id": account.tenant_id, "customer": customer,
-                        "mode": "subscription", "payment_status": "paid"}
-            answer = stripe_wire.deliver(
-                client, stripe_wire.event("checkout.session.completed", checkout), secret
-            )
-            if answer.status_code != 200 or answer.json().get("outcome") != "applied":
-                raise RuntimeError(f"moving a load tenant to pro: {answer.status_code} "
-                                   f"{answer.text[:200]}")
-            tenants.append(Tenant(account, customer))
-    return tenants
+    """`count` pro tenants with bound Stripe customers (bench/webhooks.py `pro_accounts`):
+    pro's quota and rate limits."""
+    return [Tenant(account, customer) for account, customer
+            in pro_accounts(api_url, superuser_url, secret, count, label)]
 
 
 def tenants_for(creates: int) -> int:
