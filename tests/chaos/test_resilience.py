@@ -570,7 +570,8 @@ def broker_idle_but_queued(scene: Scene) -> bool:
 
 def test_5_worker_killed_mid_task_three_times_every_job_completes_exactly_once(scene: Scene):
     """Slow tasks (the offline provider sleeps); the worker's whole process group is
-    SIGKILLed three times while tasks run, and a new worker started after each kill. Late
+    SIGKILLed three times while tasks run (a kill that lands between two jobs, on a busy
+    machine, does not count and is made again), and a new worker started after each. Late
     acks keep the killed deliveries in the broker as unacked; once their visibility timeout
     has passed, a starting worker puts them back in the queue. Every job then completes
     exactly once: one roadmap per assessment, and each job's deliveries = 1 + its deliveries
@@ -587,10 +588,13 @@ def test_5_worker_killed_mid_task_three_times_every_job_completes_exactly_once(s
         "CELERY_VISIBILITY_TIMEOUT_SECONDS": str(visibility),
         "JOB_RETRY_MAX_SECONDS": "2",
     }
-    accepted = accept(scene.client, scene.account, 8)
+    accepted = accept(scene.client, scene.account, 12)
     killed: set[tuple[str, int]] = set()  # (job id, attempt) of each delivery killed
+    kills = misses = 0
 
-    for _kill in range(3):
+    while kills - misses < 3:  # three kills that each caught a delivery running
+        assert misses < 3, f"{misses} kills landed between jobs: the scenario never ran"
+        kills += 1
         worker = scene.worker(**env)
         done_before = len(worker_events(scene.procs, "job_succeeded"))
         # Let it make progress, then kill it while a job runs.
@@ -616,7 +620,9 @@ def test_5_worker_killed_mid_task_three_times_every_job_completes_exactly_once(s
         worker.kill()
         assert not worker.group_alive()
         newly_killed = running_deliveries(scene.tenant) - killed
-        assert newly_killed, "killed while no job was running"
+        # On a busy machine the job seen running may end between the look and the kill:
+        # that kill caught nothing mid-task (nothing to redeliver); it does not count.
+        misses += not newly_killed
         killed |= newly_killed
 
     # The killed deliveries wait as unacked until their visibility timeout has passed; a
@@ -648,7 +654,7 @@ def test_5_worker_killed_mid_task_three_times_every_job_completes_exactly_once(s
         scene.tenant,
         accepted,
         scene.procs,
-        kills=3,
+        kills=kills,
         killed_deliveries=len(killed),
         retried_deliveries=len(retried),
     )
