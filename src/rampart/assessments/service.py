@@ -56,7 +56,8 @@ async def create(tx: Tx, principal: Principal, data: AssessmentIn) -> Assessment
         validate_answers(data.answers)
     except AnswersError as exc:
         raise ValidationFailed("The answers are invalid.", details=exc.details) from exc
-    usage_period = billing.usage_period()
+    # Metered in this transaction: the unit and the assessment commit (or not) together.
+    quota, usage_period = await billing.consume(tx, principal, "assessments")
     assessment_id = uuid.uuid4()
     tenant_id = uuid.UUID(principal.tenant_id)
     await repository.insert(
@@ -76,10 +77,6 @@ async def create(tx: Tx, principal: Principal, data: AssessmentIn) -> Assessment
         idempotency_key=f"score:{assessment_id}",
         payload={"assessment_id": str(assessment_id)},
     )
-    # Metered last, in this transaction: the unit and the assessment commit (or not)
-    # together, and the tenant's counter row is locked only from here to the commit, not
-    # while the rows above are written (a tenant's concurrent creates wait for it).
-    quota = await billing.consume(tx, principal, "assessments", usage_period)
     context.bind(assessment_id=str(assessment_id))
     log.info("assessment_accepted")
     return AssessmentAccepted(

@@ -375,22 +375,16 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def usage_period() -> date:
-    """The period (month) a unit counted now belongs to: pass it to `consume`, keep it to
-    give the unit back with `refund`."""
-    return plans.period_start()
-
-
-async def consume(tx: Tx, actor: Principal, metric: Metric, period: date) -> QuotaNotice:
-    """Count one unit of `metric` for the actor's tenant in `period`, in this transaction,
-    or raise QuotaExceeded (402) when the plan's limit for the month is reached.
-
-    The tenant's counter row stays locked until the transaction ends and concurrent
-    callers of one tenant wait for it: call this last, after the transaction's other
-    writes, so the lock is held for the commit only."""
+async def consume(
+    tx: Tx, actor: Principal, metric: Metric = "assessments"
+) -> tuple[QuotaNotice, date]:
+    """Count one unit of `metric` for the actor's tenant in this transaction, or raise
+    QuotaExceeded (402) when the plan's limit for the month is reached. Returns the usage
+    and the period it was counted in (give it back with `refund`)."""
     tenant_id = uuid.UUID(actor.tenant_id)
     plan = plans.get(actor.plan)
     limit = plan.limit(metric)
+    period = plans.period_start()
     reset_at = plans.period_end(period)
     used = await repository.consume(tx, tenant_id, metric, period, limit)
     if used is None:
@@ -432,7 +426,7 @@ async def consume(tx: Tx, actor: Principal, metric: Metric, period: date) -> Quo
             after={"usage": used, "limit": limit, "plan": plan.name},
             reason=f"{int(WARNING_RATIO * 100)} % of the {metric} limit used",
         )
-    return notice
+    return notice, period
 
 
 async def refund(
