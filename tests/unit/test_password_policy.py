@@ -89,14 +89,16 @@ def test_long_unusual_passwords_are_accepted(password):
 def test_the_apis_check_leaves_the_event_loop_free_while_zxcvbn_runs():
     """Anyone can send a password to signup, and zxcvbn spends tens of milliseconds of CPU
     on a random one: the API's check must not stop the event loop meanwhile. A task ticks
-    every millisecond during five checks; its longest gap must stay well under one check
-    (run on the loop itself, the gap is a whole check)."""
+    every millisecond during ten checks; the time the loop stood still (gaps over 3 ms)
+    must stay well under half the checks' time (run on the loop itself, it is all of it).
+    A sum, not the longest gap: one gap as long as a cheap check is what a busy machine's
+    scheduler alone can cause."""
     rng = random.Random(7)
     alphabet = string.ascii_letters + string.digits + string.punctuation
-    passwords = ["".join(rng.choice(alphabet) for _ in range(32)) for _ in range(5)]
+    passwords = ["".join(rng.choice(alphabet) for _ in range(32)) for _ in range(10)]
 
-    async def longest_gap_and_check_time() -> tuple[float, float]:
-        gaps: list[float] = []
+    async def stood_still_and_checks_time() -> tuple[float, float]:
+        ticks: list[tuple[float, float]] = []  # (when, gap since the tick before)
         done = asyncio.Event()
 
         async def tick() -> None:
@@ -104,7 +106,7 @@ def test_the_apis_check_leaves_the_event_loop_free_while_zxcvbn_runs():
             while not done.is_set():
                 await asyncio.sleep(0.001)
                 now = time.perf_counter()
-                gaps.append(now - last)
+                ticks.append((now, now - last))
                 last = now
 
         ticker = asyncio.create_task(tick())
@@ -112,20 +114,23 @@ def test_the_apis_check_leaves_the_event_loop_free_while_zxcvbn_runs():
         started = time.perf_counter()
         for password in passwords:
             await password_problem_off_loop(password, email=EMAIL)
-        per_check = (time.perf_counter() - started) / len(passwords)
+        finished = time.perf_counter()
         done.set()
         await ticker
-        return max(gaps), per_check
+        stood_still = sum(
+            gap for when, gap in ticks if gap > 0.003 and when > started and when - gap < finished
+        )
+        return stood_still, finished - started
 
     # The loop thread takes the GIL back from zxcvbn's thread within the switch interval:
     # 0.5 ms here (CPython's default 5 ms is close to one cheap check on a quiet machine).
     interval = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)
     try:
-        gap, per_check = asyncio.run(longest_gap_and_check_time())
+        stood_still, checks = asyncio.run(stood_still_and_checks_time())
     finally:
         sys.setswitchinterval(interval)
-    assert per_check > 0.005, "the checks were too cheap to tell anything"
-    assert gap < per_check / 2, (
-        f"the loop stood still {gap * 1000:.0f} ms (a check: {per_check * 1000:.0f} ms)"
+    assert checks / len(passwords) > 0.005, "the checks were too cheap to tell anything"
+    assert stood_still < checks / 2, (
+        f"the loop stood still {stood_still * 1000:.0f} ms of the checks' {checks * 1000:.0f} ms"
     )
