@@ -46,14 +46,19 @@ def superuser_conninfo(stack: TestStack) -> str:
     return make_conninfo(stack.postgres.superuser_url, dbname=database)
 
 
+def _args(params: tuple[Any, ...]) -> Any:
+    """`params` as psycopg takes them: one dict for %(name)s placeholders, else the tuple;
+    None when empty, so psycopg leaves a literal % (LIKE 'x%') alone."""
+    args = params[0] if len(params) == 1 and isinstance(params[0], dict) else params
+    return args or None
+
+
 def su_rows(superuser: str, sql: str, *params: Any) -> list[tuple]:
     """Run one statement as the superuser (ground truth and setup: bypasses RLS), committed;
     its rows, or [] for a statement that returns none. `superuser` is the fixture's conninfo;
     `params` fill the %s placeholders, in order (or pass one dict for %(name)s ones)."""
-    args = params[0] if len(params) == 1 and isinstance(params[0], dict) else params
-    # No parameters: None, so psycopg leaves a literal % (LIKE 'x%') alone.
     with psycopg.connect(superuser) as conn:
-        cursor = conn.execute(sql, args or None)
+        cursor = conn.execute(sql, _args(params))
         return cursor.fetchall() if cursor.description else []
 
 
@@ -69,7 +74,7 @@ def su_lock(superuser: str, sql: str, *params: Any) -> Iterator[None]:
     block runs; let go when it ends (rolled back: the SELECT wrote nothing). For tests that
     make requests wait on a lock, then release them all at once."""
     with psycopg.connect(superuser) as conn:
-        conn.execute(sql, params or None)
+        conn.execute(sql, _args(params))
         try:
             yield
         finally:
