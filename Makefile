@@ -80,19 +80,22 @@ SUPABASE_TESTS := tests/integration/test_core_flow.py tests/integration/test_ten
 
 # Tests marked `timing` assert wall-clock bounds of concurrency (a 50 ms pool wait, 100
 # calls in flight at once): they run alone, after the parallel run, so the suite's own
-# workers never starve them of CPU.
+# workers never starve them of CPU. Only the files that mark them are collected (collecting
+# the whole suite to pick ~50 tests took 5 s); tests/conftest.py refuses a timing test
+# marked some other way, which this would miss.
+TIMING_TESTS := $(sort $(shell grep -rl --include='test_*.py' 'mark\.timing' tests))
 test: $(STAMP) $(WEB_STAMP) chromium
 	$(BIN)/ruff check src tests migrations
 	$(MAKE) web-check
 	$(BIN)/python -m pytest $(XDIST) $(COVERAGE) -m "not timing"
-	$(BIN)/python -m pytest -p no:xdist -m timing
+	$(BIN)/python -m pytest -p no:xdist -m timing $(TIMING_TESTS)
 	RAMPART_TEST_DB_SHAPE=supabase $(BIN)/python -m pytest -n 2 --dist loadgroup $(SUPABASE_TESTS)
 
 # The inner loop: unit and integration tests without the slow ones (no e2e, chaos, scans,
 # fuzzing, promtool, CLI processes); `make test` runs everything.
 test-fast: $(STAMP) $(WEB_STAMP)
 	$(BIN)/python -m pytest $(XDIST) -m "(unit or integration) and not slow and not timing"
-	$(BIN)/python -m pytest -p no:xdist -m "timing and not slow"
+	$(BIN)/python -m pytest -p no:xdist -m "timing and not slow" $(TIMING_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests migrations

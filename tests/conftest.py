@@ -13,6 +13,7 @@ worker's own servers, and must not be split).
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -127,9 +128,22 @@ def _rank(item: pytest.Item) -> int:
     return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
+def _check_timing_mark(item: pytest.Item, path: Path) -> None:
+    """The Makefile runs the timing tests by collecting only the files that say `mark.timing`
+    (TIMING_TESTS): a test marked some other way would run in no pass at all."""
+    if item.get_closest_marker("timing") and "mark.timing" not in _source(path):
+        raise pytest.UsageError(f"{item.nodeid}: mark timing tests with `pytest.mark.timing`")
+
+
+@functools.cache
+def _source(path: Path) -> str:
+    return path.read_text()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         path = Path(str(item.fspath))
+        _check_timing_mark(item, path)
         folder = path.parent.name
         # Each test is marked by its folder, so `-m unit` etc. select as expected.
         if folder in ("unit", "integration", "e2e", "chaos"):
