@@ -92,8 +92,8 @@ test: $(STAMP) $(WEB_STAMP) chromium
 	RAMPART_TEST_DB_SHAPE=supabase $(BIN)/python -m pytest -n 2 --dist loadgroup $(SUPABASE_TESTS)
 
 # The inner loop: unit and integration tests without the slow ones (no e2e, chaos, scans,
-# fuzzing, promtool, CLI processes); `make test` runs everything.
-test-fast: $(STAMP) $(WEB_STAMP)
+# fuzzing, promtool, CLI processes, Node: no `npm ci` either); `make test` runs everything.
+test-fast: $(STAMP)
 	$(BIN)/python -m pytest $(XDIST) -m "(unit or integration) and not slow and not timing"
 	$(BIN)/python -m pytest -p no:xdist -m "timing and not slow" $(TIMING_TESTS)
 

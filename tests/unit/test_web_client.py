@@ -33,6 +33,7 @@ def test_the_committed_openapi_document_matches_the_app() -> None:
     assert not openapi.is_stale(), "web/openapi.json is stale: run `make web-client`"
 
 
+@pytest.mark.slow  # runs Node and needs web/node_modules, which `make test-fast` leaves out
 def test_the_committed_client_is_what_the_generator_makes_of_it(tmp_path: Path) -> None:
     if not GENERATOR.exists():
         pytest.fail("web/node_modules is missing: run `make install` (npm ci)")
