@@ -34,24 +34,41 @@ REPORT_NAME = "bundle-scan.json"
 MIN_KNOWN_LENGTH = 8
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
+# Each shape counts only where it starts a word, as a leading \b would say (`_found`):
+# a pattern that starts with \b cannot jump to its literal prefix and the engine tries
+# every position instead (9 s instead of 0.8 s for a 44 MB build).
 SHAPES: dict[str, re.Pattern[str]] = {
-    "stripe_secret_key": re.compile(r"\b[sr]k_(?:live|test)_[0-9A-Za-z]{10,}"),
-    "stripe_webhook_secret": re.compile(r"\bwhsec_[0-9A-Za-z_-]{10,}"),
-    "openai_api_key": re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_-]{32,}"),
-    "anthropic_api_key": re.compile(r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
-    "aws_access_key_id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "stripe_secret_key": re.compile(r"[sr]k_(?:live|test)_[0-9A-Za-z]{10,}"),
+    "stripe_webhook_secret": re.compile(r"whsec_[0-9A-Za-z_-]{10,}"),
+    "openai_api_key": re.compile(r"sk-(?:proj-)?[A-Za-z0-9_-]{32,}"),
+    "anthropic_api_key": re.compile(r"sk-ant-[A-Za-z0-9_-]{20,}"),
+    "aws_access_key_id": re.compile(r"(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
     "private_key": re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"),
-    "jwt": re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
-    "github_token": re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}"),
-    "slack_token": re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+    "jwt": re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
+    "github_token": re.compile(r"gh[pousr]_[A-Za-z0-9]{36,}"),
+    "slack_token": re.compile(r"xox[abprs]-[A-Za-z0-9-]{10,}"),
     "url_with_password": re.compile(
-        r"\b(?:postgres(?:ql)?|mysql|redis|rediss|amqp|mongodb(?:\+srv)?|smtps?)"
+        r"(?:postgres(?:ql)?|mysql|redis|rediss|amqp|mongodb(?:\+srv)?|smtps?)"
         r"(?:\+[a-z0-9]+)?://[^\s:/@\"'`]*:[^\s@/\"'`]{3,}@"
     ),
 }
 
 # Environment variables whose values are secrets by their name, beyond the settings.
 _SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE_KEY|DSN)", re.I)
+
+
+_WORD = re.compile(r"\w")
+
+
+def _found(pattern: re.Pattern[str], text: str) -> bool:
+    """Whether `pattern` matches at a word boundary (\b before its first character)."""
+    match = pattern.search(text)
+    while match:
+        start = match.start()
+        if start == 0 or not _WORD.match(text, start - 1) or not _WORD.match(text, start):
+            return True
+        match = pattern.search(text, start + 1)
+    return False
 
 
 @dataclass(frozen=True)
@@ -130,7 +147,7 @@ def scan(build_dir: Path, secrets: Mapping[str, str]) -> tuple[int, list[Finding
         relative = str(path.relative_to(build_dir))
         kinds = {f"known:{name}" for name, needle in needles.items() if needle in data}
         text = data.decode("utf-8", "replace")
-        kinds |= {f"shape:{kind}" for kind, pattern in SHAPES.items() if pattern.search(text)}
+        kinds |= {f"shape:{kind}" for kind, pattern in SHAPES.items() if _found(pattern, text)}
         findings += [Finding(relative, kind) for kind in sorted(kinds)]
     return count, findings
 
