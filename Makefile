@@ -20,7 +20,7 @@ export UV_SYSTEM_CERTS := 1
 NODE_PATH_ENV := PATH="$(abspath $(BIN)):$$PATH" NEXT_TELEMETRY_DISABLED=1 NODE_OPTIONS=--use-system-ca NPM_CONFIG_UPDATE_NOTIFIER=false
 WEB_STAMP := web/node_modules/.rampart-npm-ci-$(shell sha256sum web/package-lock.json | cut -c1-16)
 
-.PHONY: install up test test-fast lint bench load soak lock config-docs clean web-client web-check chromium
+.PHONY: install up test test-checks test-supabase test-fast lint bench load soak lock config-docs clean web-client web-check chromium
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,11 +84,19 @@ SUPABASE_TESTS := tests/integration/test_core_flow.py tests/integration/test_ten
 # the whole suite to pick ~50 tests took 5 s); tests/conftest.py refuses a timing test
 # marked some other way, which this would miss.
 TIMING_TESTS := $(sort $(shell grep -rl --include='test_*.py' 'mark\.timing' tests))
-test: $(STAMP) $(WEB_STAMP) chromium
-	$(BIN)/ruff check src tests migrations
-	$(MAKE) web-check
+test: $(STAMP) chromium
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-checks test-supabase
 	$(BIN)/python -m pytest $(XDIST) $(COVERAGE) -m "not timing"
 	$(BIN)/python -m pytest -p no:xdist -m timing $(TIMING_TESTS)
+
+# The first steps of `make test`, side by side (each leaves a core idle much of the time,
+# npm ci and the web build on I/O): lint, the web app's install and checks (the browser
+# tests of the main run need its build), and the Supabase-shaped pass.
+test-checks: $(WEB_STAMP)
+	$(BIN)/ruff check src tests migrations
+	$(MAKE) --no-print-directory web-check
+
+test-supabase: $(STAMP)
 	RAMPART_TEST_DB_SHAPE=supabase $(BIN)/python -m pytest -n 2 --dist loadgroup $(SUPABASE_TESTS)
 
 # The inner loop: unit and integration tests without the slow ones (no e2e, chaos, scans,
