@@ -20,7 +20,7 @@ export UV_SYSTEM_CERTS := 1
 NODE_PATH_ENV := PATH="$(abspath $(BIN)):$$PATH" NEXT_TELEMETRY_DISABLED=1 NODE_OPTIONS=--use-system-ca NPM_CONFIG_UPDATE_NOTIFIER=false
 WEB_STAMP := web/node_modules/.rampart-npm-ci-$(shell sha256sum web/package-lock.json | cut -c1-16)
 
-.PHONY: install up test test-checks test-supabase test-fast lint bench load soak lock config-docs clean web-client web-check chromium
+.PHONY: install up test test-main test-checks test-supabase test-fast lint bench load soak lock config-docs clean web-client web-check chromium
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,14 +84,18 @@ SUPABASE_TESTS := tests/integration/test_core_flow.py tests/integration/test_ten
 # the whole suite to pick ~50 tests took 5 s); tests/conftest.py refuses a timing test
 # marked some other way, which this would miss.
 TIMING_TESTS := $(sort $(shell grep -rl --include='test_*.py' 'mark\.timing' tests))
-test: $(STAMP) chromium
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-checks test-supabase
-	$(BIN)/python -m pytest $(XDIST) $(COVERAGE) -m "not timing"
+test: $(STAMP) $(WEB_STAMP) chromium
+	$(MAKE) --no-print-directory -j3 --output-sync=target test-main test-checks test-supabase
 	$(BIN)/python -m pytest -p no:xdist -m timing $(TIMING_TESTS)
 
-# The first steps of `make test`, side by side (each leaves a core idle much of the time,
-# npm ci and the web build on I/O): lint, the web app's install and checks (the browser
-# tests of the main run need its build), and the Supabase-shaped pass.
+# The three parts of `make test` before the timing pass run side by side, each printing when
+# it ends (the main run last, after ~5 minutes): the main run keeps both cores busy but for
+# its first half-minute and a few dips, which the others fill. The browser tests wait for
+# the web build (a file lock in rampart.webapp.build), whoever started it.
+test-main: $(STAMP) $(WEB_STAMP)
+	$(BIN)/python -m pytest $(XDIST) $(COVERAGE) -m "not timing"
+
+# Lint and the web app's checks (its build, which the browser tests use).
 test-checks: $(WEB_STAMP)
 	$(BIN)/ruff check src tests migrations
 	$(MAKE) --no-print-directory web-check
