@@ -1,7 +1,7 @@
 """The Makefile's test targets keep their gates: `make test` runs the whole suite in
-parallel with the billing module's branch coverage measured and held at >= 90 % (what
-tests/integration/test_webhook_coverage.py did by re-running the webhook tests under
-coverage), then the Supabase-shaped pass; `make test-fast` is the inner loop."""
+parallel, the billing tests in a pass that measures the billing module's branch coverage
+and holds it at >= 90 %, the Supabase-shaped pass and the timing pass; `make test-fast` is
+the inner loop."""
 
 from __future__ import annotations
 
@@ -49,19 +49,24 @@ def pytest_lines(commands: str) -> list[str]:
 
 
 def test_make_test_measures_billing_branch_coverage_and_fails_under_90_percent():
-    # The main run, the web app's checks and the Supabase-shaped pass side by side, then
-    # the timing pass alone.
+    # The main run, the billing pass, the web app's checks and the Supabase-shaped pass side
+    # by side, then the timing pass alone.
     lines = pytest_lines(dry_run("test"))
-    assert len(lines) == 3, lines
-    main = next(line for line in lines if "not timing" in line)
+    assert len(lines) == 4, lines
+    main = next(line for line in lines if "--ignore=" in line)
+    billing = next(line for line in lines if "--cov=" in line)
     supabase = next(line for line in lines if "RAMPART_TEST_DB_SHAPE" in line)
     timing = lines[-1]
     for flag in ("--cov=rampart.billing", "--cov-branch", "--cov-fail-under=90"):
-        assert flag in main.split(), main
-    assert re.search(r"-n \d+ --dist loadgroup", main), main
-    # The whole suite (testpaths, not a selection): the parallel run, then `timing` alone,
-    # collected from the files that mark timing tests (and only those).
-    assert "tests/" not in main and "not timing" in main, main
+        assert flag in billing.split(), billing
+    assert "--cov" not in main, main
+    for line in (main, billing):
+        assert re.search(r"-n \d+ --dist loadgroup", line) and "not timing" in line, line
+    # The whole suite (testpaths, not a selection) but the billing modules, which the
+    # billing pass runs; then `timing` alone, collected from the files that mark timing tests.
+    ignored = {word.removeprefix("--ignore=") for word in main.split() if "--ignore=" in word}
+    assert ignored and ignored <= _files(billing), (main, billing)
+    assert not _files(main), main  # no paths: testpaths, less the ignored modules
     assert "-m timing" in timing and "no:xdist" in timing, timing
     assert _files(timing) == TIMING_FILES, timing
     assert "RAMPART_TEST_DB_SHAPE=supabase" in supabase
