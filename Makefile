@@ -92,14 +92,15 @@ SUPABASE_TESTS := tests/integration/test_core_flow.py tests/integration/test_ten
 # the whole suite to pick ~50 tests took 5 s); tests/conftest.py refuses a timing test
 # marked some other way, which this would miss.
 TIMING_TESTS := $(sort $(shell grep -rl --include='test_*.py' 'mark\.timing' tests))
-test: $(STAMP) $(WEB_STAMP) chromium
+test: $(STAMP) chromium
 	$(MAKE) --no-print-directory -j4 --output-sync=target test-main test-billing test-checks \
 		test-supabase
 	$(BIN)/python -m pytest -p no:xdist -m timing $(TIMING_TESTS)
 
 # The four parts of `make test` before the timing pass run side by side, each printing when
 # it ends (the main run last, after ~5 minutes): the main run keeps both cores busy but for
-# its first half-minute and a few dips, which the others fill. The browser tests wait for
+# its first half-minute and a few dips, which the others fill; the billing and Supabase
+# passes need no Node, so they start while npm ci runs. The browser tests wait for
 # the web build (a file lock in rampart.webapp.build), whoever started it.
 test-main: $(STAMP) $(WEB_STAMP)
 	$(BIN)/python -m pytest $(XDIST) -m "not timing" $(addprefix --ignore=,$(BILLING_ONLY))
