@@ -33,6 +33,11 @@ PREFORK = textwrap.dedent(
     """
     import os, signal, sys, time
     marks, work, main_ignores_sigterm = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "1"
+    def warm_shutdown(*_):
+        os.waitpid(child, 0)
+        sys.exit(0)
+    # Before the fork: once the child says it is working, a SIGTERM must find this handler.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if main_ignores_sigterm else warm_shutdown)
     child = os.fork()
     if child == 0:
         def hit(*_):
@@ -43,10 +48,6 @@ PREFORK = textwrap.dedent(
         time.sleep(work)
         open(os.path.join(marks, "child-finished"), "w").close()
         os._exit(0)
-    def warm_shutdown(*_):
-        os.waitpid(child, 0)
-        sys.exit(0)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN if main_ignores_sigterm else warm_shutdown)
     while True:
         time.sleep(0.05)
     """
