@@ -8,7 +8,7 @@ the worker shuts down (`worker_shutdown`).
 Logs: one JSON line each, like every service. Logging is configured at `celeryd_init`, the
 first thing the worker program does (before `worker_init` logs `metrics_serving` and before
 Celery's privilege check warns), and the `setup_logging` receiver tells Celery to leave
-logging alone. `rampart worker` passes `--quiet` (no banner); Celery's few raw notices
+logging alone. `rampart worker` starts it quiet (no banner); Celery's few raw notices
 (`safe_say`: "Warm shutdown", "Hitting Ctrl+C again...") become log lines too.
 
 Observability (docs/observability.md): the process starts Sentry (`celeryd_init`, as
