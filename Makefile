@@ -20,7 +20,8 @@ export UV_SYSTEM_CERTS := 1
 NODE_PATH_ENV := PATH="$(abspath $(BIN)):$$PATH" NEXT_TELEMETRY_DISABLED=1 NODE_OPTIONS=--use-system-ca NPM_CONFIG_UPDATE_NOTIFIER=false
 WEB_STAMP := web/node_modules/.rampart-npm-ci-$(shell sha256sum web/package-lock.json | cut -c1-16)
 
-.PHONY: install up test test-main test-billing test-checks test-supabase test-fast lint bench load soak lock config-docs clean web-client web-check chromium
+.PHONY: install up test test-main test-billing test-checks test-supabase test-timing \
+	test-timing-pool test-fast lint bench load soak lock config-docs clean web-client web-check chromium
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -87,15 +88,23 @@ SUPABASE_TESTS := tests/integration/test_core_flow.py tests/integration/test_ten
 	tests/integration/test_supabase_docs.py
 
 # Tests marked `timing` assert wall-clock bounds of concurrency (a 50 ms pool wait, 100
-# calls in flight at once): they run alone, after the parallel run, so the suite's own
-# workers never starve them of CPU. Only the files that mark them are collected (collecting
-# the whole suite to pick ~50 tests took 5 s); tests/conftest.py refuses a timing test
-# marked some other way, which this would miss.
+# calls in flight at once): they run after the parallel run, so the suite's own workers
+# never starve them of CPU; the few that hold a one-connection pool for seconds (also
+# `slow`: they wait on a lock, using next to no CPU) run beside the others. Only the files
+# that mark them are collected (collecting the whole suite to pick ~50 tests took 5 s);
+# tests/conftest.py refuses a timing test marked some other way, which this would miss.
 TIMING_TESTS := $(sort $(shell grep -rl --include='test_*.py' 'mark\.timing' tests))
+TIMING := $(BIN)/python -m pytest -p no:xdist $(TIMING_TESTS)
 test: $(STAMP) chromium
 	$(MAKE) --no-print-directory -j4 --output-sync=target test-main test-billing test-checks \
 		test-supabase
-	$(BIN)/python -m pytest -p no:xdist -m timing $(TIMING_TESTS)
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-timing test-timing-pool
+
+test-timing: $(STAMP)
+	$(TIMING) -m "timing and not slow"
+
+test-timing-pool: $(STAMP)
+	$(TIMING) -m "timing and slow"
 
 # The four parts of `make test` before the timing pass run side by side, each printing when
 # it ends (the main run last, after ~5 minutes): the main run keeps both cores busy but for
@@ -120,7 +129,7 @@ test-supabase: $(STAMP)
 # fuzzing, promtool, CLI processes, Node: no `npm ci` either); `make test` runs everything.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest $(XDIST) -m "(unit or integration) and not slow and not timing"
-	$(BIN)/python -m pytest -p no:xdist -m "timing and not slow" $(TIMING_TESTS)
+	$(TIMING) -m "timing and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests migrations

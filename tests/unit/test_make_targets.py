@@ -50,25 +50,27 @@ def pytest_lines(commands: str) -> list[str]:
 
 def test_make_test_measures_billing_branch_coverage_and_fails_under_90_percent():
     # The main run, the billing pass, the web app's checks and the Supabase-shaped pass side
-    # by side, then the timing pass alone.
+    # by side, then the timing tests.
     lines = pytest_lines(dry_run("test"))
-    assert len(lines) == 4, lines
+    assert len(lines) == 5, lines
     main = next(line for line in lines if "--ignore=" in line)
     billing = next(line for line in lines if "--cov=" in line)
     supabase = next(line for line in lines if "RAMPART_TEST_DB_SHAPE" in line)
-    timing = lines[-1]
+    timing, timing_pool = lines[-2:]
     for flag in ("--cov=rampart.billing", "--cov-branch", "--cov-fail-under=90"):
         assert flag in billing.split(), billing
     assert "--cov" not in main, main
     for line in (main, billing):
         assert re.search(r"-n \d+ --dist loadgroup", line) and "not timing" in line, line
     # The whole suite (testpaths, not a selection) but the billing modules, which the
-    # billing pass runs; then `timing` alone, collected from the files that mark timing tests.
+    # billing pass runs; the timing tests are collected from the files that mark them.
     ignored = {word.removeprefix("--ignore=") for word in main.split() if "--ignore=" in word}
     assert ignored and ignored <= _files(billing), (main, billing)
     assert not _files(main), main  # no paths: testpaths, less the ignored modules
-    assert "-m timing" in timing and "no:xdist" in timing, timing
-    assert _files(timing) == TIMING_FILES, timing
+    # The timing tests after it, in two streams: the pool-holding ones beside the rest.
+    assert '-m "timing and not slow"' in timing and '-m "timing and slow"' in timing_pool
+    for line in (timing, timing_pool):
+        assert "no:xdist" in line and _files(line) == TIMING_FILES, line
     assert "RAMPART_TEST_DB_SHAPE=supabase" in supabase
 
 
