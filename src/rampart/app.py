@@ -20,8 +20,8 @@ from rampart.incidents.routes import ALERT_WEBHOOK_PATH
 from rampart.incidents.routes import router as incidents_router
 from rampart.kit.api_docs import install_api_docs
 from rampart.kit.db.pool import close_pool
-from rampart.kit.errors import document_error_envelope, install_error_handlers
 from rampart.kit.health import router as health_router
+from rampart.kit.http_errors import document_error_envelope, install_error_handlers
 from rampart.kit.logging import configure_service_logging
 from rampart.kit.metrics.process_setup import setup_process
 from rampart.kit.middleware import BodyGuardMiddleware, RequestContextMiddleware

@@ -7,7 +7,7 @@ user's real assessment, so the 2xx branches run too. Checked on every response:
 - no 5xx (schemathesis' `not_a_server_error`): bad input is never a 500;
 - 2xx and 422 bodies conform to the documented response schema
   (`response_schema_conformance`; 422 is documented as our envelope, `ErrorEnvelope`,
-  not FastAPI's `HTTPValidationError`: `kit/errors.py::document_error_envelope`);
+  not FastAPI's `HTTPValidationError`: `kit/http_errors.py::document_error_envelope`);
 - 4xx bodies are our error envelope with the request's trace_id.
 
 Failures are collected, not raised at once: no shrinking, a bounded run, and one report

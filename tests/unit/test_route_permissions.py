@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from rampart.kit.security.permissions import ALLOWED, Action, Role
+from rampart.kit.security.roles import ALLOWED, Action, Role
 
 ROUTE_ACTIONS: dict[tuple[str, str], Action] = {
     ("POST", "/api/v1/assessments"): Action.CREATE,

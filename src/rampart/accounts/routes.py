@@ -25,10 +25,12 @@ from rampart.accounts.schemas import (
 from rampart.billing import service as billing
 from rampart.kit import idempotency
 from rampart.kit.security import sessions
-from rampart.kit.security.auth import CurrentBrowserSession, Principal
-from rampart.kit.security.permissions import Action, CurrentActor, VerifiedActor, requires
+from rampart.kit.security.auth import CurrentBrowserSession
+from rampart.kit.security.permissions import CurrentActor, VerifiedActor, requires
+from rampart.kit.security.principal import Principal
 from rampart.kit.security.ratelimit import CountSignup, login_rate_limit, signup_rate_limit
 from rampart.kit.security.request_tx import AnonymousTx, TenantTx
+from rampart.kit.security.roles import Action
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 

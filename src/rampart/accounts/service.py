@@ -51,14 +51,14 @@ from rampart.kit.jobs.enqueue import enqueue
 from rampart.kit.jobs.runner import JobRun
 from rampart.kit.logging import get_logger
 from rampart.kit.mail import get_mailer
-from rampart.kit.security import permissions, sessions
-from rampart.kit.security.auth import CHALLENGE, Principal, TokenRevoked
+from rampart.kit.security import roles, sessions
 from rampart.kit.security.links import link_token, token_hash
 from rampart.kit.security.passwords import (
     hash_password,
     password_problem_off_loop,
     verify_password,
 )
+from rampart.kit.security.principal import CHALLENGE, Principal, TokenRevoked
 from rampart.kit.security.tokens import issue_access_token
 
 log = get_logger(__name__)
@@ -282,7 +282,7 @@ async def me(tx: Tx, principal: Principal) -> MeOut:
 
 
 # --- users, roles and invitations ---------------------------------------------------------
-# Who may do what is the kit's table (kit/security/permissions.py); `actor.role` is the role
+# Who may do what is the kit's table (kit/security/roles.py); `actor.role` is the role
 # the database holds now (CurrentActor), never the one written in the token. Role changes
 # and removals are also checked by the database functions that make them (migration 0010).
 
@@ -350,8 +350,8 @@ def _trace_id() -> str | None:
 
 async def invite(tx: Tx, actor: Principal, data: InvitationIn) -> InvitationOut:
     # The route checked Action.MANAGE_MEMBERS; inviting an owner depends on the body.
-    permissions.require(
-        permissions.can_invite(actor.role, data.role), "Only an owner can invite an owner."
+    roles.require(
+        roles.can_invite(actor.role, data.role), "Only an owner can invite an owner."
     )
     email = str(data.email)
     # The tenant's own members only (its admins list them anyway): no cross-tenant oracle.

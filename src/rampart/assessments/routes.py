@@ -14,9 +14,10 @@ from rampart.assessments.schemas import (
     AssessmentPage,
 )
 from rampart.kit import idempotency
-from rampart.kit.security.auth import Principal
-from rampart.kit.security.permissions import Action, VerifiedActor, requires
+from rampart.kit.security.permissions import VerifiedActor, requires
+from rampart.kit.security.principal import Principal
 from rampart.kit.security.request_tx import TenantTx
+from rampart.kit.security.roles import Action
 from rampart.questionnaire import QUESTIONNAIRE, Questionnaire
 
 router = APIRouter(prefix="/api/v1/assessments", tags=["assessments"])

@@ -27,8 +27,8 @@ from rampart.kit.errors import NotFound, ValidationFailed
 from rampart.kit.jobs.enqueue import enqueue
 from rampart.kit.jobs.runner import JobRun
 from rampart.kit.logging import get_logger
-from rampart.kit.security import permissions
-from rampart.kit.security.auth import Principal
+from rampart.kit.security import roles
+from rampart.kit.security.principal import Principal
 from rampart.llm import service as llm
 from rampart.llm.schemas import ScoreResult
 from rampart.questionnaire import AnswersError, validate_answers
@@ -42,12 +42,13 @@ ROADMAP_JOB = "generate_roadmap"
 
 
 # --- permissions: the route declares the action (`requires`, kit/security/permissions.py);
-# what depends on the row is decided here. `actor.role` is the database's, not the token's.
+# what depends on the row is decided here (kit/security/roles.py). `actor.role` is the
+# database's, not the token's.
 
 
 def can_delete_assessment(actor: Principal, assessment: Record) -> bool:
     """Members delete their own; admins and owners anyone's in the tenant."""
-    return permissions.can_delete(actor.role, own=str(assessment["created_by"]) == actor.user_id)
+    return roles.can_delete(actor.role, own=str(assessment["created_by"]) == actor.user_id)
 
 
 async def create(tx: Tx, principal: Principal, data: AssessmentIn) -> AssessmentAccepted:
@@ -107,7 +108,7 @@ async def delete(tx: Tx, actor: Principal, assessment_id: uuid.UUID) -> None:
     assessment = await repository.get_for_update(tx, assessment_id)
     if assessment is None:  # another tenant's (RLS) or deleted already: 404 either way
         raise NotFound("Assessment not found.")
-    permissions.require(
+    roles.require(
         can_delete_assessment(actor, assessment),
         "Your role does not allow deleting this assessment.",
     )

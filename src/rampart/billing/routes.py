@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from rampart.billing import service, stripe_verification
 from rampart.billing.schemas import AuditPage, BillingOut, CheckoutIn, RedirectOut, WebhookAck
 from rampart.kit import idempotency
-from rampart.kit.security.auth import Principal
-from rampart.kit.security.permissions import Action, requires
+from rampart.kit.security.permissions import requires
+from rampart.kit.security.principal import Principal
 from rampart.kit.security.request_tx import AnonymousTx, TenantTx
+from rampart.kit.security.roles import Action
 
 # Owners and admins; reads need no confirmed email, writes do.
 BillingReader = Annotated[

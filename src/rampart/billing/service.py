@@ -71,7 +71,7 @@ from rampart.kit import audit, context
 from rampart.kit.db.transaction import Claims, Tx, transaction
 from rampart.kit.errors import AppError, NotFound
 from rampart.kit.logging import get_logger
-from rampart.kit.security.auth import Principal
+from rampart.kit.security.principal import Principal
 
 log = get_logger(__name__)
 

@@ -17,10 +17,12 @@ from rampart.evidence.metrics import EVIDENCE_UPLOADS
 from rampart.evidence.schemas import ACCEPTED_TYPES, EvidenceList, EvidenceOut
 from rampart.kit import idempotency
 from rampart.kit.errors import AppError
-from rampart.kit.security.auth import CurrentPrincipal, Principal
-from rampart.kit.security.permissions import Action, requires
+from rampart.kit.security.auth import CurrentPrincipal
+from rampart.kit.security.permissions import requires
+from rampart.kit.security.principal import Principal
 from rampart.kit.security.ratelimit import upload_rate_limit
 from rampart.kit.security.request_tx import TenantTx
+from rampart.kit.security.roles import Action
 from rampart.kit.security.uploads import ReceivedFile, UploadPolicy, receive_upload
 
 router = APIRouter(prefix="/api/v1/assessments", tags=["evidence"])

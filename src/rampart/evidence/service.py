@@ -21,7 +21,7 @@ from rampart.evidence.schemas import EvidenceList, EvidenceOut
 from rampart.kit import audit, context
 from rampart.kit.db.transaction import Tx
 from rampart.kit.logging import get_logger
-from rampart.kit.security.auth import Principal
+from rampart.kit.security.principal import Principal
 from rampart.kit.security.uploads import ReceivedFile
 from rampart.kit.storage import LocalStorage, Storage, store_in_transaction
 

@@ -6,7 +6,7 @@ too large, invalid), parameters (invalid), path parameters (not found), a securi
 requirement (unauthenticated, not allowed, database trouble), a write method (read-only
 maintenance) and the per-IP limit (every path but the probes). A route documents the
 statuses only it can answer (409 `last_owner`, 415, ...) itself, with `responses=`;
-kit/errors.py adds these and puts the envelope on each.
+kit/http_errors.py adds these and puts the envelope on each.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from rampart.kit import redis_clients
 from rampart.kit.db.pool import connect
 from rampart.kit.db.transaction import refused_within
-from rampart.kit.errors import envelope
+from rampart.kit.http_errors import envelope
 from rampart.kit.settings import redis_settings
 
 router = APIRouter(tags=["health"])

@@ -5,7 +5,8 @@ same `Idempotency-Key` header (any printable ASCII, up to 255 characters; a UUID
 usual choice), it gets:
 - the first response again, with `Idempotent-Replayed: true`, when the body is the same;
 - 422 `idempotency_key_reused` when the body (or the route) differs;
-and nothing is done twice. Keys are per tenant and live 24 hours (migration 0011).
+and nothing is done twice. Keys are per tenant and live 24 hours (migration 0011; the relay
+purges older ones with `app.idempotency_purge`, kit/jobs/relay.py).
 
 The key row is written in the request's own transaction, before the work: a concurrent
 request with the same key waits on the row's primary key until the first commits, then
@@ -107,7 +108,3 @@ async def once(
     )
     return result
 
-
-async def purge(tx: Tx, max_rows: int = 1000) -> int:
-    """Delete keys older than 24 hours, every tenant's (the relay runs this)."""
-    return await tx.fetchval("SELECT app.idempotency_purge($1)", max_rows)

@@ -15,7 +15,7 @@ import redis
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rampart.kit import redis_clients
-from rampart.kit.errors import envelope
+from rampart.kit.http_errors import envelope
 from rampart.kit.logging import get_logger
 from rampart.kit.settings import redis_settings
 

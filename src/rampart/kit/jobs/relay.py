@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 from celery import Celery
 
-from rampart.kit import context, idempotency, tracing
+from rampart.kit import context, tracing
 from rampart.kit.db.pool import connect
 from rampart.kit.db.transaction import DRIVER_ERRORS, transaction
 from rampart.kit.jobs.celery_app import QUEUE
@@ -111,7 +111,8 @@ async def sweep_once(stale_after_seconds: int, max_rows: int) -> int:
     """Give stale jobs a new outbox row (one transaction), and purge idempotency keys past
     their 24 hours; return how many jobs were republished."""
     async with transaction(None) as tx:
-        await idempotency.purge(tx, max_rows)
+        # Every tenant's Idempotency-Key rows past their 24 hours (kit/idempotency.py).
+        await tx.fetchval("SELECT app.idempotency_purge($1)", max_rows)
         rows = await tx.fetch(
             "SELECT job_id, tenant_id, type, trace_id FROM app.jobs_republish_stale($1, $2)",
             stale_after_seconds,

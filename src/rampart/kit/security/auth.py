@@ -30,9 +30,9 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from rampart.kit import context
-from rampart.kit.db.transaction import Claims
 from rampart.kit.errors import BadRequest, Unauthorized
 from rampart.kit.security import csrf, sessions
+from rampart.kit.security.principal import CHALLENGE, Principal, TokenRevoked
 from rampart.kit.security.sessions import BrowserSession
 from rampart.kit.security.tokens import decode_access_token
 
@@ -46,31 +46,7 @@ _session_cookie = APIKeyCookie(
     description="Browser session from POST /api/v1/auth/session; POST, PUT, PATCH and DELETE "
     "also need the session's token in X-CSRF-Token.",
 )
-CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _STATE_KEY = "browser_session"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """The caller. From a token or session: what it claims; from `CurrentActor`: what the
-    database holds now (role, version, the tenant's plan, and whether the caller's email
-    address is confirmed: unknown, so False, until the database says)."""
-
-    user_id: str
-    tenant_id: str
-    role: str
-    token_version: int = 0
-    plan: str | None = None
-    verified: bool = False
-
-    @property
-    def claims(self) -> Claims:
-        return Claims(tenant_id=self.tenant_id, sub=self.user_id)
-
-
-class TokenRevoked(Unauthorized):
-    code = "token_revoked"
-    message = "This token or session is no longer valid; log in again."
 
 
 @dataclass(frozen=True)

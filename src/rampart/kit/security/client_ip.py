@@ -12,9 +12,10 @@ address is rewritten.
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 UNKNOWN = "unknown"
 # A host gets a whole IPv6 /64 (2^64 addresses): bucketing single v6 addresses would let
@@ -44,6 +45,10 @@ class TrustedProxyMiddleware:
     peer is a trusted proxy; with no trusted proxies the socket peer is left as it is."""
 
     def __init__(self, app: ASGIApp, trusted_proxies: list[str]) -> None:
+        # Imported here: every process validates TRUSTED_PROXIES with this module (config.py),
+        # and uvicorn's package loads its multiprocessing supervisors too.
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
         self.app: ASGIApp = (
             ProxyHeadersMiddleware(app, trusted_hosts=trusted_proxies)  # type: ignore[arg-type]
             if trusted_proxies

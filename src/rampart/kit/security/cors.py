@@ -16,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rampart.kit.errors import envelope
+from rampart.kit.http_errors import envelope
 
 ALLOW_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 ALLOW_HEADERS = ("Authorization", "Content-Type", "X-CSRF-Token", "X-Request-ID", "traceparent")

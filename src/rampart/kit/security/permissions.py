@@ -1,14 +1,11 @@
-"""Who may do what within a tenant: the role table, the route dependency that applies it,
-and the caller's current role.
+"""The route side of who may do what: the dependency that applies the role table
+(kit/security/roles.py) and the caller's current role.
 
-The table is generic (roles × actions on "the tenant's resources"). One idiom applies it:
-a route declares the action it needs, `actor: Annotated[Principal, requires(Action.X)]`,
-so the permission is visible where the route is (and tests/integration/
-test_route_permissions.py lists every route's action). A refusal is 403 `forbidden`, the
-same for every id, so it confirms nothing about another tenant's rows. Only rules that
-depend on the object stay in the services, after the row is looked up (a member deletes
-their own assessment, an admin anyone's: `can_delete`; only an owner invites an owner:
-`can_invite`; role changes are decided by the database function).
+One idiom applies the table: a route declares the action it needs,
+`actor: Annotated[Principal, requires(Action.X)]`, so the permission is visible where the
+route is (and tests/unit/test_route_permissions.py lists every route's action). A refusal
+is 403 `forbidden`, the same for every id, so it confirms nothing about another tenant's
+rows. Only rules that depend on the object stay in the services (kit/security/roles.py).
 
 A caller whose email address is not confirmed may read, not write: every route that
 changes anything takes `VerifiedActor` instead of `CurrentActor` (403 `email_not_verified`;
@@ -22,86 +19,15 @@ is refused (401 `token_revoked`) instead of trusted. `CurrentActor` is that chec
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import Depends
 
-from rampart.kit.errors import AppError, Forbidden
-from rampart.kit.security.auth import CurrentPrincipal, Principal, load_actor
+from rampart.kit.errors import AppError
+from rampart.kit.security.auth import CurrentPrincipal, load_actor
+from rampart.kit.security.principal import Principal
 from rampart.kit.security.request_tx import TenantTx
-
-
-class Role(StrEnum):
-    OWNER = "owner"
-    ADMIN = "admin"
-    MEMBER = "member"
-    VIEWER = "viewer"
-
-
-class Action(StrEnum):
-    READ = "read"  # read the tenant's data
-    CREATE = "create"  # create resources, owned by their creator
-    DELETE_OWN = "delete_own"  # delete a resource one created
-    DELETE_ANY = "delete_any"  # delete anyone's resource in the tenant
-    MANAGE_MEMBERS = "manage_members"  # invite, and change roles among admin/member/viewer
-    MANAGE_OWNERS = "manage_owners"  # invite owners, make owners, change an owner's role
-    MANAGE_BILLING = "manage_billing"  # see the plan and usage, check out, open the portal
-    READ_AUDIT = "read_audit"  # read the tenant's audit trail
-
-
-_ALL = frozenset(Role)
-# The whole policy, one line per action (docs/security.md "RBAC" shows it as a matrix).
-ALLOWED: dict[Action, frozenset[Role]] = {
-    Action.READ: _ALL,
-    Action.CREATE: frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER}),
-    Action.DELETE_OWN: frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER}),
-    Action.DELETE_ANY: frozenset({Role.OWNER, Role.ADMIN}),
-    Action.MANAGE_MEMBERS: frozenset({Role.OWNER, Role.ADMIN}),
-    Action.MANAGE_OWNERS: frozenset({Role.OWNER}),
-    Action.MANAGE_BILLING: frozenset({Role.OWNER, Role.ADMIN}),
-    Action.READ_AUDIT: frozenset({Role.OWNER}),
-}
-
-
-def allowed(role: str, action: Action) -> bool:
-    """Whether `role` may do `action`; an unknown role may do nothing."""
-    return role in ALLOWED[action]
-
-
-# --- the rules that depend on the object (applied by services, after the lookup) -------------
-
-
-def can_delete(role: str, *, own: bool) -> bool:
-    """Anyone's with DELETE_ANY; one's own with DELETE_OWN."""
-    return allowed(role, Action.DELETE_ANY) or (own and allowed(role, Action.DELETE_OWN))
-
-
-def can_assign(role: str, assigned: str) -> bool:
-    """Whether `role` may hand out (or take away) the role `assigned`."""
-    if assigned not in _ALL:
-        return False
-    needed = Action.MANAGE_OWNERS if assigned == Role.OWNER else Action.MANAGE_MEMBERS
-    return allowed(role, needed)
-
-
-def can_invite(role: str, invited_role: str) -> bool:
-    return can_assign(role, invited_role)
-
-
-def can_change_role(role: str, *, current: str, new: str) -> bool:
-    """Both the role taken away and the role given must be the actor's to hand out: an
-    admin can neither make an owner nor demote one. (The last owner is the service's
-    rule: it needs the tenant's other users.)"""
-    return can_assign(role, current) and can_assign(role, new)
-
-
-def require(permitted: bool, message: str = "Your role does not allow this.") -> None:
-    """403 unless `permitted`. Call it only on rows the caller can see: another tenant's
-    row is a 404 before any permission is asked."""
-    if not permitted:
-        raise Forbidden(message)
-
+from rampart.kit.security.roles import Action, allowed, require
 
 # --- the caller's current role -------------------------------------------------------------
 

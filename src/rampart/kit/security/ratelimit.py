@@ -41,7 +41,8 @@ from limits.errors import StorageError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rampart.kit import redis_clients
-from rampart.kit.errors import AppError, envelope
+from rampart.kit.errors import AppError
+from rampart.kit.http_errors import envelope
 from rampart.kit.logging import get_logger
 from rampart.kit.metrics.instruments import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
 from rampart.kit.security.auth import CurrentPrincipal

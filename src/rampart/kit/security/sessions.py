@@ -23,10 +23,10 @@ import hashlib
 import json
 import secrets
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import redis
 import redis.asyncio as aioredis
-from starlette.responses import Response
 
 from rampart.kit import redis_clients
 from rampart.kit.errors import ServiceUnavailable
@@ -34,6 +34,9 @@ from rampart.kit.logging import get_logger
 from rampart.kit.metrics.instruments import SESSION_EVENTS
 from rampart.kit.security.csrf import CSRF_COOKIE, issue_token
 from rampart.kit.settings import security_settings
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
 
 log = get_logger(__name__)
 
