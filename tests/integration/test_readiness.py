@@ -192,8 +192,9 @@ def write_bundle_scan(
 
 
 @contextmanager
-def http_server(answer: Callable[[str, str], tuple[int, dict[str, Any]]]) -> Iterator[str]:
-    """`answer(method, path_and_query) -> (status, json body)` on a free loopback port."""
+def http_server(answer: Callable[[str, str], tuple[int, dict[str, Any] | str]]) -> Iterator[str]:
+    """`answer(method, path_and_query) -> (status, body)` on a free loopback port: a dict is
+    sent as JSON, a str as text (Prometheus' exposition format)."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *_args: object) -> None:
@@ -203,9 +204,10 @@ def http_server(answer: Callable[[str, str], tuple[int, dict[str, Any]]]) -> Ite
             length = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(length)
             status, body = answer(method, self.path)
-            data = json.dumps(body).encode()
+            text = isinstance(body, str)
+            data = body.encode() if text else json.dumps(body).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "text/plain" if text else "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -400,6 +402,26 @@ def test_sentry_accepting_the_test_event_is_go_and_a_refusal_is_no_go(tmp_path):
     with http_server(lambda _m, _p: (403, {"detail": "invalid key"})) as url:
         dsn = url.replace("http://", "http://publickey@") + "/1"
         assert_no_go(checks_observability.sentry_event(context(tmp_path, sentry_dsn=dsn)), "403")
+
+
+def test_a_failed_receiver_request_read_before_its_failure_was_counted_is_still_no_go(tmp_path):
+    # Alertmanager counts a receiver request, then its failure, in two steps; a /metrics
+    # read between them (seen once on a loaded machine) says "1 sent, 0 failed".
+    readings = iter([(0, 0), (1, 0)])
+
+    def alertmanager(method: str, path: str) -> tuple[int, dict[str, Any] | str]:
+        if method == "POST":
+            return 200, {}
+        sent, failed = next(readings, (1, 1))
+        return 200, (
+            f'alertmanager_notification_requests_total{{integration="webhook"}} {sent}\n'
+            f'alertmanager_notification_requests_failed_total{{integration="webhook"}} {failed}\n'
+        )
+
+    with http_server(alertmanager) as url:
+        ctx = context(tmp_path, alertmanager_url=url)
+        ctx.alert_timeout_seconds = 10
+        assert_no_go(checks_observability.alertmanager_receiver(ctx), "1 of 1 receiver requests")
 
 
 @pytest.mark.slow
