@@ -76,7 +76,8 @@ def test_make_test_measures_billing_branch_coverage_and_fails_under_90_percent()
 
 
 def test_make_test_fast_runs_unit_and_integration_without_the_slow_tests():
-    fast, timing = pytest_lines(dry_run("test-fast"))
+    collect, fast, timing = pytest_lines(dry_run("test-fast"))
+    assert "--collect-only" in collect.split(), collect
     assert "(unit or integration) and not slow and not timing" in fast, fast
     assert '-m "timing and not slow"' in timing and "no:xdist" in timing, timing
     assert _files(timing) == TIMING_FILES, timing
