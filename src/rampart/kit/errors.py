@@ -6,8 +6,8 @@ HTTP status; kit/http_errors.py turns them, and FastAPI's own validation and HTT
 into the envelope. What answers below FastAPI's handlers uses the same builder: the
 pure-ASGI middleware (the last-resort 500 for an unhandled exception, the body guard's
 refusals, rate limits, read-only mode) through `envelope_bytes` or
-`http_errors.envelope`, and /ready's 503 through `envelope` with its checks beside the
-error. A client never sees another shape. No web framework here: workers, the relay and
+`http_errors.envelope`, and /ready's 503 through that `envelope` with its checks beside
+the error. A client never sees another shape. No web framework here: workers, the relay and
 the CLI raise these errors without loading FastAPI.
 """
 
@@ -83,9 +83,8 @@ def render_envelope(content: Any) -> bytes:
     """ASCII-escaped JSON: details may echo client input (an answer key, a field name), and
     a lone surrogate from a JSON "\\ud800" escape cannot be encoded as UTF-8. Escaped, it
     renders; unescaped, the error response itself would fail and become a 500."""
-    return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode(
-        "ascii"
-    )
+    text = json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    return text.encode("ascii")
 
 
 def envelope_bytes(status: int, code: str, message: str, *, trace_id: str | None = None) -> bytes:

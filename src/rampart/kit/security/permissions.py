@@ -27,7 +27,7 @@ from rampart.kit.errors import AppError
 from rampart.kit.security.auth import CurrentPrincipal, load_actor
 from rampart.kit.security.principal import Principal
 from rampart.kit.security.request_tx import TenantTx
-from rampart.kit.security.roles import Action, allowed, require
+from rampart.kit.security.roles import REFUSED, Action, allowed, require
 
 # --- the caller's current role -------------------------------------------------------------
 
@@ -65,10 +65,8 @@ VerifiedActor = Annotated[Principal, Depends(verified_actor)]
 
 # --- at the route ------------------------------------------------------------------------------
 
-_REFUSED = "Your role does not allow this."
 
-
-def requires(action: Action, message: str = _REFUSED, *, verified: bool = True) -> Any:
+def requires(action: Action, message: str = REFUSED, *, verified: bool = True) -> Any:
     """The route's permission, as a dependency that yields the checked caller:
 
         actor: Annotated[Principal, requires(Action.CREATE)]

@@ -79,7 +79,10 @@ def can_change_role(role: str, *, current: str, new: str) -> bool:
     return can_assign(role, current) and can_assign(role, new)
 
 
-def require(permitted: bool, message: str = "Your role does not allow this.") -> None:
+REFUSED = "Your role does not allow this."
+
+
+def require(permitted: bool, message: str = REFUSED) -> None:
     """403 unless `permitted`. Call it only on rows the caller can see: another tenant's
     row is a 404 before any permission is asked."""
     if not permitted:
