@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import httpclient
 from tests.support.stack import TestStack, start_test_stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,18 +66,14 @@ def api(stack: TestStack) -> Iterator[str]:
 
 @pytest.fixture
 def client(api: str):
-    import httpx
-
-    with httpx.Client(base_url=api, timeout=30) as http:
+    with httpclient.client(base_url=api, timeout=30) as http:
         yield http
 
 
 @pytest.fixture(scope="module")
 def http(api: str):
     """A client for the app shared by a module's tests (and its module-scoped fixtures)."""
-    import httpx
-
-    with httpx.Client(base_url=api, timeout=30) as client:
+    with httpclient.client(base_url=api, timeout=30) as client:
         yield client
 
 

@@ -14,8 +14,8 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
+from tests.support import httpclient
 from tests.support.server import serving
 from tests.support.users import answers, signup
 
@@ -52,7 +52,7 @@ def test_requests_during_a_postgres_freeze_end_in_503_within_the_bound_and_recov
         base = str(http.base_url)
 
         def timed_get() -> tuple[int, float, str]:
-            with httpx.Client(base_url=base, timeout=30) as client:
+            with httpclient.client(base_url=base, timeout=30) as client:
                 t0 = time.monotonic()
                 response = client.get(path, headers=account.headers)
                 code = response.json().get("error", {}).get("code", "")

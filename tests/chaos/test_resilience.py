@@ -31,6 +31,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
+from tests.support import httpclient
 from tests.support.chaos import (
     accept,
     as_tenant,
@@ -157,7 +158,7 @@ def scene(base: Base, fake: FakeLLMServer, tmp_path: Path) -> Iterator[Scene]:
         for provider in ("openai", "anthropic"):
             reset_breaker(base.broker, provider)
         fake.reset()
-        with httpx.Client(base_url=base.api.url, timeout=30) as client:
+        with httpclient.client(base_url=base.api.url, timeout=30) as client:
             account = signup(client)
             try:
                 yield Scene(base, procs, client, account)
@@ -1112,7 +1113,7 @@ def test_10_redis_frozen_under_load_the_worker_consumes_again_and_every_202_comp
 
 def liveness(url: str) -> dict[str, float]:
     """The worker's consumer-progress gauges (kit/jobs/liveness.py), from its /metrics."""
-    response = httpx.get(url, timeout=10)
+    response = httpclient.get(url, timeout=10)
     assert response.status_code == 200, response.text
     return {
         sample.name: sample.value

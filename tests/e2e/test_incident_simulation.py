@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 import redis
+from tests.support import httpclient
 from tests.support.chaos import (
     accept,
     breaker_hash,
@@ -128,7 +129,7 @@ def sim(stack: TestStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with (
         FakeLLMServer() as fake,
         processes(stack, base / "procs") as procs,
-        httpx.Client(timeout=30) as client,
+        httpclient.client(timeout=30) as client,
     ):
         common = {"PROMETHEUS_MULTIPROC_DIR": str(base / "multiproc")}
         api = procs.spawn("api", ALERT_WEBHOOK_TOKEN=token, **common)

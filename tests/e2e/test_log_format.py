@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
+from tests.support import httpclient
 from tests.support.mail import mails_to
 from tests.support.processes import processes
 from tests.support.users import unverified
@@ -50,7 +50,7 @@ def test_service_processes_write_only_json_lines_from_start_to_stop(
         for proc in (api, worker, relay):
             proc.wait_ready()
         assert api.url is not None
-        with httpx.Client(base_url=api.url, timeout=30) as client:
+        with httpclient.client(base_url=api.url, timeout=30) as client:
             account = unverified(client)  # its confirmation mail is a job for the worker
         wait_until(lambda: mails_to(account.email), 60, message="the worker to send the mail")
         for proc in (api, worker, relay):

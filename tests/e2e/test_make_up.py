@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from tests.support import httpclient
 from tests.support.stripe import PATH as STRIPE_PATH
 from tests.support.stripe import customer_id, event, sign
 from tests.support.up import UpRunner, assert_nothing_left, leftovers
@@ -110,7 +111,7 @@ def test_up_runs_the_product_refuses_a_second_copy_stops_clean_and_keeps_data(ru
 
     # Mails are kept by its capture server, and it says where to read them.
     assert "rampart mail" in first.stderr() and str(runner.home / "mail") in first.stderr()
-    with httpx.Client(base_url=runner.url, timeout=30) as client:
+    with httpclient.client(base_url=runner.url, timeout=30) as client:
         account = signup(client, mailbox=runner.home / "mail")  # the link from the kept mail
         created = client.post(
             "/api/v1/assessments", json={"answers": answers(3)}, headers=account.headers
@@ -135,7 +136,7 @@ def test_up_runs_the_product_refuses_a_second_copy_stops_clean_and_keeps_data(ru
         assert public.status_code == 404, public.text
         assert public.json()["error"]["code"] == "not_found"
         assert public.json()["error"]["trace_id"]
-        api_metrics = httpx.get(runner.metrics["api"], timeout=10).text
+        api_metrics = httpclient.get(runner.metrics["api"], timeout=10).text
         assert 'route="/api/v1/assessments"' in api_metrics
         assert "rampart_build_info{" in api_metrics
 
@@ -150,7 +151,7 @@ def test_up_runs_the_product_refuses_a_second_copy_stops_clean_and_keeps_data(ru
     assert len(said) == 1 and "already running" in said[0], said
     assert f"pid {first.popen.pid}" in said[0], said
     assert first.popen.poll() is None
-    assert httpx.get(f"{runner.url}/ready", timeout=5).status_code == 200
+    assert httpclient.get(f"{runner.url}/ready", timeout=5).status_code == 200
 
     # SIGTERM stops everything it started, then it exits cleanly.
     assert runner.terminate(first) == 0, first.describe()
@@ -160,7 +161,7 @@ def test_up_runs_the_product_refuses_a_second_copy_stops_clean_and_keeps_data(ru
     # Start again: same data dir, same data.
     again = runner.start()
     runner.wait_up(again)
-    with httpx.Client(base_url=runner.url, timeout=30) as client:
+    with httpclient.client(base_url=runner.url, timeout=30) as client:
         login = client.post(
             "/api/v1/auth/login", json={"email": account.email, "password": PASSWORD}
         )
@@ -224,7 +225,7 @@ def test_sigterm_lets_running_tasks_finish_and_none_is_redelivered(runner):
     runner.env["LLM_OFFLINE_LATENCY_SECONDS"] = "4"
     up = runner.start()
     runner.wait_up(up)
-    with httpx.Client(base_url=runner.url, timeout=30) as client:
+    with httpclient.client(base_url=runner.url, timeout=30) as client:
         account = signup(client, mailbox=runner.home / "mail")
         ids = post_assessments(client, account, 2)
         wait_until(
@@ -274,7 +275,7 @@ def test_sigterm_lets_running_tasks_finish_and_none_is_redelivered(runner):
 
 def _ready(url: str) -> bool:
     with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(f"{url}/ready", timeout=2).status_code == 200
+        return httpclient.get(f"{url}/ready", timeout=2).status_code == 200
     return False
 
 
@@ -320,7 +321,7 @@ def test_up_restarts_what_crashed_and_says_how_it_ended(runner):
     wait_until(lambda: runner.service_pids("worker") not in ([], [worker_pid]), 60)
 
     # Everything works again: an assessment goes all the way through.
-    with httpx.Client(base_url=runner.url, timeout=30) as client:
+    with httpclient.client(base_url=runner.url, timeout=30) as client:
         account = signup(client, mailbox=runner.home / "mail")
         ids = post_assessments(client, account, 1)
         wait_completed(client, account, ids, 90)
@@ -333,7 +334,7 @@ def test_the_next_start_releases_the_deliveries_of_a_worker_that_died_with_the_s
     runner.env["LLM_OFFLINE_LATENCY_SECONDS"] = "30"
     up = runner.start()
     runner.wait_up(up)
-    with httpx.Client(base_url=runner.url, timeout=30) as client:
+    with httpclient.client(base_url=runner.url, timeout=30) as client:
         account = signup(client, mailbox=runner.home / "mail")
         ids = post_assessments(client, account, 1)
         wait_until(

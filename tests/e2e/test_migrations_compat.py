@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.support import httpclient
 from tests.support.db import su_rows
 from tests.support.mail import link_token, wait_for_mail
 from tests.support.processes import processes, wait_until
@@ -32,8 +33,6 @@ def old_code(tmp_path):
 def test_the_previous_release_runs_its_core_flow_on_the_newest_schema(
     stack, superuser, old_code, tmp_path
 ):
-    import httpx
-
     commit, root = old_code
     newest, newest_file = newest_migration()
     # The previous release is older than the newest migration: it does not know it.
@@ -55,7 +54,7 @@ def test_the_previous_release_runs_its_core_flow_on_the_newest_schema(
         procs.spawn("relay", **old)
         for proc in procs.procs:
             proc.wait_ready()
-        with httpx.Client(base_url=api.url, timeout=30) as client:
+        with httpclient.client(base_url=api.url, timeout=30) as client:
 
             account = unverified(client)
             mail = wait_for_mail(account.email, VERIFY_SUBJECT, timeout=60)  # its worker

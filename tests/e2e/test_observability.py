@@ -27,6 +27,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
+from tests.support import httpclient
 from tests.support.cli import rampart
 from tests.support.db import app_session
 from tests.support.processes import Proc, Processes, processes
@@ -115,7 +116,7 @@ def observed(stack: TestStack, tmp_path_factory) -> Iterator[Observed]:
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset], float]:
-    response = httpx.get(url, timeout=10)
+    response = httpclient.get(url, timeout=10)
     assert response.status_code == 200, response.text
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
@@ -167,7 +168,7 @@ def service_dir(observed: Observed, proc: Proc) -> Path:
 
 def test_one_trace_runs_from_the_request_through_relay_and_worker_to_the_llm(observed):
     trace_id = secrets.token_hex(16)
-    with httpx.Client(base_url=observed.api.url, timeout=30) as client:
+    with httpclient.client(base_url=observed.api.url, timeout=30) as client:
         account = signup(client)
         caller_span = secrets.token_hex(8)
         response = client.post(
@@ -238,7 +239,7 @@ def test_each_service_has_its_own_metrics_endpoint_adding_up_all_its_processes(o
         "relay": scrape(observed.relay_metrics),
     }
     count = 4
-    with httpx.Client(base_url=observed.api.url, timeout=30) as client:
+    with httpclient.client(base_url=observed.api.url, timeout=30) as client:
         account = signup(client)
         ids = [post_assessment(client, account) for _ in range(count)]
         for assessment_id in ids:
@@ -315,7 +316,7 @@ def test_api_metrics_are_on_one_private_listener_for_all_workers_not_the_public_
     api = observed.api
     assert api.metrics_url is not None
     # The public port has no /metrics: the normal 404 envelope, like any unknown path.
-    public = httpx.get(f"{api.url}/metrics", timeout=10)
+    public = httpclient.get(f"{api.url}/metrics", timeout=10)
     assert public.status_code == 404, public.text
     assert public.json()["error"]["code"] == "not_found"
     assert public.headers["content-type"].startswith("application/json")
@@ -324,7 +325,7 @@ def test_api_metrics_are_on_one_private_listener_for_all_workers_not_the_public_
     health = {"method": "GET", "route": "/health", "status": "200"}
     before = sample(scrape(api.metrics_url), "rampart_http_requests_total", **health)
     for _ in range(10):
-        assert httpx.get(f"{api.url}/health", headers={"Connection": "close"}).is_success
+        assert httpclient.get(f"{api.url}/health", headers={"Connection": "close"}).is_success
     samples = scrape(api.metrics_url)
     assert sample(samples, "rampart_http_requests_total", **health) == before + 10
     assert "rampart_build_info" in names(samples)
@@ -348,7 +349,8 @@ def test_api_counts_stay_exact_across_uvicorn_workers_and_forget_a_killed_one(ob
     directory = service_dir(observed, observed.api)
 
     def get_health() -> None:  # a new connection each time, so both workers get some
-        assert httpx.get(f"{observed.api.url}/health", headers={"Connection": "close"}).is_success
+        health = f"{observed.api.url}/health"
+        assert httpclient.get(health, headers={"Connection": "close"}).is_success
 
     def both_workers_served() -> bool:
         get_health()
@@ -387,7 +389,7 @@ def _zombie(pid: int) -> bool:
 def test_a_job_failing_for_good_reaches_sentry_once_tagged_and_scrubbed(observed):
     trace_id = secrets.token_hex(16)
     email, password = "poison.victim@example.com", "hunter2-poison-pw"
-    with httpx.Client(base_url=observed.api.url, timeout=30) as client:
+    with httpclient.client(base_url=observed.api.url, timeout=30) as client:
         account = signup(client)
     async def enqueue_poison() -> uuid.UUID:
         context.bind(trace_id=trace_id)
@@ -434,7 +436,7 @@ def test_a_job_failing_for_good_reaches_sentry_once_tagged_and_scrubbed(observed
 
 def test_rampart_trace_tells_what_happened_to_a_request_in_order(observed):
     trace_id = secrets.token_hex(16)
-    with httpx.Client(base_url=observed.api.url, timeout=30) as client:
+    with httpclient.client(base_url=observed.api.url, timeout=30) as client:
         account = signup(client)
         assessment_id = post_assessment(client, account, trace_id)
         wait_completed(client, account, assessment_id)

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import redis
 from sqlalchemy import text
+from tests.support import httpclient
 from tests.support.chaos import broker_idle
 from tests.support.db import app_session
 from tests.support.processes import Proc, Processes, processes
@@ -132,7 +133,7 @@ def events(proc: Proc, **match: Any) -> list[dict[str, Any]]:
 def test_assessment_completes_through_real_processes_under_one_trace_id(stack, procs):
     api, worker, relay = start_pipeline(procs)
     trace_id, parent_span = secrets.token_hex(16), secrets.token_hex(8)
-    with httpx.Client(base_url=api.url, timeout=30) as client:
+    with httpclient.client(base_url=api.url, timeout=30) as client:
         account = signup(client)
         created = post_assessment(
             client, account, {"traceparent": f"00-{trace_id}-{parent_span}-01"}
@@ -186,7 +187,7 @@ def test_assessment_completes_through_real_processes_under_one_trace_id(stack, p
 
 def test_broker_outage_still_accepts_work_and_completes_it_once_redis_is_back(stack, procs):
     api, _worker, relay = start_pipeline(procs)
-    with httpx.Client(base_url=api.url, timeout=30) as client:
+    with httpclient.client(base_url=api.url, timeout=30) as client:
         account = signup(client)
         stack.redis.stop()
         try:
@@ -269,7 +270,7 @@ def test_worker_killed_mid_task_is_redelivered_and_completes_exactly_once(stack,
     ).wait_ready()
     broker = redis.Redis.from_url(stack.env["REDIS_URL"])
     assert broker.llen(QUEUE) == 0
-    with httpx.Client(base_url=api.url, timeout=30) as client:
+    with httpclient.client(base_url=api.url, timeout=30) as client:
         account = signup(client)
         assessment_id = post_assessment(client, account).json()["id"]
         wait_for_status(client, account, assessment_id, "scoring", timeout=30, interval=0.05)

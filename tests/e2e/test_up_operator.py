@@ -21,8 +21,8 @@ import subprocess
 import sys
 import time
 
-import httpx
 import pytest
+from tests.support import httpclient
 from tests.support.up import REPO, UpRunner, assert_nothing_left, leftovers, up_runner
 from tests.support.users import answers, signup
 from tests.support.wait import wait_until
@@ -102,7 +102,7 @@ def test_every_runbook_command_runs_against_the_make_up_stack_without_a_variable
     assert len(commands) >= 15, commands  # the extraction finds the runbooks' commands
     up = runner.start()
     runner.wait_up(up)
-    with httpx.Client(base_url=runner.url, timeout=30) as client:
+    with httpclient.client(base_url=runner.url, timeout=30) as client:
         account = signup(client, mailbox=runner.home / "mail")
         created = client.post(
             "/api/v1/assessments", json={"answers": answers(3)}, headers=account.headers

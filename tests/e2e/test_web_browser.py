@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from tests.support import httpclient
 from tests.support.mail import wait_for_mail
 from tests.support.processes import processes
 from tests.support.stack import TestStack
@@ -106,7 +107,7 @@ def pipeline(stack: TestStack, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=5).status_code == 200
+        return httpclient.get(url, timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -167,7 +168,7 @@ def _log_in(page: Any, email: str, password: str = PASSWORD) -> None:
 
 
 def _account(pipeline: dict, name: str = "Acme"):
-    with httpx.Client(base_url=pipeline["api"], timeout=30) as client:
+    with httpclient.client(base_url=pipeline["api"], timeout=30) as client:
         return signup(client, name)
 
 
@@ -258,7 +259,7 @@ def test_the_list_follows_assessments_until_they_are_done(tab: Tab, pipeline: di
     account = _account(pipeline)
     page = tab.page
     _log_in(page, account.email)
-    with httpx.Client(base_url=pipeline["api"], timeout=30) as client:
+    with httpclient.client(base_url=pipeline["api"], timeout=30) as client:
         for value in (1, 4):
             made = client.post(
                 "/api/v1/assessments", json={"answers": answers(value)}, headers=account.headers
@@ -276,7 +277,7 @@ def test_the_list_follows_assessments_until_they_are_done(tab: Tab, pipeline: di
 
 def test_a_second_tenant_sees_nothing_of_the_first(tab: Tab, pipeline: dict) -> None:
     first = _account(pipeline, "First")
-    with httpx.Client(base_url=pipeline["api"], timeout=30) as client:
+    with httpclient.client(base_url=pipeline["api"], timeout=30) as client:
         made = client.post(
             "/api/v1/assessments", json={"answers": answers(2)}, headers=first.headers
         )
@@ -350,7 +351,7 @@ def test_an_api_error_shows_its_trace_id(tab: Tab, pipeline: dict, stack: TestSt
         # harmless one (an unknown verification token) gets its 400, not 503.
         wait_until(
             lambda: (
-                httpx.post(
+                httpclient.post(
                     f"{pipeline['api']}/api/v1/auth/verify-email", json={"token": "x"}, timeout=5
                 ).status_code
                 == 400
@@ -465,7 +466,7 @@ def test_checkout_goes_to_stripe(tab: Tab, pipeline: dict) -> None:
 
 def test_every_page_is_accessible_on_desktop_and_phone(browser: Any, pipeline: dict) -> None:
     account = _account(pipeline)
-    with httpx.Client(base_url=pipeline["api"], timeout=30) as client:
+    with httpclient.client(base_url=pipeline["api"], timeout=30) as client:
         made = client.post(
             "/api/v1/assessments", json={"answers": answers(2)}, headers=account.headers
         )

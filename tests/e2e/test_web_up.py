@@ -12,6 +12,7 @@ import signal
 
 import httpx
 import pytest
+from tests.support import httpclient
 from tests.support.up import UpRunner, assert_nothing_left
 from tests.support.wait import wait_until
 
@@ -34,10 +35,10 @@ def test_up_serves_the_web_app_on_one_origin_with_the_api(runner: UpRunner) -> N
     assert "web" in record["children"]
 
     def serves() -> bool:
-        return httpx.get(f"{web}/login", timeout=5).status_code == 200
+        return httpclient.get(f"{web}/login", timeout=5).status_code == 200
 
     wait_until(serves, 60, 0.25, ignore=(httpx.HTTPError,), message=lambda: up.describe())
-    page = httpx.get(f"{web}/login", timeout=10)
+    page = httpclient.get(f"{web}/login", timeout=10)
     csp = page.headers["content-security-policy"]
     nonce = re.search(r"'nonce-([^']+)'", csp)
     assert nonce and "unsafe-inline" not in csp.split("script-src", 1)[1].split(";")[0]
@@ -45,10 +46,10 @@ def test_up_serves_the_web_app_on_one_origin_with_the_api(runner: UpRunner) -> N
     assert scripts and all(f'nonce="{nonce.group(1)}"' in tag for tag in scripts), scripts
 
     # The API through the app's origin: same answers, the trace id, the session cookies.
-    proxied = httpx.get(f"{web}/api/v1/assessments/questionnaire", timeout=10)
+    proxied = httpclient.get(f"{web}/api/v1/assessments/questionnaire", timeout=10)
     assert proxied.status_code == 200 and proxied.json()["dimensions"]
     assert proxied.headers.get("x-request-id")
-    refused = httpx.post(
+    refused = httpclient.post(
         f"{web}/api/v1/auth/session", json={"email": "nobody@example.com", "password": "x"}
     )
     assert refused.status_code == 401 and refused.json()["error"]["trace_id"]

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from tests.support import httpclient
 from tests.support.cli import rampart
 from tests.support.server import serve_handler
 from tests.support.stack import ALERT_WEBHOOK_TOKEN
@@ -259,7 +260,7 @@ def alertmanager(api, slack, tmp_path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(
-            lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200,
+            lambda: httpclient.get(f"{url}/-/ready", timeout=2).status_code == 200,
             timeout=30,
             ignore=(httpx.TransportError,),
             message=lambda: (tmp_path / "alertmanager.log").read_text()[-2000:],
@@ -296,7 +297,7 @@ def test_a_real_alertmanager_delivers_to_the_incident_webhook_and_slack(alertman
         },
         "startsAt": started.isoformat(),
     }
-    posted = httpx.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=10)
+    posted = httpclient.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=10)
     assert posted.status_code == 200, posted.text
 
     incident = wait_until(lambda: _incident(alertname=name), timeout=60, message="no incident")
@@ -318,7 +319,8 @@ def test_a_real_alertmanager_delivers_to_the_incident_webhook_and_slack(alertman
 
     # Resolve it the way Prometheus does: the same alert with an end time now.
     alert["endsAt"] = datetime.now(UTC).isoformat()
-    assert httpx.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=10).status_code == 200
+    posted = httpclient.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=10)
+    assert posted.status_code == 200
     resolved = wait_until(
         lambda: (
             (row := _incident(fingerprint=incident["fingerprint"]))
@@ -339,11 +341,12 @@ def test_a_real_alertmanager_inhibits_the_warning_twin_of_a_critical_alert(alert
         return {"labels": {"alertname": name, "severity": severity, "service": "worker"}}
 
     for severity in ("critical", "warning"):
-        posted = httpx.post(f"{alertmanager}/api/v2/alerts", json=[alert(severity)], timeout=10)
+        alerts = f"{alertmanager}/api/v2/alerts"
+        posted = httpclient.post(alerts, json=[alert(severity)], timeout=10)
         assert posted.status_code == 200
 
     def warning_state() -> dict | None:
-        alerts = httpx.get(
+        alerts = httpclient.get(
             f"{alertmanager}/api/v2/alerts", params={"filter": f'alertname="{name}"'}, timeout=10
         ).json()
         warning = next(a for a in alerts if a["labels"]["severity"] == "warning")

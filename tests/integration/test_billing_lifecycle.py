@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.support import httpclient
 from tests.support.db import su_value
 from tests.support.server import scrape_api_metrics, serving
 from tests.support.users import Account, answers, signup
@@ -51,7 +52,7 @@ def api(stack, fake_stripe) -> Iterator[httpx.Client]:
 
 
 def control(fake: FakeStripeServer, path: str, **body: Any) -> Any:
-    response = httpx.post(f"{fake.url}{path}", json=body, timeout=30)
+    response = httpclient.post(f"{fake.url}{path}", json=body, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -204,7 +205,7 @@ def test_cancel_at_period_end_keeps_pro_until_stripe_deletes_the_subscription(ap
     assert plan(api, account) == "pro"
 
     # What the Customer Portal does: cancel at the end of the period (a real Stripe call).
-    response = httpx.post(
+    response = httpclient.post(
         f"{fake_stripe.url}/v1/subscriptions/{subscription_id}",
         data={"cancel_at_period_end": "true"},
         headers={"Authorization": "Bearer sk_test_x"},
@@ -214,7 +215,7 @@ def test_cancel_at_period_end_keeps_pro_until_stripe_deletes_the_subscription(ap
     assert billing["subscription"]["cancel_at_period_end"] is True and billing["plan"] == "pro"
 
     # The period ends: Stripe deletes the subscription.
-    response = httpx.delete(
+    response = httpclient.delete(
         f"{fake_stripe.url}/v1/subscriptions/{subscription_id}",
         headers={"Authorization": "Bearer sk_test_x"},
     )

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from tests.support import httpclient
 from tests.support.server import serving
 from tests.support.users import answers, signup
 
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.timing, pytest.mark.slow]  # slow: a pool held for sec
 def _get_all(base_url: str, path: str, headers: dict[str, str]) -> list[int]:
     limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=CONCURRENT)
     with (
-        httpx.Client(base_url=base_url, timeout=60, limits=limits) as http,
+        httpclient.client(base_url=base_url, timeout=60, limits=limits) as http,
         ThreadPoolExecutor(CONCURRENT) as pool,
     ):
         futures = [

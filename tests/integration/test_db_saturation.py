@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
-import httpx
 import pytest
+from tests.support import httpclient
 from tests.support.db import su_lock, waiting_on_a_lock
 from tests.support.server import serving
 from tests.support.users import answers, signup
@@ -34,7 +34,7 @@ def test_an_exhausted_pool_gives_503_overloaded_and_ready_says_saturated_not_pos
         with su_lock(superuser, lock, created["id"]):
 
             def delete() -> None:
-                with httpx.Client(base_url=url, timeout=30) as other:
+                with httpclient.client(base_url=url, timeout=30) as other:
                     path = f"/api/v1/assessments/{created['id']}"
                     blocked.append(other.delete(path, headers=account.headers).status_code)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
 import jsonschema_rs
 from prometheus_client import REGISTRY
+from tests.support import httpclient
 from tests.support.server import serve_app
 from tests.support.users import signup
 
@@ -92,7 +92,7 @@ def test_unhandled_exception_is_a_500_envelope_and_the_traceback_is_logged(stack
         "rampart_http_errors_total", {"status": "500", "code": "internal_error"}
     )
     with serve_app(app) as url:
-        response = httpx.get(f"{url}/explode", headers={"traceparent": TRACEPARENT})
+        response = httpclient.get(f"{url}/explode", headers={"traceparent": TRACEPARENT})
     assert response.status_code == 500
     body = response.json()
     assert body["error"]["code"] == "internal_error"

@@ -7,6 +7,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from tests.support import httpclient
 from tests.support.db import su_value
 from tests.support.users import answers, signup
 
@@ -61,13 +62,13 @@ def test_keys_are_per_tenant(http, superuser):
 
 
 def test_concurrent_duplicates_with_one_key_make_one_assessment(api, superuser):
-    with httpx.Client(base_url=api, timeout=30) as http:
+    with httpclient.client(base_url=api, timeout=30) as http:
         account = signup(http, "Concurrent")
     headers = {**account.headers, "Idempotency-Key": str(uuid.uuid4())}
     body = {"answers": answers(3)}
 
     def post(_: int) -> httpx.Response:
-        with httpx.Client(base_url=api, timeout=30) as client:
+        with httpclient.client(base_url=api, timeout=30) as client:
             return client.post("/api/v1/assessments", json=body, headers=headers)
 
     with ThreadPoolExecutor(10) as pool:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import pytest
+from tests.support import httpclient
 from tests.support.cli import rampart
 from tests.support.server import scrape_api_metrics
 from tests.support.stack import ALERT_WEBHOOK_TOKEN
@@ -423,7 +424,7 @@ def test_alertmanager_is_never_rate_limited_but_failed_tokens_are(stack):
     os.environ["RATE_LIMIT_DEFAULT_PER_IP"] = "3/minute"
     get_settings.cache_clear()
     try:
-        with serve_in_thread() as url, httpx.Client(base_url=url, timeout=30) as http:
+        with serve_in_thread() as url, httpclient.client(base_url=url, timeout=30) as http:
             accepted = [post(http, notification(alert(fingerprint()))) for _ in range(5)]
             wrong = {"Authorization": "Bearer not-the-token"}
             refused = [post(http, notification(alert(fingerprint())), wrong) for _ in range(4)]

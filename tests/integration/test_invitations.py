@@ -23,6 +23,7 @@ import httpx
 import psycopg
 import pytest
 from psycopg import errors
+from tests.support import httpclient
 from tests.support.db import app_rw, su_rows, su_value
 from tests.support.mail import deliver, link_token, wait_for_mail
 from tests.support.users import Account, log_in, signup
@@ -191,7 +192,7 @@ def test_two_concurrent_accepts_of_one_token_make_one_user(http, owner, superuse
     statuses: list[int] = []
 
     def attempt() -> None:
-        with httpx.Client(base_url=str(http.base_url), timeout=30) as own:
+        with httpclient.client(base_url=str(http.base_url), timeout=30) as own:
             statuses.append(accept(own, token).status_code)
 
     threads = [threading.Thread(target=attempt) for _ in range(4)]

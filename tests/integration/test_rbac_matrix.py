@@ -26,6 +26,7 @@ import httpx
 import jwt
 import pytest
 from sqlalchemy import text
+from tests.support import httpclient
 from tests.support.db import add_user, app_session, su_lock, su_rows, su_value, waiting_on_a_lock
 from tests.support.jobs import jobs, run, run_pending
 from tests.support.users import Account, answers
@@ -354,7 +355,7 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(http, superuser)
     statuses: list[int] = []
 
     def demote(actor: Account, target: Account) -> None:
-        with httpx.Client(base_url=str(http.base_url), timeout=30) as own:
+        with httpclient.client(base_url=str(http.base_url), timeout=30) as own:
             response = own.patch(
                 f"/api/v1/users/{target.user_id}/role",
                 json={"role": "member"},

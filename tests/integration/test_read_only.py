@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.support import httpclient
 from tests.support.cli import rampart
 from tests.support.users import answers, signup
 from tests.support.wait import wait_until
@@ -41,7 +42,6 @@ def test_read_only_switch_refuses_writes_and_keeps_reads_then_lifts(client):
 
 
 def test_read_only_setting_turns_it_on_from_startup(stack, monkeypatch):
-    import httpx
     from tests.support.server import serve_in_thread
     from tests.support.stack import reset_caches
 
@@ -49,10 +49,10 @@ def test_read_only_setting_turns_it_on_from_startup(stack, monkeypatch):
     reset_caches()
     try:
         with serve_in_thread() as url:
-            response = httpx.post(f"{url}/api/v1/auth/signup", json={})
+            response = httpclient.post(f"{url}/api/v1/auth/signup", json={})
             assert response.status_code == 503
             assert response.json()["error"]["code"] == "read_only"
-            assert httpx.get(f"{url}/api/v1/assessments/questionnaire").status_code == 200
+            assert httpclient.get(f"{url}/api/v1/assessments/questionnaire").status_code == 200
     finally:
         monkeypatch.delenv("READ_ONLY")
         reset_caches()

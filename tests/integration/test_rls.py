@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import httpx
 import psycopg
 import pytest
 from psycopg import errors
 from sqlalchemy.engine import make_url
 from tests.integration.test_tenant_isolation import Tenant, tenant_with_roadmaps
+from tests.support import httpclient
 from tests.support.db import app_rw, libpq_conninfo, su_value
 
 TENANT_TABLES = ["tenants", "users", "assessments", "roadmaps", "jobs", "outbox", "audit_events"]
@@ -68,7 +68,7 @@ def _ids(tenant: Tenant, superuser: str) -> Ids:
 
 @pytest.fixture(scope="module")
 def ab(api: str, superuser: str) -> dict[str, Ids]:
-    with httpx.Client(base_url=api, timeout=30) as http:
+    with httpclient.client(base_url=api, timeout=30) as http:
         made = {name: tenant_with_roadmaps(http, f"RLS {name}", assessments=1) for name in "AB"}
     return {name: _ids(tenant, superuser) for name, tenant in made.items()}
 

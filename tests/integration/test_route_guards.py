@@ -26,6 +26,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
+from tests.support import httpclient
 from tests.support.users import PASSWORD, Account, signup, unverified
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -110,7 +111,7 @@ def routes(stack) -> list[Route]:
 
 @pytest.fixture(scope="module")
 def http(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=30) as client:
+    with httpclient.client(base_url=api, timeout=30) as client:
         yield client
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 import warnings
 
-import httpx
 import pytest
 import requests
 import schemathesis
@@ -31,6 +30,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.errors import FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance
+from tests.support import httpclient
 from tests.support.users import answers, signup
 
 MIN_REQUESTS = 1000
@@ -114,7 +114,7 @@ class Fuzzer:
 
 @pytest.mark.slow
 def test_fuzzing_the_openapi_finds_no_5xx_and_conforming_responses(api: str):
-    with httpx.Client(base_url=api, timeout=30) as http:
+    with httpclient.client(base_url=api, timeout=30) as http:
         account = signup(http, "Fuzz Co")
         created = http.post(
             "/api/v1/assessments", json={"answers": answers()}, headers=account.headers

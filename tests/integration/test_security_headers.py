@@ -13,6 +13,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 from tests.integration.test_rate_limits import empty_buckets, serving  # noqa: F401
+from tests.support import httpclient
 from tests.support.server import serve_app
 from tests.support.users import PASSWORD, answers, signup
 
@@ -110,7 +111,7 @@ def serve_with_a_failing_route() -> Iterator[str]:
 
 def test_the_last_resort_500_carries_the_security_headers(stack):
     with serve_with_a_failing_route() as url:
-        response = httpx.get(f"{url}/boom", timeout=30)
+        response = httpclient.get(f"{url}/boom", timeout=30)
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal_error"
     assert_api_headers(response)

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import sentry_sdk
 from fastapi import Body
+from tests.support import httpclient
 from tests.support.receivers import Receiver
 from tests.support.server import serve_app
 from tests.support.users import signup
@@ -67,7 +67,7 @@ def test_an_unhandled_api_error_reaches_sentry_once_tagged_and_without_secrets(c
 
     app.add_api_route("/explode", explode, methods=["POST"])
     with serve_app(app) as url:
-        response = httpx.post(
+        response = httpclient.post(
             f"{url}/explode",
             json={"email": EMAIL, "password": PASSWORD, "comment": f"my key is {STRIPE_KEY}"},
             headers={

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import redis
 from pydantic import ValidationError
+from tests.support import httpclient
 from tests.support.server import serve_in_thread
 from tests.support.stack import reset_caches
 from tests.support.users import PASSWORD, Account, answers, signup
@@ -63,7 +64,7 @@ def open_session(http: httpx.Client, account: Account) -> Browser:
 
 @pytest.fixture
 def http(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=30) as client:
+    with httpclient.client(base_url=api, timeout=30) as client:
         yield client
 
 
@@ -131,7 +132,7 @@ def test_samesite_follows_the_setting(stack):
     os.environ["SESSION_COOKIE_SAMESITE"] = "none"
     reset_caches()
     try:
-        with serve_in_thread() as url, httpx.Client(base_url=url, timeout=30) as http:
+        with serve_in_thread() as url, httpclient.client(base_url=url, timeout=30) as http:
             account = signup(http)
             response = http.post(
                 "/api/v1/auth/session", json={"email": account.email, "password": PASSWORD}

@@ -25,6 +25,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from tests.support import httpclient
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -146,10 +147,8 @@ def dep_audit(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict,
 
 def newest_ecdsa() -> str:
     """ecdsa's newest release, from PyPI (the system trust store: a TLS-inspecting proxy)."""
-    import httpx
-
     context = ssl.create_default_context()
-    response = httpx.get("https://pypi.org/pypi/ecdsa/json", verify=context, timeout=30)
+    response = httpclient.get("https://pypi.org/pypi/ecdsa/json", verify=context, timeout=30)
     response.raise_for_status()
     return response.json()["info"]["version"]
 

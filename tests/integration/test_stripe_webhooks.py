@@ -27,6 +27,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import errors
 from pydantic import ValidationError
+from tests.support import httpclient
 from tests.support import stripe as stripe_support
 from tests.support.db import app_rw, libpq_conninfo, su_rows, su_value
 from tests.support.server import scrape_api_metrics
@@ -462,7 +463,7 @@ def test_a_redelivered_event_is_200_duplicate_and_has_no_second_effect(client, s
 
 
 def test_concurrent_deliveries_of_one_event_apply_it_exactly_once(api, secret, superuser):
-    with httpx.Client(base_url=api, timeout=30) as http:
+    with httpclient.client(base_url=api, timeout=30) as http:
         account = signup(http, "Concurrent")
     payload = checkout(account, customer_id())
     outcomes: list[str] = []
@@ -471,7 +472,7 @@ def test_concurrent_deliveries_of_one_event_apply_it_exactly_once(api, secret, s
     now = int(time.time())
 
     def send(offset: int) -> None:
-        with httpx.Client(base_url=api, timeout=30) as http:
+        with httpclient.client(base_url=api, timeout=30) as http:
             response = deliver(http, payload, secret, timestamp=now - offset)
             outcomes.append(response.json().get("outcome", str(response.status_code)))
 

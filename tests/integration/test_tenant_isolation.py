@@ -22,6 +22,7 @@ import httpx
 import jwt
 import pytest
 from sqlalchemy import text
+from tests.support import httpclient
 from tests.support.db import app_session
 from tests.support.jobs import run
 from tests.support.users import Account, answers, signup
@@ -82,7 +83,7 @@ def tenant_with_roadmaps(http: httpx.Client, name: str, assessments: int = 2) ->
 
 @pytest.fixture(scope="module")
 def http(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=30) as client:
+    with httpclient.client(base_url=api, timeout=30) as client:
         yield client
 
 

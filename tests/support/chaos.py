@@ -28,6 +28,7 @@ from sqlalchemy import text
 from rampart.kit.db.transaction import Claims
 from rampart.kit.jobs.celery_app import QUEUE
 from rampart.kit.resilience.breaker import KEY_PREFIX
+from tests.support import httpclient
 from tests.support.db import app_session
 from tests.support.processes import Processes
 from tests.support.users import Account, answers
@@ -285,7 +286,7 @@ class Traffic(threading.Thread):
         self._lock = threading.Lock()
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.base_url, timeout=15) as client:
+        with httpclient.client(base_url=self.base_url, timeout=15) as client:
             while not self._halt.is_set():
                 self._hit(client, "POST")
                 if self.accepted:

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import httpx
 
 from rampart.devstack.ports import free_port
+from tests.support import httpclient
 from tests.support.stack import TestStack
 from tests.support.wait import wait_until
 
@@ -130,7 +131,7 @@ class Proc:
                 )
             if self.role == "api":
                 assert self.url is not None
-                return httpx.get(f"{self.url}/ready", timeout=5).status_code == 200
+                return httpclient.get(f"{self.url}/ready", timeout=5).status_code == 200
             if self.role == "worker":
                 return any(
                     str(line.get("event", "")).endswith(" ready.") for line in self.log_lines()

@@ -43,6 +43,7 @@ import yaml
 
 from rampart.devstack.ports import free_port
 from rampart.devstack.prometheus_tools import ensure_binary
+from tests.support import httpclient
 
 REPO = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO / "ops" / "prometheus" / "rules"
@@ -314,7 +315,7 @@ class PrometheusStack:
                     + self.output(name)
                 )
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                if httpclient.get(f"{url}/-/ready", timeout=2).status_code == 200:
                     return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not ready after {timeout:g}s:\n{self.output(name)}")
@@ -363,7 +364,7 @@ class PrometheusStack:
 
     def api_raw(self, path: str, **params: Any) -> dict[str, Any]:
         """`GET /api/v1/<path>` of Prometheus, the whole JSON body whatever its status."""
-        response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
+        response = httpclient.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
         try:
             return response.json()
         except ValueError:
@@ -410,7 +411,7 @@ class PrometheusStack:
 
     def am_alerts(self) -> list[dict[str, Any]]:
         """Alertmanager's current alerts (API v2)."""
-        response = httpx.get(f"{self.alertmanager_url}/api/v2/alerts", timeout=10)
+        response = httpclient.get(f"{self.alertmanager_url}/api/v2/alerts", timeout=10)
         response.raise_for_status()
         return response.json()
 

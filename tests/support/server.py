@@ -15,6 +15,7 @@ import httpx
 import uvicorn
 
 from rampart.devstack.ports import free_port
+from tests.support import httpclient
 from tests.support.stack import reset_caches
 from tests.support.wait import wait_until
 
@@ -76,7 +77,7 @@ def serving(**env: str) -> Iterator[httpx.Client]:
     os.environ.update(env)
     reset_caches()
     try:
-        with serve_in_thread() as url, httpx.Client(base_url=url, timeout=30) as client:
+        with serve_in_thread() as url, httpclient.client(base_url=url, timeout=30) as client:
             yield client
     finally:
         for name, value in saved.items():
@@ -103,6 +104,6 @@ def api_metrics_url() -> str:
 
 def scrape_api_metrics() -> str:
     """The text exposition of the in-process app's metrics, as Prometheus would get it."""
-    response = httpx.get(api_metrics_url(), timeout=10)
+    response = httpclient.get(api_metrics_url(), timeout=10)
     assert response.status_code == 200, response.text
     return response.text

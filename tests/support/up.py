@@ -29,6 +29,7 @@ import redis
 from rampart.devstack.ports import free_port
 from rampart.devstack.postgres import EmbeddedPostgres
 from rampart.devstack.redis import EmbeddedRedis
+from tests.support import httpclient
 from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,7 +174,7 @@ class UpRunner:
         def ready() -> bool:
             if up.popen.poll() is not None:
                 raise AssertionError("`rampart up` exited while starting.\n" + up.describe())
-            return httpx.get(f"{self.url}/ready", timeout=5).status_code == 200
+            return httpclient.get(f"{self.url}/ready", timeout=5).status_code == 200
 
         wait_until(ready, START_TIMEOUT, 0.25, message=up.describe, ignore=(httpx.HTTPError,))
         # It tells the user where things are.
@@ -192,7 +193,7 @@ class UpRunner:
             assert found, printed
             assert not found.group(1).startswith(self.url), printed
             wait_until(
-                lambda url=found.group(1): httpx.get(url, timeout=5).status_code == 200,
+                lambda url=found.group(1): httpclient.get(url, timeout=5).status_code == 200,
                 30,
                 message=f"the {service}'s metrics endpoint",
                 ignore=(httpx.HTTPError,),
