@@ -419,6 +419,19 @@ async def test_offline_alone_needs_no_redis_and_is_not_degraded(llm, fake):
     assert fake.calls() == 0
 
 
+async def test_a_reset_of_the_fake_cuts_off_the_calls_still_hanging_and_counts_from_zero(
+    llm, fake
+):
+    """What one test left hanging at the fake LLM (a hang lasts its `hang` seconds after the
+    client gave up) is not in the next test's counts: the fixture resets the fake."""
+    await llm(LLM_TIMEOUT_SECONDS="0.3", LLM_RETRY_ATTEMPTS="1", LLM_PROVIDERS="openai,offline")
+    fake.set_fault("hang", hang=30, target="openai")
+    scored = await service.score(ANSWERS, None)
+    assert (scored.provider, fake.stats()["in_flight"]) == ("offline", 1)
+    fake.reset()
+    assert (fake.stats()["in_flight"], fake.max_in_flight(), fake.calls()) == (0, 0, 0)
+
+
 # --- concurrency: one event loop, many calls in flight ---------------------------------------
 
 

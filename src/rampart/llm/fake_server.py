@@ -13,7 +13,7 @@ Endpoints
     GET  /_faults   the faults in force
     GET  /_stats    calls so far: {"total", "providers": {...}, "paths": {...}, "in_flight",
                     "max_in_flight"} (LLM calls being answered now, and the most at once)
-    POST /_reset    no faults, counters to zero
+    POST /_reset    no faults, counters to zero (calls still answered are cut off)
 
 Fault modes (``times`` = apply to the next N calls, then back to ok; omitted = until
 changed; ``target`` = only ``openai`` or ``anthropic`` calls, omitted = both):
@@ -134,7 +134,9 @@ class FakeLLMServer:
         self._ids = itertools.count(1)
         self._in_flight = 0
         self._max_in_flight = 0
-        self._stopping = threading.Event()
+        # Set to end the waits (hang, latency, drip) of the calls being answered: by `stop`,
+        # and by `reset`, which then starts a new one for the calls after it.
+        self._cut = threading.Event()
         self._thread: threading.Thread | None = None
         # The last requests (path, lower-cased headers, JSON body), for tests to inspect;
         # bounded so a long benchmark run does not grow without limit.
@@ -159,11 +161,11 @@ class FakeLLMServer:
         try:
             self.httpd.serve_forever(poll_interval=0.2)
         finally:
-            self._stopping.set()
+            self._cut.set()
             self.httpd.server_close()
 
     def stop(self) -> None:
-        self._stopping.set()  # wakes hanging and slow handlers
+        self._cut.set()  # wakes hanging and slow handlers
         self.httpd.shutdown()
         self.httpd.server_close()
         if self._thread is not None:
@@ -216,8 +218,16 @@ class FakeLLMServer:
         return self.stats()["max_in_flight"]
 
     def reset(self) -> None:
+        """No faults, counters to zero. The calls still being answered under an earlier
+        fault (a hang lasts 600 s) are cut off first, so none of them counts after it."""
         with self._lock:
+            cut, self._cut = self._cut, threading.Event()
             self._faults.clear()
+        cut.set()
+        deadline = time.monotonic() + 5
+        while self.stats()["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with self._lock:
             self._calls.clear()
             self.requests.clear()
             self._max_in_flight = self._in_flight
@@ -251,8 +261,8 @@ class FakeLLMServer:
         return Fault()
 
     def _wait(self, seconds: float) -> bool:
-        """Sleep unless the server stops first; True if it is stopping."""
-        return self._stopping.wait(max(0.0, seconds))
+        """Sleep unless the server stops or is reset first; True if it did."""
+        return self._cut.wait(max(0.0, seconds))
 
 
 def _answer_text(document: dict[str, Any] | None) -> str:
