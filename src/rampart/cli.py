@@ -16,6 +16,9 @@ import typer
 from rich.console import Console
 
 from rampart.cli_help import Typer
+from rampart.kit import gc_startup
+
+gc_startup.pause()  # until the command has imported what it runs (kit/gc_startup.py)
 
 app = Typer(
     help="""Rampart: a production-hardened multi-tenant SaaS backend.
@@ -41,10 +44,15 @@ console = Console(stderr=True, soft_wrap=True)
 # Long-running services get their URLs from the environment (`up` passes them); every
 # other command may use the running `rampart up`'s (devstack/running.py).
 SERVICES = frozenset({"up", "api", "worker", "relay", "fake-llm", "fake-stripe"})
+# These start often (`up`, its restarts, the tests) and turn the cycle collector back on
+# once set up (setup_process); every other command turns it on before it runs.
+COLLECTOR_PAUSED_UNTIL_SET_UP = frozenset({"api", "worker", "relay"})
 
 
 @app.callback()
-def _use_running_stack(ctx: typer.Context) -> None:
+def _before_the_command(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand not in COLLECTOR_PAUSED_UNTIL_SET_UP:
+        gc_startup.resume()
     if ctx.invoked_subcommand in SERVICES:
         return
     from rampart.config import fall_back_to
