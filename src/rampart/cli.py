@@ -18,8 +18,6 @@ from rich.console import Console
 from rampart.cli_help import Typer
 from rampart.kit import gc_startup
 
-gc_startup.pause()  # until the command has imported what it runs (kit/gc_startup.py)
-
 app = Typer(
     help="""Rampart: a production-hardened multi-tenant SaaS backend.
 
@@ -71,6 +69,7 @@ def main() -> None:
     errors (the database or a provider unavailable, ...), is one line, not a traceback."""
     from rampart.config import MissingSetting
 
+    gc_startup.pause()  # until the command has imported what it runs (kit/gc_startup.py)
     try:
         app()
     except MissingSetting as exc:

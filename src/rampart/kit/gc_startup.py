@@ -2,10 +2,10 @@
 
 A service imports some 800 modules when it starts, and the collector runs hundreds of
 times meanwhile to find next to nothing: 13 % of the CPU of `import rampart.app`. The
-`rampart` command pauses it before its imports (cli.py). `resume` then freezes what the
-start made (gc.freeze: never scanned again; the long-lived modules, classes and settings)
-and turns the collector back on. The API, worker and relay resume once set up
-(setup_process); every other command resumes before it runs (cli.py's callback).
+`rampart` command (cli.py's main) pauses it first. `resume` then freezes what the start
+made (gc.freeze: never scanned again; the long-lived modules, classes and settings) and
+turns the collector back on. The API, worker and relay resume once set up (setup_process);
+every other command resumes before it runs (cli.py's callback).
 """
 
 from __future__ import annotations
