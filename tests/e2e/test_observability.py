@@ -332,14 +332,23 @@ def test_api_metrics_are_on_one_private_listener_for_all_workers_not_the_public_
     assert "rampart_http_request_duration_seconds_bucket" in names(samples)
 
     # Exactly one listener, in the main `rampart api` process (uvicorn's supervisor), and
-    # both workers (WEB_CONCURRENCY=2) write into the directory it reads.
+    # both workers (WEB_CONCURRENCY=2) write into the directory it reads, each once it has
+    # started (the API answered as soon as one had: the other may still be importing).
     port = int(api.metrics_url.rsplit(":", 1)[1].split("/")[0])
     listeners = listening_sockets(port)
     assert len(listeners) == 1, listeners
     assert listeners <= socket_inodes(api.pid)
-    workers = pids(service_dir(observed, api), "gauge_max") - {api.pid}
-    alive = {pid for pid in workers if Path(f"/proc/{pid}").exists() and not _zombie(pid)}
-    assert len(alive) == 2, workers
+
+    def started_workers() -> set[int]:
+        workers = pids(service_dir(observed, api), "gauge_max") - {api.pid}
+        return {pid for pid in workers if Path(f"/proc/{pid}").exists() and not _zombie(pid)}
+
+    wait_until(
+        lambda: len(started_workers()) == 2,
+        30,
+        0.1,
+        message=lambda: f"both uvicorn workers to write their metrics: {started_workers()}",
+    )
 
 
 def test_api_counts_stay_exact_across_uvicorn_workers_and_forget_a_killed_one(observed):
