@@ -129,6 +129,21 @@ def sample(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+HEALTH = {"method": "GET", "route": "/health", "status": "200"}
+
+
+def health_count(url: str, at_least: float = 0) -> float:
+    """GET /health's rampart_http_requests_total, once it is at least `at_least`: a request
+    is counted after its response went out, so the last one may land just after the client
+    has its answer."""
+
+    def reached() -> list[float]:
+        count = sample(scrape(url), "rampart_http_requests_total", **HEALTH)
+        return [count] if count >= at_least else []
+
+    return wait_until(reached, 10, 0.05, message=f"the /health count to reach {at_least}")[0]
+
+
 def names(samples: dict) -> set[str]:
     return {name for name, _labels in samples}
 
@@ -322,12 +337,11 @@ def test_api_metrics_are_on_one_private_listener_for_all_workers_not_the_public_
     assert public.headers["content-type"].startswith("application/json")
 
     # Its metrics port serves the API's series, from every uvicorn worker.
-    health = {"method": "GET", "route": "/health", "status": "200"}
-    before = sample(scrape(api.metrics_url), "rampart_http_requests_total", **health)
+    before = health_count(api.metrics_url)
     for _ in range(10):
         assert httpclient.get(f"{api.url}/health", headers={"Connection": "close"}).is_success
+    assert health_count(api.metrics_url, before + 10) == before + 10
     samples = scrape(api.metrics_url)
-    assert sample(samples, "rampart_http_requests_total", **health) == before + 10
     assert "rampart_build_info" in names(samples)
     assert "rampart_http_request_duration_seconds_bucket" in names(samples)
 
@@ -354,22 +368,20 @@ def test_api_metrics_are_on_one_private_listener_for_all_workers_not_the_public_
 def test_api_counts_stay_exact_across_uvicorn_workers_and_forget_a_killed_one(observed):
     api_metrics = observed.api.metrics_url
     assert api_metrics is not None
-    health = {"method": "GET", "route": "/health", "status": "200"}
     directory = service_dir(observed, observed.api)
 
-    def get_health() -> None:  # a new connection each time, so both workers get some
-        health = f"{observed.api.url}/health"
-        assert httpclient.get(health, headers={"Connection": "close"}).is_success
+    def get(path: str) -> httpx.Response:  # a new connection each time: both workers get some
+        return httpclient.get(f"{observed.api.url}{path}", headers={"Connection": "close"})
 
     def both_workers_served() -> bool:
-        get_health()
+        get("/ready")  # not /health, whose count is taken next
         return len(pids(directory, "counter") - {observed.api.pid}) >= 2
 
     wait_until(both_workers_served, 30, 0.01, message="both uvicorn workers to serve requests")
-    before = sample(scrape(api_metrics), "rampart_http_requests_total", **health)
+    before = health_count(api_metrics)
     for _ in range(30):
-        get_health()
-    assert sample(scrape(api_metrics), "rampart_http_requests_total", **health) == before + 30
+        assert get("/health").is_success
+    assert health_count(api_metrics, before + 30) == before + 30
 
     workers = (pids(directory, "gauge_livesum") & pids(directory, "counter")) - {observed.api.pid}
     assert len(workers) >= 2, workers
@@ -383,8 +395,7 @@ def test_api_counts_stay_exact_across_uvicorn_workers_and_forget_a_killed_one(ob
 
     wait_until(forgotten, 20, 0.2, ignore=(httpx.HTTPError,), message="the dead worker forgotten")
     # Its requests still count: counters of dead processes are kept.
-    total = sample(scrape(api_metrics), "rampart_http_requests_total", **health)
-    assert total == before + 30
+    assert health_count(api_metrics) == before + 30
     assert victim in pids(directory, "counter")
 
 
