@@ -34,7 +34,7 @@ PREFORK = textwrap.dedent(
     import os, signal, sys, time
     marks, work, main_ignores_sigterm = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "1"
     def warm_shutdown(*_):
-        os.waitpid(child, 0)
+        os.waitpid(-1, 0)  # the child: this process may not have stored its pid yet
         sys.exit(0)
     # Before the fork: once the child says it is working, a SIGTERM must find this handler.
     signal.signal(signal.SIGTERM, signal.SIG_IGN if main_ignores_sigterm else warm_shutdown)
