@@ -83,6 +83,8 @@ def main() -> None:
             raise
         console.print(f"{exc.message} ({exc.code})", style="red", markup=False, highlight=False)
         raise SystemExit(1) from None
+    finally:
+        gc_startup.resume()  # also after --help or a usage error, which end before it runs
 
 
 def _settings():

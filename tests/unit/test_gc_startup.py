@@ -47,3 +47,13 @@ def test_any_other_command_turns_it_on_before_it_runs(paused, tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     assert gc.isenabled()
 
+
+
+def test_the_command_turns_it_on_also_when_it_ends_before_running(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["rampart", "--help"])
+    try:
+        with pytest.raises(SystemExit):
+            cli.main()  # pauses it first
+        assert gc.isenabled()
+    finally:
+        gc.enable()
