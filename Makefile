@@ -88,32 +88,32 @@ SUPABASE_TESTS := tests/integration/test_core_flow.py tests/integration/test_ten
 	tests/integration/test_supabase_docs.py
 
 # Tests marked `timing` assert wall-clock bounds of concurrency (a 50 ms pool wait, 100
-# calls in flight at once): they run first, while only `npm ci` runs beside them (it keeps
-# about one core busy), so the suite's own workers never starve them of CPU. They mostly
-# wait (breakers cooling down, timeouts): two workers share them, and the few that hold a
-# one-connection pool for seconds (also `slow`: they wait on a lock) run beside those.
+# calls in flight at once): they run after the parallel run, so the suite's own workers
+# never starve them of CPU; the few that hold a one-connection pool for seconds (also
+# `slow`: they wait on a lock, using next to no CPU) run beside the others. The rest in one
+# process: run first beside `npm ci` in two workers, with another busy process on the
+# machine, the password check's event-loop test saw its loop stand still 181 ms of 248.
 # Only the files that mark them are collected (collecting the whole suite to pick ~50
 # tests took 5 s); tests/conftest.py refuses a timing test marked some other way.
 TIMING_TESTS := $(sort $(shell grep -rl --include='test_*.py' 'mark\.timing' tests))
-TIMING := $(BIN)/python -m pytest $(TIMING_TESTS)
+TIMING := $(BIN)/python -m pytest -p no:xdist $(TIMING_TESTS)
 test: $(STAMP) chromium
-	$(MAKE) --no-print-directory -j3 --output-sync=target test-timing test-timing-pool \
-		$(WEB_STAMP)
 	$(MAKE) --no-print-directory -j4 --output-sync=target test-main test-billing test-checks \
 		test-supabase
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-timing test-timing-pool
 
 test-timing: $(STAMP)
-	$(TIMING) -n 2 --dist loadgroup -m "timing and not slow"
+	$(TIMING) -m "timing and not slow"
 
 test-timing-pool: $(STAMP)
-	$(TIMING) -p no:xdist -m "timing and slow"
+	$(TIMING) -m "timing and slow"
 
-# The four parts of `make test` after the timing tests run side by side, each printing when
+# The four parts of `make test` before the timing pass run side by side, each printing when
 # it ends (the main run last, after ~5 minutes): the main run keeps both cores busy but for
 # a few dips, which the others fill. The browser tests wait for the web build (a file lock
 # in rampart.webapp.build), whoever started it.
 #
-# First, one process collects the suite (beside the lint): it compiles every module the
+# First, while npm ci runs, one process collects the suite: it compiles every module the
 # suite imports into __pycache__ and pytest rewrites every test module, once. The seven
 # pytest processes of the passes then start warm; from a fresh clone each compiled them
 # all again, side by side (collecting took 10.3 CPU-s cold, 3.4 warm). test-fast too
@@ -140,7 +140,7 @@ test-supabase: $(STAMP) test-collect
 # fuzzing, promtool, CLI processes, Node: no `npm ci` either); `make test` runs everything.
 test-fast: $(STAMP) test-collect
 	$(BIN)/python -m pytest $(XDIST) -m "(unit or integration) and not slow and not timing"
-	$(MAKE) --no-print-directory test-timing
+	$(TIMING) -m "timing and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests migrations
