@@ -57,13 +57,16 @@ def _args(params: tuple[Any, ...]) -> Any:
 # (SCRAM authentication and a forked backend each time) was 5-7 % of the CPU of the unit
 # and integration tests. Autocommit: each statement commits on its own, as before; no
 # session state is set through it (tests that SET ROLE open their own connection).
-_su_connections = threading.local()
+class _SuConnections(threading.local):
+    def __init__(self) -> None:
+        self.by_conninfo: dict[str, psycopg.Connection] = {}
+
+
+_su_connections = _SuConnections()
 
 
 def _su_connection(superuser: str) -> psycopg.Connection:
-    cached = getattr(_su_connections, "by_conninfo", None)
-    if cached is None:
-        cached = _su_connections.by_conninfo = {}
+    cached = _su_connections.by_conninfo
     conn = cached.get(superuser)
     if conn is None or conn.closed or conn.broken:
         conn = cached[superuser] = psycopg.connect(superuser, autocommit=True)

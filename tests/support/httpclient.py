@@ -1,7 +1,7 @@
-"""httpx for tests, with one TLS context for every client: httpx builds a new one for each
-client it makes (`httpx.get` makes one per call), loading certifi's bundle each time, ~20 ms
-of CPU, which was 9 % of the CPU of the unit and integration tests. The same calls as
-httpx's; `verify=` still wins (tests/unit/test_test_support.py keeps tests on these).
+"""httpx for tests, with one TLS context for every client (rampart.kit.tls: httpx builds one
+per client, ~20 ms of CPU, which was 9 % of the CPU of the unit and integration tests).
+The same calls as httpx's; `verify=` still wins (tests/unit/test_test_support.py keeps
+tests on these).
 
     from tests.support import httpclient
     with httpclient.client(base_url=api, timeout=30) as http: ...
@@ -10,22 +10,17 @@ httpx's; `verify=` still wins (tests/unit/test_test_support.py keeps tests on th
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
-import certifi
 import httpx
 
-# What httpx builds for verify=True (it trusts certifi's bundle), built once.
-TLS = ssl.create_default_context(cafile=certifi.where())
+from rampart.kit.tls import certifi_context
+
+TLS = certifi_context()
 
 
 def client(**kwargs: Any) -> httpx.Client:
     return httpx.Client(**{"verify": TLS, **kwargs})
-
-
-def async_client(**kwargs: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(**{"verify": TLS, **kwargs})
 
 
 def get(url: str, **kwargs: Any) -> httpx.Response:

@@ -36,14 +36,12 @@ listed; an event's `created` is never before an earlier event's (consumers order
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import hmac
 import itertools
 import json
 import re
 import secrets
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -53,17 +51,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
+from rampart.kit.tls import certifi_context
+
 API_VERSION = "2024-06-20"
 PERIOD_SECONDS = 30 * 86400
-
-
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """What httpx builds for each client it makes (certifi's roots), built once: a webhook
-    per event made each delivery load the bundle again (~20 ms of CPU)."""
-    import certifi
-
-    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _id(prefix: str) -> str:
@@ -164,7 +155,11 @@ class FakeStripe:
         }
         try:
             response = httpx.post(
-                self.webhook_url, content=body, headers=headers, timeout=20, verify=_tls()
+                self.webhook_url,
+                content=body,
+                headers=headers,
+                timeout=20,
+                verify=certifi_context(),  # not a new TLS context per delivery
             )
             self.delivered[event["id"]] = 200 <= response.status_code < 300
         except httpx.HTTPError:

@@ -18,5 +18,8 @@ def pause() -> None:
 
 
 def resume() -> None:
-    gc.freeze()
-    gc.enable()
+    """Nothing to do when it runs already: a freeze then would also keep for good whatever
+    cyclic garbage was waiting (tests build an app per test, each calling setup_process)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
