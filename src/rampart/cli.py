@@ -432,7 +432,8 @@ def fake_llm(
     `http://HOST:PORT`. Set a fault with `POST /_faults` and a JSON body: `mode`, and as the
     mode needs `status`, `retry_after`, `latency` or `hang` (seconds), `times` (the next N
     calls only) and `target` (`openai` or `anthropic` only). `GET /_stats` counts the calls,
-    `POST /_reset` clears the faults. The fault modes:
+    `POST /_reset` clears the faults and the counts, and cuts off the calls still waiting
+    (a hang, a latency). The fault modes:
 
     - `ok`: answer normally
     - `error`: HTTP `status` (default 500) with the vendor's error body
